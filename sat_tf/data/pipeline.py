@@ -1,0 +1,167 @@
+"""tf.data input pipeline: caption records -> batches of {"images", "tokens"}.
+
+Order is a pure function of (seed, epoch), so training can resume at the exact batch it stopped at
+(`skip_batches`). Captions are grouped into length buckets so that little compute is spent on
+padding; each batch is padded to its longest caption.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from sat_tf.data.images import load_image
+from sat_tf.data.records import CaptionRecord
+from sat_tf.data.tokenizer import CaptionTokenizer, pad_token_ids
+
+
+class CaptionDataError(ValueError):
+    """A caption record is unusable; the message names the record."""
+
+
+@dataclasses.dataclass
+class EncodedCaptions:
+    """Token ids of every usable record and the image each belongs to."""
+
+    image_index: np.ndarray  # int32 [N], row in the image source
+    tokens: np.ndarray  # int32 [N, T_max], <start> ... <end> <pad>...
+    lengths: np.ndarray  # int32 [N], tokens including <start> and <end>
+    skipped: dict[str, str]  # record location -> reason, for records skipped on request
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+def encode_captions(
+    records: Sequence[CaptionRecord],
+    tokenizer: CaptionTokenizer,
+    image_index: Sequence[int] | None = None,
+    max_length: int = 32,
+    skip_invalid: bool = False,
+) -> EncodedCaptions:
+    """Tokenizes records; empty captions and captions over `max_length` tokens are errors (or skips).
+
+    Args:
+        records: caption records.
+        tokenizer: maps captions to ids.
+        image_index: row of each record's image in the image source; defaults to `record.image_index`.
+        max_length: most tokens per caption, `<start>` and `<end>` included.
+        skip_invalid: skip and count bad records instead of raising.
+    """
+    if image_index is None:
+        image_index = [r.image_index for r in records]
+    if any(i is None for i in image_index):
+        raise CaptionDataError("records without an image_index need an explicit image_index list")
+    ragged = tokenizer.tokenize([r.caption for r in records]) if records else None
+    lengths = ragged.row_lengths().numpy() if records else np.zeros(0, np.int64)
+    keep, skipped = [], {}
+    for position, (record, length) in enumerate(zip(records, lengths)):
+        problem = None
+        if length <= 2:
+            problem = "empty caption (no words after removing punctuation)"
+        elif length > max_length:
+            problem = f"caption has {length - 2} words, over the limit of {max_length - 2}"
+        if problem is None:
+            keep.append(position)
+        elif skip_invalid:
+            skipped[record.where()] = problem
+        else:
+            raise CaptionDataError(f"{record.where()}: {problem}")
+    if not keep:
+        raise CaptionDataError("no usable caption records")
+    tokens = pad_token_ids(tf.gather(ragged, keep))
+    return EncodedCaptions(
+        image_index=np.asarray(image_index, np.int32)[keep],
+        tokens=tokens,
+        lengths=lengths[keep].astype(np.int32),
+        skipped=skipped,
+    )
+
+
+def bucket_boundaries(lengths: np.ndarray, max_buckets: int = 4) -> list[int]:
+    """Boundaries splitting caption lengths into up to `max_buckets` groups of similar size."""
+    quantiles = np.quantile(lengths, np.linspace(0, 1, max_buckets + 1)[1:-1])
+    return sorted({int(q) + 1 for q in quantiles if int(q) + 1 <= int(lengths.max())})
+
+
+def _image_loader(images: np.ndarray | Sequence[str], image_size: int | None):
+    """Returns fn(indices [B]) -> uint8 images [B, S, S, 3] usable inside tf.data."""
+    if isinstance(images, np.ndarray):
+        table = tf.constant(images)
+
+        def gather(indices):
+            batch = tf.gather(table, indices)
+            if image_size is not None and images.shape[1] != image_size:
+                batch = tf.cast(tf.image.resize(batch, (image_size, image_size)), tf.uint8)
+            return batch
+
+        return gather
+    if image_size is None:
+        raise ValueError("image_size is required when images are file paths")
+    paths = list(images)
+
+    def load_batch(indices):
+        return np.stack([load_image(paths[i], image_size) for i in indices])
+
+    def load(indices):
+        batch = tf.numpy_function(load_batch, [indices], tf.uint8, stateful=False)
+        return tf.ensure_shape(batch, [None, image_size, image_size, 3])
+
+    return load
+
+
+def make_caption_dataset(
+    images: np.ndarray | Sequence[str],
+    captions: EncodedCaptions,
+    batch_size: int,
+    *,
+    image_size: int | None = None,
+    shuffle: bool = True,
+    seed: int = 0,
+    epoch: int = 0,
+    skip_batches: int = 0,
+    bucket_by_length: bool = True,
+    drop_remainder: bool = True,
+) -> tf.data.Dataset:
+    """Builds one epoch of batches {"images": uint8 [B, S, S, 3], "tokens": int32 [B, T]}.
+
+    Args:
+        images: an in-memory uint8 array [N, S, S, 3] or a list of image file paths (check them
+            first with `scan_images`; unreadable files fail the pipeline).
+        captions: output of `encode_captions`; its `image_index` points into `images`.
+        batch_size: global batch size.
+        image_size: resize images to this size (required for file paths).
+        shuffle: shuffle records; the order depends only on `seed` and `epoch`.
+        skip_batches: batches to skip at the start (resuming mid-epoch).
+        bucket_by_length: group captions of similar length into batches.
+        drop_remainder: drop the last incomplete batch (keeps shapes static for distribution).
+    """
+    lengths = captions.lengths
+    dataset = tf.data.Dataset.from_tensor_slices(
+        {"image_index": captions.image_index, "tokens": captions.tokens, "length": lengths}
+    )
+    if shuffle:
+        dataset = dataset.shuffle(len(captions), seed=seed + epoch, reshuffle_each_iteration=False)
+    dataset = dataset.map(lambda ex: {**ex, "tokens": ex["tokens"][: ex["length"]]})
+    boundaries = bucket_boundaries(lengths) if bucket_by_length else []
+    if boundaries:
+        dataset = dataset.bucket_by_sequence_length(
+            lambda ex: ex["length"],
+            bucket_boundaries=boundaries,
+            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+            drop_remainder=drop_remainder,
+        )
+    else:
+        dataset = dataset.padded_batch(batch_size, drop_remainder=drop_remainder)
+    if skip_batches:
+        dataset = dataset.skip(skip_batches)
+    load_images = _image_loader(images, image_size)
+    dataset = dataset.map(
+        lambda batch: {"images": load_images(batch["image_index"]), "tokens": batch["tokens"]},
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,27 @@
+"""Caption records: one caption of one image per record; several records may share an image."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionRecord:
+    """One (image, caption) pair.
+
+    Args:
+        image_id: identifier of the image (several records may share it).
+        caption: the caption text.
+        image_path: path of the image file, for datasets on disk.
+        image_index: row of the image in an in-memory image array, for generated datasets.
+        source: where the record came from (for example "captions.jsonl:17"), used in error messages.
+    """
+
+    image_id: str
+    caption: str
+    image_path: str | None = None
+    image_index: int | None = None
+    source: str = ""
+
+    def where(self) -> str:
+        return self.source or self.image_path or self.image_id

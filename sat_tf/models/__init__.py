@@ -1,0 +1,8 @@
+"""Modeling layer: encoder, attention, decoder and the captioner (imports only `sat_tf.data`)."""
+
+from sat_tf.models.attention import BahdanauAttention
+from sat_tf.models.captioner import Captioner
+from sat_tf.models.decoder import AttentionDecoder, DecoderState, StepOutput
+from sat_tf.models.encoder import Encoder
+
+__all__ = ["AttentionDecoder", "BahdanauAttention", "Captioner", "DecoderState", "Encoder", "StepOutput"]

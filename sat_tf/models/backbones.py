@@ -1,0 +1,96 @@
+"""CNN backbones that turn images into feature maps [B, h, w, D].
+
+`small_cnn` is trained from scratch (synthetic data, tests). The `keras.applications` entries take
+`weights` = None, "imagenet" (downloads; needs internet) or a local weights file. EfficientNet-Lite
+with offline ImageNet weights plugs in here as another entry of `BACKBONES`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable, Sequence
+
+import keras
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one backbone and preprocess its input (images in 0..255, RGB)."""
+
+    build: Callable[..., keras.Model]
+    preprocess: Callable
+    default_image_size: int
+
+
+def _applications_spec(constructor_name: str, module_name: str, image_size: int) -> BackboneSpec:
+    def build(image_size: int, weights):
+        constructor = getattr(keras.applications, constructor_name)
+        return constructor(include_top=False, weights=weights, input_shape=(image_size, image_size, 3))
+
+    def preprocess(images):
+        return getattr(keras.applications, module_name).preprocess_input(images)
+
+    return BackboneSpec(build, preprocess, image_size)
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "vgg16": _applications_spec("VGG16", "vgg16", 224),
+    "vgg19": _applications_spec("VGG19", "vgg19", 224),
+    "resnet50": _applications_spec("ResNet50", "resnet", 224),
+    "resnet50_v2": _applications_spec("ResNet50V2", "resnet_v2", 224),
+    "mobilenet_v2": _applications_spec("MobileNetV2", "mobilenet_v2", 224),
+    "mobilenet_v3_small": _applications_spec("MobileNetV3Small", "mobilenet_v3", 224),
+    "efficientnet_b0": _applications_spec("EfficientNetB0", "efficientnet", 224),
+    "inception_v3": _applications_spec("InceptionV3", "inception_v3", 299),
+}
+
+
+def build_small_cnn(filters: Sequence[int], kernel_size: int, name: str = "small_cnn") -> keras.Sequential:
+    """Conv(k x k) + ReLU + 2x2 max-pool per entry of `filters`, then a 1x1 conv.
+
+    Each block halves the resolution: 3 blocks map 64 px to an 8x8 grid. The receptive field with
+    3x3 kernels and 3 blocks is 22 px.
+    """
+    layers = []
+    for index, width in enumerate(filters):
+        layers.append(keras.layers.Conv2D(width, kernel_size, padding="same", activation="relu", name=f"conv{index}"))
+        layers.append(keras.layers.MaxPooling2D(2, name=f"pool{index}"))
+    layers.append(keras.layers.Conv2D(filters[-1], 1, activation="relu", name="mix"))
+    return keras.Sequential(layers, name=name)
+
+
+def resolve_weights(weights: str | None) -> str | None:
+    """Validates the `weights` argument: None, "imagenet", or an existing local file."""
+    if weights in (None, "imagenet"):
+        return weights
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(f"backbone weights file not found: {weights}")
+    return weights
+
+
+def load_local_weights(model: keras.Model, path: str) -> None:
+    """Loads a local weights file into a backbone, with an error that names the file."""
+    try:
+        model.load_weights(path)
+    except Exception as exc:  # Keras raises several types for mismatched files
+        raise ValueError(f"could not load backbone weights from {path}: {exc}") from exc
+
+
+def top_block_groups(model: keras.Model) -> list[list[keras.layers.Layer]]:
+    """Groups a keras.applications model's weighted layers into blocks by name prefix.
+
+    Layer names look like `block5_conv3` (VGG), `conv5_block3_2_conv` (ResNet) or `block7a_project_conv`
+    (EfficientNet): the part before the first underscore names the block.
+    """
+    groups: list[list[keras.layers.Layer]] = []
+    previous = None
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        prefix = layer.name.split("_")[0]
+        if prefix != previous:
+            groups.append([])
+            previous = prefix
+        groups[-1].append(layer)
+    return groups

@@ -1,0 +1,192 @@
+"""LSTM decoder with visual attention, gating scalar and deep output layer."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+
+from sat_tf.models.attention import BahdanauAttention
+
+
+class DecoderState(NamedTuple):
+    """Recurrent state carried between decoding steps."""
+
+    hidden: tf.Tensor  # [B, H]
+    cell: tf.Tensor  # [B, H]
+
+
+class StepOutput(NamedTuple):
+    """What one decoding step returns (see `AttentionDecoder.step`)."""
+
+    log_probs: tf.Tensor  # [B, V]
+    state: DecoderState
+    alpha: tf.Tensor  # [B, L]
+
+
+@keras.saving.register_keras_serializable(package="sat_tf")
+class AttentionDecoder(keras.layers.Layer):
+    """The LSTM decoder of "Show, Attend and Tell" (section 3.1.2 and 4.2.1).
+
+    Per step t, from annotations a [B, L, D], previous word y_{t-1} and state (h_{t-1}, c_{t-1}):
+      alpha_t, context = attention(a, h_{t-1})
+      beta_t = sigmoid(f_beta(h_{t-1}))                       gating scalar
+      z_t = beta_t * context
+      h_t, c_t = LSTM([E y_{t-1}; z_t], h_{t-1}, c_{t-1})
+      p(y_t) = softmax(L_o dropout(tanh(E y_{t-1} + L_h h_t + L_z z_t)))   deep output layer
+    The initial state is h_0 = tanh(f_init_h(mean_i a_i)), c_0 = tanh(f_init_c(mean_i a_i)).
+    The tanh before L_o follows the authors' code (arctic-captions).
+
+    The single-step API (`initial_state`, `project_features`, `step`) is what greedy/beam decoding
+    and the exported decoder use. Teacher-forced training (`teacher_forcing`) runs the same
+    recurrence (`advance`) and then applies the output layer to all steps in one matmul, which is
+    mathematically identical to calling `step` per word and much faster.
+
+    Args:
+        vocabulary_size: number of output words (special tokens included).
+        embedding_dim: word embedding size m.
+        hidden_dim: LSTM size n.
+        attention_dim: attention MLP size.
+        dropout: dropout rate before the output projection L_o.
+        use_gate: apply the gating scalar beta_t (the paper does).
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Example:
+        >>> decoder = AttentionDecoder(vocabulary_size=1000)
+        >>> logits, alphas = decoder.teacher_forcing(features, input_tokens)
+        >>> state = decoder.initial_state(features)
+        >>> out = decoder.step(decoder.project_features(features), features, state, start_tokens)
+
+    Reference:
+        Xu et al., "Show, Attend and Tell", ICML 2015.
+    """
+
+    def __init__(
+        self,
+        vocabulary_size: int,
+        embedding_dim: int = 512,
+        hidden_dim: int = 512,
+        attention_dim: int = 512,
+        dropout: float = 0.5,
+        use_gate: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.vocabulary_size = vocabulary_size
+        self.embedding_dim = embedding_dim
+        self.hidden_dim = hidden_dim
+        self.attention_dim = attention_dim
+        self.dropout_rate = dropout
+        self.use_gate = use_gate
+        self.embedding = keras.layers.Embedding(vocabulary_size, embedding_dim, name="embedding")
+        self.attention = BahdanauAttention(attention_dim, name="attention")
+        self.init_hidden = keras.layers.Dense(hidden_dim, activation="tanh", name="init_hidden")
+        self.init_cell = keras.layers.Dense(hidden_dim, activation="tanh", name="init_cell")
+        self.gate = keras.layers.Dense(1, activation="sigmoid", name="gate")
+        self.output_dropout = keras.layers.Dropout(dropout)
+        self.output_projection = keras.layers.Dense(vocabulary_size, name="output_projection")
+
+    def build(self, features_shape):
+        feature_dim = features_shape[-1]
+        pooled_shape = (features_shape[0], feature_dim)
+        hidden_shape = (features_shape[0], self.hidden_dim)
+        self.embedding.build((None,))
+        self.attention.build(features_shape, hidden_shape)
+        self.init_hidden.build(pooled_shape)
+        self.init_cell.build(pooled_shape)
+        self.gate.build(hidden_shape)
+        # Fused LSTM: one kernel for all four gates (input, forget, cell, output) per input.
+        gates = 4 * self.hidden_dim
+        self.lstm_word_kernel = self.add_weight(name="lstm_word_kernel", shape=(self.embedding_dim, gates))
+        self.lstm_context_kernel = self.add_weight(name="lstm_context_kernel", shape=(feature_dim, gates))
+        self.lstm_recurrent_kernel = self.add_weight(
+            name="lstm_recurrent_kernel", shape=(self.hidden_dim, gates), initializer="orthogonal"
+        )
+        forget_bias = [0.0] * self.hidden_dim + [1.0] * self.hidden_dim + [0.0] * (2 * self.hidden_dim)
+        self.lstm_bias = self.add_weight(
+            name="lstm_bias", shape=(gates,), initializer=keras.initializers.Constant(forget_bias)
+        )
+        self.hidden_to_output = self.add_weight(name="hidden_to_output", shape=(self.hidden_dim, self.embedding_dim))
+        self.context_to_output = self.add_weight(name="context_to_output", shape=(feature_dim, self.embedding_dim))
+        self.output_projection.build((None, self.embedding_dim))
+
+    # ----- single-step API ---------------------------------------------------------------------
+    def initial_state(self, features: tf.Tensor) -> DecoderState:
+        """h_0, c_0 from MLPs of the mean annotation."""
+        mean_annotation = tf.reduce_mean(features, axis=1)
+        return DecoderState(self.init_hidden(mean_annotation), self.init_cell(mean_annotation))
+
+    def project_features(self, features: tf.Tensor) -> tf.Tensor:
+        """The step-independent part of attention, computed once per image."""
+        return self.attention.project_features(features)
+
+    def embed(self, tokens: tf.Tensor) -> tf.Tensor:
+        return self.embedding(tokens)
+
+    def advance(self, projected_features, features, state: DecoderState, word_embedding):
+        """Attention + gate + LSTM for one step. Returns (new state, gated context z_t, alpha_t)."""
+        context, alpha = self.attention(features, state.hidden, projected_features=projected_features)
+        if self.use_gate:
+            context = self.gate(state.hidden) * context
+        gates = (
+            tf.matmul(word_embedding, self.lstm_word_kernel)
+            + tf.matmul(context, self.lstm_context_kernel)
+            + tf.matmul(state.hidden, self.lstm_recurrent_kernel)
+            + self.lstm_bias
+        )
+        input_gate, forget_gate, candidate, output_gate = tf.split(gates, 4, axis=-1)
+        cell = tf.sigmoid(forget_gate) * state.cell + tf.sigmoid(input_gate) * tf.tanh(candidate)
+        hidden = tf.sigmoid(output_gate) * tf.tanh(cell)
+        return DecoderState(hidden, cell), context, alpha
+
+    def output_logits(self, word_embedding, hidden, context, training=False) -> tf.Tensor:
+        """Deep output layer: L_o dropout(tanh(E y_{t-1} + L_h h_t + L_z z_t)); works on [..., *] inputs."""
+        deep = tf.tanh(
+            word_embedding
+            + tf.matmul(hidden, self.hidden_to_output)
+            + tf.matmul(context, self.context_to_output)
+        )
+        return self.output_projection(self.output_dropout(deep, training=training))
+
+    def step(self, projected_features, features, state: DecoderState, previous_tokens) -> StepOutput:
+        """One inference step: previous tokens [B] -> log-probs [B, V], new state, alpha [B, L]."""
+        word_embedding = self.embed(previous_tokens)
+        new_state, context, alpha = self.advance(projected_features, features, state, word_embedding)
+        logits = self.output_logits(word_embedding, new_state.hidden, context, training=False)
+        return StepOutput(tf.nn.log_softmax(logits, axis=-1), new_state, alpha)
+
+    # ----- training ----------------------------------------------------------------------------
+    def teacher_forcing(self, features, input_tokens, training=False):
+        """Runs the decoder over ground-truth inputs [B, T]. Returns logits [B, T, V] and alphas [B, T, L]."""
+        embeddings = self.embed(input_tokens)  # [B, T, E]
+        projected = self.project_features(features)
+        steps = tf.shape(input_tokens)[1]
+        time_major = tf.transpose(embeddings, [1, 0, 2])
+
+        def body(t, state, hiddens, contexts, alphas):
+            state, context, alpha = self.advance(projected, features, state, time_major[t])
+            return t + 1, state, hiddens.write(t, state.hidden), contexts.write(t, context), alphas.write(t, alpha)
+
+        arrays = [tf.TensorArray(features.dtype, size=steps) for _ in range(3)]
+        _, _, hiddens, contexts, alphas = tf.while_loop(
+            lambda t, *_: t < steps, body, (tf.constant(0), self.initial_state(features), *arrays)
+        )
+        batch_major = lambda ta: tf.transpose(ta.stack(), [1, 0, 2])  # noqa: E731
+        logits = self.output_logits(embeddings, batch_major(hiddens), batch_major(contexts), training=training)
+        return logits, batch_major(alphas)
+
+    def call(self, features, input_tokens, training=False):
+        return self.teacher_forcing(features, input_tokens, training=training)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            vocabulary_size=self.vocabulary_size,
+            embedding_dim=self.embedding_dim,
+            hidden_dim=self.hidden_dim,
+            attention_dim=self.attention_dim,
+            dropout=self.dropout_rate,
+            use_gate=self.use_gate,
+        )
+        return config

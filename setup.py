@@ -1,0 +1,22 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="sat_tf",
+    version="0.1.0",
+    description='"Show, Attend and Tell" image captioning with soft attention in TensorFlow/Keras 3',
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["sat_tf", "sat_tf.*"]),
+    install_requires=[
+        "tensorflow==2.21.0",
+        "tensorflow-text==2.21.1",
+        "keras>=3.15,<3.16",
+        "numpy",
+        "pillow",
+        "matplotlib",
+        "pycocoevalcap==1.2",
+    ],
+    extras_require={"test": ["pytest>=8", "hypothesis"]},
+    entry_points={"console_scripts": ["sat-tf=sat_tf.cli:main"]},
+)
