@@ -16,6 +16,7 @@ setup(
         "pillow",
         "matplotlib",
         "pycocoevalcap==1.2",
+        "tensorboard",
     ],
     extras_require={"test": ["pytest>=8", "hypothesis"]},
     entry_points={"console_scripts": ["sat-tf=sat_tf.cli:main"]},

@@ -139,23 +139,7 @@ def make_caption_dataset(
         bucket_by_length: group captions of similar length into batches.
         drop_remainder: drop the last incomplete batch (keeps shapes static for distribution).
     """
-    lengths = captions.lengths
-    dataset = tf.data.Dataset.from_tensor_slices(
-        {"image_index": captions.image_index, "tokens": captions.tokens, "length": lengths}
-    )
-    if shuffle:
-        dataset = dataset.shuffle(len(captions), seed=seed + epoch, reshuffle_each_iteration=False)
-    dataset = dataset.map(lambda ex: {**ex, "tokens": ex["tokens"][: ex["length"]]})
-    boundaries = bucket_boundaries(lengths) if bucket_by_length else []
-    if boundaries:
-        dataset = dataset.bucket_by_sequence_length(
-            lambda ex: ex["length"],
-            bucket_boundaries=boundaries,
-            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-            drop_remainder=drop_remainder,
-        )
-    else:
-        dataset = dataset.padded_batch(batch_size, drop_remainder=drop_remainder)
+    dataset = _batched_captions(captions, batch_size, shuffle, seed, epoch, bucket_by_length, drop_remainder)
     if skip_batches:
         dataset = dataset.skip(skip_batches)
     load_images = _image_loader(images, image_size)
@@ -165,3 +149,35 @@ def make_caption_dataset(
         deterministic=True,
     )
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _batched_captions(captions, batch_size, shuffle, seed, epoch, bucket_by_length, drop_remainder):
+    """Batches of {"image_index", "tokens", "length"}: the order and grouping, before images load."""
+    lengths = captions.lengths
+    dataset = tf.data.Dataset.from_tensor_slices(
+        {"image_index": captions.image_index, "tokens": captions.tokens, "length": lengths}
+    )
+    if shuffle:
+        dataset = dataset.shuffle(len(captions), seed=seed + epoch, reshuffle_each_iteration=False)
+    dataset = dataset.map(lambda ex: {**ex, "tokens": ex["tokens"][: ex["length"]]})
+    boundaries = bucket_boundaries(lengths) if bucket_by_length else []
+    if not boundaries:
+        return dataset.padded_batch(batch_size, drop_remainder=drop_remainder)
+    return dataset.bucket_by_sequence_length(
+        lambda ex: ex["length"],
+        bucket_boundaries=boundaries,
+        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+        drop_remainder=drop_remainder,
+    )
+
+
+def count_batches(
+    captions: EncodedCaptions,
+    batch_size: int,
+    seed: int = 0,
+    bucket_by_length: bool = True,
+    drop_remainder: bool = True,
+) -> int:
+    """Number of batches in one epoch of `make_caption_dataset` (cheap: loads no images)."""
+    dataset = _batched_captions(captions, batch_size, True, seed, 0, bucket_by_length, drop_remainder)
+    return int(dataset.reduce(0, lambda count, _: count + 1))

@@ -1,0 +1,276 @@
+"""`sat-tf`: command-line glue over the library (demo, train, caption, evaluate)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the CLI
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def _user_errors():
+    """Exception types that mean bad input, not a bug: reported without a stack trace."""
+    from sat_tf.data.images import ImageLoadError
+    from sat_tf.data.pipeline import CaptionDataError
+    from sat_tf.data.readers import CaptionFileError
+
+    return (CliError, ImageLoadError, CaptionDataError, CaptionFileError, FileNotFoundError, ValueError)
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--captions", help="caption file (.jsonl or .csv with image,caption); default: synthetic data")
+    group.add_argument("--image-dir", help="folder the caption file's image paths are relative to")
+    group.add_argument("--num-images", type=int, default=2000, help="synthetic images to generate")
+    group.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic data")
+    group.add_argument("--skip-bad", action="store_true",
+                       help="skip (and count) unreadable images and unusable captions instead of failing")
+    group.add_argument("--max-caption-length", type=int, default=32, help="most tokens per caption")
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--backbone", default="small_cnn", help="small_cnn or a keras.applications name")
+    group.add_argument("--weights", default=None, help='backbone weights: "imagenet" or a local file')
+    group.add_argument("--image-size", type=int, default=None, help="encoder input size (pixels)")
+    group.add_argument("--fine-tune-top-blocks", type=int, default=0)
+    group.add_argument("--append-coordinates", action=argparse.BooleanOptionalAction, default=True)
+    group.add_argument("--embedding-dim", type=int, default=64)
+    group.add_argument("--hidden-dim", type=int, default=256)
+    group.add_argument("--attention-dim", type=int, default=128)
+    group.add_argument("--dropout", type=float, default=0.2)
+    group.add_argument("--penalty-weight", type=float, default=None, help="lambda of the doubly stochastic penalty")
+    group.add_argument("--penalty-target", choices=["one", "length"], default="one")
+    group.add_argument("--min-word-count", type=int, default=1)
+    group.add_argument("--max-vocabulary", type=int, default=None)
+
+
+def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    from sat_tf.training.config import OPTIMIZERS, SCHEDULES
+    from sat_tf.training.strategy import STRATEGIES
+
+    group = parser.add_argument_group("training")
+    group.add_argument("--output-dir", required=True, help="checkpoints, logs and model.keras go here")
+    group.add_argument("--strategy", choices=STRATEGIES, default="default")
+    group.add_argument("--batch-size", type=int, default=64)
+    group.add_argument("--epochs", type=int, default=10)
+    group.add_argument("--max-steps", type=int, default=None)
+    group.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    group.add_argument("--learning-rate", type=float, default=2e-3)
+    group.add_argument("--schedule", choices=SCHEDULES, default="cosine")
+    group.add_argument("--warmup-steps", type=int, default=50)
+    group.add_argument("--clip-norm", type=float, default=5.0)
+    group.add_argument("--checkpoint-every", type=int, default=500)
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--jit-compile", action="store_true")
+    group.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
+
+
+def _load_dataset(args, image_size: int):
+    """Returns (images, records, image_index, references) from a caption file or synthetic data."""
+    from sat_tf.data import synthetic
+    from sat_tf.data.images import scan_images
+    from sat_tf.data.readers import index_images, read_caption_file
+
+    if args.captions is None:
+        data = synthetic.generate(args.num_images, seed=args.data_seed, image_size=image_size)
+        return data.images, data.records, [r.image_index for r in data.records], data.references()
+    records = read_caption_file(args.captions, args.image_dir)
+    scan = scan_images([r.image_path for r in records], skip_unreadable=args.skip_bad)
+    if scan.skipped:
+        first = "; ".join(list(scan.skipped.values())[:3])
+        print(f"skipped {len(scan.skipped)} unreadable image(s), e.g. {first}", file=sys.stderr)
+        readable = set(scan.readable)
+        records = [r for r in records if r.image_path in readable]
+        if not records:
+            raise CliError("no readable images left")
+    paths, image_index = index_images(records)
+    references: dict[str, list[str]] = {}
+    for record in records:
+        references.setdefault(record.image_path, []).append(record.caption)
+    return paths, records, image_index, references
+
+
+def cmd_demo(args) -> None:
+    from sat_tf.demo import DemoConfig, run_demo
+
+    config = DemoConfig.fast() if args.fast else DemoConfig()
+    config.seed = args.seed
+    run_demo(args.output_dir, config, strategy=args.strategy)
+
+
+def cmd_train(args) -> None:
+    from sat_tf.data.pipeline import encode_captions
+    from sat_tf.data.tokenizer import CaptionTokenizer
+    from sat_tf.models import AttentionDecoder, Captioner, Encoder
+    from sat_tf.models.captioner import DEFAULT_PENALTY_WEIGHT
+    from sat_tf.training import TrainConfig, TrainingData, make_strategy, train
+
+    encoder_kwargs = dict(backbone=args.backbone, image_size=args.image_size, weights=args.weights,
+                          fine_tune_top_blocks=args.fine_tune_top_blocks,
+                          append_coordinates=args.append_coordinates)
+    image_size = Encoder(**encoder_kwargs).image_size  # validates the encoder arguments early
+    images, records, image_index, _ = _load_dataset(args, image_size)
+    tokenizer = CaptionTokenizer.from_corpus([r.caption for r in records], min_count=args.min_word_count,
+                                             max_size=args.max_vocabulary)
+    captions = encode_captions(records, tokenizer, image_index, max_length=args.max_caption_length,
+                               skip_invalid=args.skip_bad)
+    if captions.skipped:
+        print(f"skipped {len(captions.skipped)} unusable caption(s), e.g. "
+              f"{'; '.join(f'{k}: {v}' for k, v in list(captions.skipped.items())[:3])}", file=sys.stderr)
+    penalty_weight = DEFAULT_PENALTY_WEIGHT if args.penalty_weight is None else args.penalty_weight
+
+    def build_model():
+        decoder = AttentionDecoder(tokenizer.vocabulary_size, embedding_dim=args.embedding_dim,
+                                   hidden_dim=args.hidden_dim, attention_dim=args.attention_dim,
+                                   dropout=args.dropout)
+        return Captioner(Encoder(**encoder_kwargs), decoder, tokenizer, penalty_weight=penalty_weight,
+                         penalty_target=args.penalty_target)
+
+    config = TrainConfig(batch_size=args.batch_size, epochs=args.epochs, max_steps=args.max_steps,
+                         optimizer=args.optimizer, learning_rate=args.learning_rate, schedule=args.schedule,
+                         warmup_steps=args.warmup_steps, clip_norm=args.clip_norm, seed=args.seed,
+                         checkpoint_every=args.checkpoint_every, jit_compile=args.jit_compile)
+    result = train(build_model, TrainingData(images, captions, image_size), config, args.output_dir,
+                   strategy=make_strategy(args.strategy), resume=args.resume)
+    print(f"trained {result.steps} steps at {result.tokens_per_second:,.0f} target tokens/s; "
+          f"model: {Path(args.output_dir) / 'model.keras'}")
+
+
+def load_model(path: str):
+    """Loads a trained captioner (`model.keras`, or a training output folder holding one)."""
+    import keras
+
+    import sat_tf.models  # noqa: F401  (registers the custom classes)
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.is_file():
+        raise CliError(f"{path}: model file not found")
+    try:
+        return keras.saving.load_model(path)
+    except Exception as exc:  # Keras raises many types for damaged archives
+        raise CliError(f"{path}: not a loadable sat_tf model ({type(exc).__name__}: {exc})") from None
+
+
+def cmd_caption(args) -> None:
+    import numpy as np
+
+    from sat_tf.data.images import ImageLoadError, load_image
+    from sat_tf.inference.attention_plot import plot_attention
+    from sat_tf.inference.greedy import GreedyDecoder
+
+    model = load_model(args.model)
+    size = model.encoder.image_size
+    loaded, skipped = [], []
+    for path in args.images:
+        try:
+            loaded.append((path, load_image(path, size)))
+        except ImageLoadError as exc:
+            if not args.skip_bad:
+                raise
+            skipped.append(str(exc))
+    if not loaded:
+        raise CliError("no readable images")
+    decoded = GreedyDecoder(model, args.max_length)(images=np.stack([image for _, image in loaded]))
+    results = []
+    for index, (path, image) in enumerate(loaded):
+        print(f"{path}\t{decoded.texts[index]}")
+        results.append({"image": path, "caption": decoded.texts[index],
+                        "log_prob": float(decoded.log_probs[index].sum())})
+        if args.attention_plot:
+            plot_path = Path(args.attention_plot)
+            if len(loaded) > 1:
+                plot_path = plot_path.with_name(f"{plot_path.stem}_{index}{plot_path.suffix or '.png'}")
+            display = load_image(path)
+            plot_attention(display, decoded.words(index), decoded.alphas[index], model.feature_grid, plot_path)
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable image(s): {'; '.join(skipped[:3])}", file=sys.stderr)
+    if args.output:
+        from sat_tf.utils.atomic import write_json_atomic
+
+        write_json_atomic(args.output, {"captions": results, "skipped": skipped})
+
+
+def cmd_evaluate(args) -> None:
+    from sat_tf.evaluation.bleu import corpus_bleu
+    from sat_tf.inference.greedy import caption_images
+
+    model = load_model(args.model)
+    images, _, image_index, references = _load_dataset(args, model.encoder.image_size)
+    if not isinstance(images, (list, tuple)):
+        ids = sorted(references)
+        decoded = caption_images(model, images, args.max_length)
+        hypotheses = dict(zip(ids, decoded.texts))
+    else:
+        from sat_tf.data.images import load_image
+        import numpy as np
+
+        pixels = np.stack([load_image(p, model.encoder.image_size) for p in images])
+        hypotheses = dict(zip(images, caption_images(model, pixels, args.max_length).texts))
+    scores = corpus_bleu(references, hypotheses)
+    print(json.dumps(scores, indent=2))
+    if args.output:
+        from sat_tf.utils.atomic import write_json_atomic
+
+        write_json_atomic(args.output, scores)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sat-tf", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="train and evaluate on generated data, write attention plots")
+    demo.add_argument("--output-dir", default="sat_tf_demo")
+    demo.add_argument("--fast", action="store_true", help="tiny run that checks every stage (seconds)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--strategy", default="default", choices=["default", "mirrored"])
+    demo.set_defaults(handler=cmd_demo)
+
+    train = commands.add_parser("train", help="train a captioner with the custom distributed loop")
+    _add_data_arguments(train)
+    _add_model_arguments(train)
+    _add_training_arguments(train)
+    train.set_defaults(handler=cmd_train)
+
+    caption = commands.add_parser("caption", help="caption image files")
+    caption.add_argument("images", nargs="+")
+    caption.add_argument("--model", required=True, help="model.keras or a training output folder")
+    caption.add_argument("--attention-plot", help="write the attention figure here (PNG)")
+    caption.add_argument("--max-length", type=int, default=20)
+    caption.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of failing")
+    caption.add_argument("--output", help="also write the captions as JSON")
+    caption.set_defaults(handler=cmd_caption)
+
+    evaluate = commands.add_parser("evaluate", help="BLEU-1..4 (0-100) of greedy captions")
+    evaluate.add_argument("--model", required=True)
+    evaluate.add_argument("--max-length", type=int, default=20)
+    evaluate.add_argument("--output", help="also write the scores as JSON")
+    _add_data_arguments(evaluate)
+    evaluate.set_defaults(handler=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except _user_errors() as exc:
+        print(f"sat-tf {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"sat-tf {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Training hyper-parameters."""
+
+from __future__ import annotations
+
+import dataclasses
+
+OPTIMIZERS = ("adam", "rmsprop")
+SCHEDULES = ("constant", "cosine", "exponential")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings of the custom training loop (`sat_tf.training.train`).
+
+    Args:
+        batch_size: global batch size (split across replicas).
+        epochs: passes over the training captions.
+        max_steps: stop after this many optimizer steps in total (None: run all epochs).
+        optimizer: "adam" or "rmsprop" (the paper used both).
+        learning_rate: peak learning rate.
+        schedule: "constant", "cosine" (decay to 0 over the run) or "exponential" (x0.5 per epoch
+            worth of steps... see `make_learning_rate`).
+        warmup_steps: linear warm-up steps (cosine schedule).
+        clip_norm: clip the global-batch gradient to this global norm (None: no clipping).
+        seed: seed of the data order and of weight initialisation.
+        checkpoint_every: save a checkpoint every this many steps (and at every epoch end).
+        keep_checkpoints: checkpoints kept on disk.
+        log_every: steps between TensorBoard summaries and progress-bar updates.
+        bucket_by_length: batch captions of similar length together.
+        jit_compile: compile the training step with XLA.
+    """
+
+    batch_size: int = 64
+    epochs: int = 10
+    max_steps: int | None = None
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    clip_norm: float | None = 5.0
+    seed: int = 0
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    bucket_by_length: bool = True
+    jit_compile: bool = False
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got '{self.optimizer}'")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got '{self.schedule}'")
+        for name in ("batch_size", "epochs", "checkpoint_every", "keep_checkpoints", "log_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.clip_norm is not None and self.clip_norm <= 0:
+            raise ValueError(f"clip_norm must be positive or None, got {self.clip_norm}")

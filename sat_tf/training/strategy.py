@@ -1,0 +1,49 @@
+"""Choosing a tf.distribute strategy by name."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def make_strategy(name: str = "default") -> tf.distribute.Strategy:
+    """Returns the strategy called `name`.
+
+    - "default": no distribution (one device).
+    - "mirrored": `MirroredStrategy` over all local GPUs (or CPU devices when there is no GPU).
+    - "multi_worker": `MultiWorkerMirroredStrategy`, cluster taken from the TF_CONFIG variable.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("strategy 'multi_worker' needs the TF_CONFIG environment variable (see README)")
+        try:
+            json.loads(os.environ["TF_CONFIG"])
+        except ValueError as exc:
+            raise ValueError(f"TF_CONFIG is not valid JSON: {exc}") from None
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy '{name}'; choose one of {STRATEGIES}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the worker that writes checkpoints, summaries and models.
+
+    As TensorFlow documents it: the "chief" task, or worker 0 when the cluster has no chief.
+    Single-process strategies always write.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not cluster or resolver.task_type is None:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in cluster

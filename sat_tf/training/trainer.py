@@ -1,0 +1,217 @@
+"""The custom training loop: a tf.function GradientTape step under a tf.distribute strategy.
+
+Loss scaling: each replica divides its summed losses by the *global* number of target tokens and
+captions (`Captioner.compute_caption_loss` all-reduces the counts), so the sum of the replicas'
+gradients is exactly the gradient of the global-batch loss. The step all-reduces gradients itself,
+clips their global norm once, and divides by the replica count before `apply_gradients`, because
+the Keras optimizer sums gradients across replicas again.
+
+Resume: the checkpoint stores the model, the optimizer (with its step counter), the epoch and the
+number of batches already consumed in that epoch. The data order is a function of (seed, epoch),
+so a resumed run sees exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from sat_tf.data.pipeline import EncodedCaptions, count_batches, make_caption_dataset
+from sat_tf.models.captioner import Captioner
+from sat_tf.training.config import TrainConfig
+from sat_tf.training.optimizers import make_optimizer
+from sat_tf.training.strategy import is_chief
+from sat_tf.utils.atomic import atomic_path
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or Inf loss."""
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """Images (array or file paths) and the encoded captions that index into them."""
+
+    images: np.ndarray | Sequence[str]
+    captions: EncodedCaptions
+    image_size: int | None = None
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: Captioner
+    steps: int
+    history: list[dict]  # one entry per logged step
+    tokens_per_second: float
+    seconds: float
+
+
+def build_train_step(model: Captioner, optimizer, strategy: tf.distribute.Strategy, config: TrainConfig):
+    """Returns a tf.function running one distributed training step on a distributed batch."""
+    variables = model.trainable_variables
+
+    def replica_step(batch):
+        with tf.GradientTape() as tape:
+            loss, logs = model.compute_caption_loss(batch, training=True)
+        gradients = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync
+        if replicas > 1:
+            gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        gradient_norm = tf.linalg.global_norm(gradients)
+        if config.clip_norm is not None:
+            gradients, _ = tf.clip_by_global_norm(gradients, config.clip_norm, use_norm=gradient_norm)
+        if replicas > 1:
+            gradients = [g / replicas for g in gradients]
+        optimizer.apply_gradients(zip(gradients, variables))
+        return {**logs, "gradient_norm": gradient_norm}
+
+    def step(distributed_batch):
+        per_replica = strategy.run(replica_step, args=(distributed_batch,))
+        # Every replica holds the same global values; take the first.
+        return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], per_replica)
+
+    return tf.function(step, reduce_retracing=True, jit_compile=config.jit_compile)
+
+
+def _learning_rate_value(optimizer) -> float:
+    rate = optimizer.learning_rate
+    return float(rate.numpy() if hasattr(rate, "numpy") else rate)
+
+
+def train(
+    build_model: Callable[[], Captioner],
+    data: TrainingData,
+    config: TrainConfig,
+    output_dir: str | os.PathLike,
+    strategy: tf.distribute.Strategy | None = None,
+    resume: bool = False,
+    verbose: bool = True,
+) -> TrainResult:
+    """Trains a captioner with the custom loop and saves `output_dir/model.keras`.
+
+    Args:
+        build_model: creates the (untrained) captioner; called inside `strategy.scope()`.
+        data: training images and encoded captions.
+        config: hyper-parameters.
+        output_dir: checkpoints go to `output_dir/checkpoints`, TensorBoard logs to
+            `output_dir/logs`, the final model to `output_dir/model.keras`.
+        strategy: a tf.distribute strategy (default: no distribution).
+        resume: continue from the latest checkpoint in `output_dir/checkpoints`, at the same step
+            and data position.
+        verbose: show a progress bar.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    output_dir = Path(output_dir)
+    chief = is_chief(strategy)
+    checkpoint_dir = output_dir / "checkpoints" if chief else Path(output_dir) / f".worker-{os.getpid()}"
+    keras.utils.set_random_seed(config.seed)
+    steps_per_epoch = count_batches(data.captions, config.batch_size, seed=config.seed,
+                                    bucket_by_length=config.bucket_by_length)
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(data.captions)} captions make no full batch of {config.batch_size}")
+    total_steps = steps_per_epoch * config.epochs
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+
+    with strategy.scope():
+        model = build_model()
+        optimizer = make_optimizer(config, total_steps)
+        optimizer.build(model.trainable_variables)  # before the first tf.function step (Keras 3)
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        batch_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, batch_in_epoch=batch_in_epoch)
+    manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=config.keep_checkpoints)
+    if resume and manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        if verbose:
+            print(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations)}, "
+                  f"epoch {int(epoch)}, batch {int(batch_in_epoch)}")
+
+    train_step = build_train_step(model, optimizer, strategy, config)
+    writer = tf.summary.create_file_writer(str(output_dir / "logs")) if chief else tf.summary.create_noop_writer()
+    history: list[dict] = []
+    tokens_seen, busy_seconds = 0.0, 0.0
+    started = time.perf_counter()
+    progress = _Progress(total_steps, int(optimizer.iterations), config.log_every) if verbose else None
+
+    def save_checkpoint():
+        if chief:
+            manager.save(checkpoint_number=int(optimizer.iterations))
+
+    finished = int(optimizer.iterations) >= total_steps
+    while not finished and int(epoch) < config.epochs:
+        dataset = make_caption_dataset(
+            data.images, data.captions, config.batch_size, image_size=data.image_size, seed=config.seed,
+            epoch=int(epoch), skip_batches=int(batch_in_epoch), bucket_by_length=config.bucket_by_length,
+        )
+        for batch in strategy.experimental_distribute_dataset(dataset):
+            tick = time.perf_counter()
+            logs = train_step(batch)
+            loss = float(logs["loss"])
+            busy_seconds += time.perf_counter() - tick
+            step = int(optimizer.iterations)
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"loss became {loss} at step {step}; the last good checkpoint is {manager.latest_checkpoint}"
+                )
+            batch_in_epoch.assign_add(1)
+            tokens_seen += float(logs["tokens"])
+            if step % config.log_every == 0 or step == total_steps:
+                entry = {k: float(v) for k, v in logs.items()}
+                entry.update(step=step, learning_rate=_learning_rate_value(optimizer),
+                             tokens_per_second=tokens_seen / max(busy_seconds, 1e-9))
+                history.append(entry)
+                with writer.as_default(step=step):
+                    for name in ("loss", "cross_entropy", "penalty", "gradient_norm", "learning_rate",
+                                 "tokens_per_second"):
+                        tf.summary.scalar(name, entry[name])
+            if progress is not None:
+                progress.update(step, loss, tokens_seen / max(busy_seconds, 1e-9))
+            if step % config.checkpoint_every == 0:
+                save_checkpoint()
+            if step >= total_steps:
+                finished = True
+                break
+        else:
+            epoch.assign_add(1)
+            batch_in_epoch.assign(0)
+    save_checkpoint()
+    writer.flush()
+    if chief:
+        with atomic_path(output_dir / "model.keras") as tmp:
+            model.save(tmp)
+    return TrainResult(
+        model=model,
+        steps=int(optimizer.iterations),
+        history=history,
+        tokens_per_second=tokens_seen / max(busy_seconds, 1e-9),
+        seconds=time.perf_counter() - started,
+    )
+
+
+class _Progress:
+    """A Keras progress bar on a terminal; one line every `log_every` steps in logs (no terminal)."""
+
+    def __init__(self, total_steps: int, start_step: int, log_every: int):
+        self.interactive = sys.stdout.isatty()
+        self.total_steps = total_steps
+        self.log_every = log_every
+        if self.interactive:
+            self.bar = keras.utils.Progbar(total_steps, stateful_metrics=["loss", "tok/s"])
+            self.bar.update(start_step)
+
+    def update(self, step: int, loss: float, tokens_per_second: float) -> None:
+        if self.interactive:
+            self.bar.update(step, [("loss", loss), ("tok/s", tokens_per_second)])
+        elif step % self.log_every == 0 or step == self.total_steps:
+            print(f"step {step}/{self.total_steps}  loss {loss:.4f}  {tokens_per_second:,.0f} tok/s", flush=True)

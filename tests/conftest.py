@@ -1,0 +1,56 @@
+"""Test set-up. Two logical CPU devices must be configured before TensorFlow initialises, so that
+MirroredStrategy can be tested on a one-CPU machine; this file is imported before any test."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
+tf.config.experimental.enable_op_determinism()
+
+from sat_tf.data import synthetic  # noqa: E402
+from sat_tf.data.pipeline import encode_captions  # noqa: E402
+from sat_tf.data.tokenizer import CaptionTokenizer  # noqa: E402
+from sat_tf.models import AttentionDecoder, Captioner, Encoder  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_data():
+    """32 px synthetic images (4x4 region grid) with their captions and tokenizer."""
+    data = synthetic.generate(48, seed=3, image_size=32, grid_size=4)
+    tokenizer = CaptionTokenizer.from_corpus(r.caption for r in data.records)
+    return data, tokenizer, encode_captions(data.records, tokenizer)
+
+
+def make_tiny_model(tokenizer, penalty_weight=0.01, dropout=0.0, seed=0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    encoder = Encoder("small_cnn", image_size=32, small_cnn_filters=(4, 8, 8), append_coordinates=True)
+    decoder = AttentionDecoder(tokenizer.vocabulary_size, embedding_dim=8, hidden_dim=16, attention_dim=8,
+                               dropout=dropout)
+    return Captioner(encoder, decoder, tokenizer, penalty_weight=penalty_weight)
+
+
+@pytest.fixture
+def tiny_model(tiny_data):
+    return make_tiny_model(tiny_data[1])
+
+
+def fixed_batch(tiny_data, size=8):
+    """The first `size` records as a batch, padded to their longest caption."""
+    data, _, captions = tiny_data
+    tokens = captions.tokens[:size]
+    tokens = tokens[:, : int(captions.lengths[:size].max())]
+    return {"images": tf.constant(data.images[captions.image_index[:size]]), "tokens": tf.constant(tokens)}
+
+
+def weights_of(model):
+    return [w.numpy() for w in model.weights]
