@@ -49,7 +49,10 @@ class GreedyDecoder:
         self.model = model
         self.max_length = max_length
         self._decode_features = tf.function(self._decode, reduce_retracing=True)
-        self._encode = tf.function(lambda images: model.encode(images, training=False), reduce_retracing=True)
+        self._encode_images = tf.function(self._encode, reduce_retracing=True)
+
+    def _encode(self, images):
+        return self.model.encode(images, training=False)
 
     def _decode(self, features):
         decoder = self.model.decoder
@@ -87,7 +90,7 @@ class GreedyDecoder:
         if (images is None) == (features is None):
             raise ValueError("pass exactly one of images= or features=")
         if features is None:
-            features = self._encode(tf.convert_to_tensor(images))
+            features = self._encode_images(tf.convert_to_tensor(images))
         tokens, log_probs, alphas = self._decode_features(tf.convert_to_tensor(features, tf.float32))
         tokens = tokens.numpy()
         is_end = tokens == self.model.tokenizer.end_id

@@ -72,9 +72,12 @@ class Captioner(keras.Model):
         if self.built:
             return
         image_size = self.encoder.image_size
-        self.encoder.build((None, image_size, image_size, 3))
-        height, width = self.encoder.feature_grid()
-        self.decoder.build((None, height * width, self.encoder.feature_dim))
+        # Sub-layers may arrive built (deserialisation builds them from their own build config).
+        if not self.encoder.built:
+            self.encoder.build((None, image_size, image_size, 3))
+        if not self.decoder.built:
+            height, width = self.encoder.feature_grid()
+            self.decoder.build((None, height * width, self.encoder.feature_dim))
         self.built = True
 
     @property
@@ -128,7 +131,7 @@ class Captioner(keras.Model):
     def train_step(self, data):
         with tf.GradientTape() as tape:
             loss, logs = self.compute_caption_loss(data, training=True)
-        gradients = tape.gradient(loss, self.trainable_variables)
+        gradients = dense_gradients(tape.gradient(loss, self.trainable_variables))
         self.optimizer.apply(gradients, self.trainable_variables)
         return self._update_trackers(logs)
 
@@ -157,6 +160,12 @@ class Captioner(keras.Model):
         for key in ("encoder", "decoder", "tokenizer"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def dense_gradients(gradients):
+    """Embedding gradients arrive as IndexedSlices; Keras' Adam treats those slightly differently
+    from dense tensors, so both training paths densify them to stay numerically identical."""
+    return [tf.convert_to_tensor(g) if g is not None else None for g in gradients]
 
 
 def _sum_over_replicas(values):

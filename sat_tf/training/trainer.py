@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from sat_tf.data.pipeline import EncodedCaptions, count_batches, make_caption_dataset
-from sat_tf.models.captioner import Captioner
+from sat_tf.models.captioner import Captioner, dense_gradients
 from sat_tf.training.config import TrainConfig
 from sat_tf.training.optimizers import make_optimizer
 from sat_tf.training.strategy import is_chief
@@ -62,7 +62,7 @@ def build_train_step(model: Captioner, optimizer, strategy: tf.distribute.Strate
     def replica_step(batch):
         with tf.GradientTape() as tape:
             loss, logs = model.compute_caption_loss(batch, training=True)
-        gradients = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+        gradients = dense_gradients(tape.gradient(loss, variables))
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync
         if replicas > 1:
@@ -81,6 +81,12 @@ def build_train_step(model: Captioner, optimizer, strategy: tf.distribute.Strate
         return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], per_replica)
 
     return tf.function(step, reduce_retracing=True, jit_compile=config.jit_compile)
+
+
+def random_state_variables(model: keras.Model) -> list[tf.Variable]:
+    """States of the model's Keras seed generators (dropout masks). tf.train.Checkpoint does not
+    reach them through the model, and without them a resumed run would draw other dropout masks."""
+    return [v.value for v in model.non_trainable_variables if "seed_generator" in v.path]
 
 
 def _learning_rate_value(optimizer) -> float:
@@ -129,7 +135,8 @@ def train(
         optimizer.build(model.trainable_variables)  # before the first tf.function step (Keras 3)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         batch_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, batch_in_epoch=batch_in_epoch)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, batch_in_epoch=batch_in_epoch,
+                                     random_states=random_state_variables(model))
     manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=config.keep_checkpoints)
     if resume and manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()

@@ -1,0 +1,73 @@
+import keras
+import numpy as np
+import tensorflow as tf
+
+from conftest import fixed_batch, make_tiny_model
+from sat_tf.training import TrainConfig, build_train_step
+
+
+def test_keras_file_round_trip_gives_identical_outputs(tiny_data, tiny_model, tmp_path):
+    batch = fixed_batch(tiny_data)
+    expected = tiny_model(batch)
+    path = tmp_path / "model.keras"
+    tiny_model.save(path)
+    loaded = keras.saving.load_model(path)
+    actual = loaded(batch)
+    np.testing.assert_array_equal(actual["logits"], expected["logits"])
+    np.testing.assert_array_equal(actual["alphas"], expected["alphas"])
+    assert loaded.tokenizer.vocabulary == tiny_model.tokenizer.vocabulary
+    assert loaded.penalty_weight == tiny_model.penalty_weight
+
+
+def test_loss_combines_cross_entropy_and_penalty(tiny_data, tiny_model):
+    batch = fixed_batch(tiny_data)
+    loss, logs = tiny_model.compute_caption_loss(batch)
+    outputs = tiny_model(batch)
+    targets = batch["tokens"].numpy()[:, 1:]
+    mask = targets != 0
+    log_probs = tf.nn.log_softmax(outputs["logits"]).numpy()
+    cross_entropy = -np.sum(np.take_along_axis(log_probs, targets[..., None], -1)[..., 0] * mask) / mask.sum()
+    per_region = (outputs["alphas"].numpy() * mask[..., None]).sum(axis=1)
+    penalty = ((1.0 - per_region) ** 2).sum(axis=1).mean()
+    np.testing.assert_allclose(logs["cross_entropy"], cross_entropy, rtol=1e-5)
+    np.testing.assert_allclose(logs["penalty"], penalty, rtol=1e-5)
+    np.testing.assert_allclose(loss, cross_entropy + 0.01 * penalty, rtol=1e-5)
+    assert float(logs["tokens"]) == mask.sum()
+
+
+def test_overfits_a_tiny_batch(tiny_data):
+    model = make_tiny_model(tiny_data[1], penalty_weight=0.0)
+    batch = fixed_batch(tiny_data, size=4)
+    config = TrainConfig(learning_rate=1e-2, clip_norm=None)
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    optimizer.build(model.trainable_variables)
+    step = build_train_step(model, optimizer, tf.distribute.get_strategy(), config)
+    first = float(step(batch)["cross_entropy"])
+    for _ in range(250):
+        last = float(step(batch)["cross_entropy"])
+    assert first > 2.0 and last < 0.05, (first, last)
+
+
+def test_fit_and_custom_loop_give_the_same_loss_and_update(tiny_data):
+    batch = fixed_batch(tiny_data)
+    config = TrainConfig(learning_rate=1e-3, clip_norm=None)
+    # model.fit path
+    fit_model = make_tiny_model(tiny_data[1], seed=7)
+    fit_model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    history = fit_model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)
+    # custom loop path, same initial weights
+    loop_model = make_tiny_model(tiny_data[1], seed=7)
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    optimizer.build(loop_model.trainable_variables)
+    logs = build_train_step(loop_model, optimizer, tf.distribute.get_strategy(), config)(batch)
+    np.testing.assert_allclose(history.history["loss"][0], float(logs["loss"]), rtol=1e-6)
+    for a, b in zip(fit_model.weights, loop_model.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+
+
+def test_fit_learns(tiny_data):
+    model = make_tiny_model(tiny_data[1])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    dataset = tf.data.Dataset.from_tensors(fixed_batch(tiny_data)).repeat(30)
+    history = model.fit(dataset, epochs=2, verbose=0)
+    assert history.history["loss"][-1] < 0.8 * history.history["loss"][0]
