@@ -42,6 +42,8 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--image-size", type=int, default=None, help="encoder input size (pixels)")
     group.add_argument("--fine-tune-top-blocks", type=int, default=0)
     group.add_argument("--append-coordinates", action=argparse.BooleanOptionalAction, default=True)
+    group.add_argument("--cnn-filters", default="16,32,64", help="small_cnn block widths, comma-separated")
+    group.add_argument("--cnn-normalization", choices=["batch", "group", "none"], default="batch")
     group.add_argument("--embedding-dim", type=int, default=64)
     group.add_argument("--hidden-dim", type=int, default=256)
     group.add_argument("--attention-dim", type=int, default=128)
@@ -70,6 +72,8 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--checkpoint-every", type=int, default=500)
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--jit-compile", action="store_true")
+    group.add_argument("--bucket-by-length", action=argparse.BooleanOptionalAction, default=None,
+                       help="batch captions by length (default: on, except for a BatchNorm small_cnn)")
     group.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
 
 
@@ -113,10 +117,17 @@ def cmd_train(args) -> None:
     from sat_tf.models.captioner import DEFAULT_PENALTY_WEIGHT
     from sat_tf.training import TrainConfig, TrainingData, make_strategy, train
 
+    try:
+        filters = tuple(int(width) for width in args.cnn_filters.split(","))
+    except ValueError:
+        raise CliError(f"--cnn-filters must be comma-separated integers, got '{args.cnn_filters}'") from None
     encoder_kwargs = dict(backbone=args.backbone, image_size=args.image_size, weights=args.weights,
-                          fine_tune_top_blocks=args.fine_tune_top_blocks,
+                          fine_tune_top_blocks=args.fine_tune_top_blocks, small_cnn_filters=filters,
+                          small_cnn_normalization=args.cnn_normalization,
                           append_coordinates=args.append_coordinates)
-    image_size = Encoder(**encoder_kwargs).image_size  # validates the encoder arguments early
+    probe = Encoder(**encoder_kwargs)  # validates the encoder arguments before any data is read
+    image_size = probe.image_size
+    bucket_by_length = (not probe.uses_batch_statistics) if args.bucket_by_length is None else args.bucket_by_length
     images, records, image_index, _ = _load_dataset(args, image_size)
     tokenizer = CaptionTokenizer.from_corpus([r.caption for r in records], min_count=args.min_word_count,
                                              max_size=args.max_vocabulary)
@@ -137,7 +148,8 @@ def cmd_train(args) -> None:
     config = TrainConfig(batch_size=args.batch_size, epochs=args.epochs, max_steps=args.max_steps,
                          optimizer=args.optimizer, learning_rate=args.learning_rate, schedule=args.schedule,
                          warmup_steps=args.warmup_steps, clip_norm=args.clip_norm, seed=args.seed,
-                         checkpoint_every=args.checkpoint_every, jit_compile=args.jit_compile)
+                         checkpoint_every=args.checkpoint_every, jit_compile=args.jit_compile,
+                         bucket_by_length=bucket_by_length)
     result = train(build_model, TrainingData(images, captions, image_size), config, args.output_dir,
                    strategy=make_strategy(args.strategy), resume=args.resume)
     print(f"trained {result.steps} steps at {result.tokens_per_second:,.0f} target tokens/s; "

@@ -36,14 +36,19 @@ class DemoConfig:
     hidden_dim: int = 256
     attention_dim: int = 128
     dropout: float = 0.2
-    cnn_filters: tuple = (32, 64, 128)
+    cnn_filters: tuple = (16, 32, 64)
     penalty_weight: float = 0.001
     penalty_target: str = "one"
     batch_size: int = 64
-    epochs: int = 6
-    learning_rate: float = 2e-3
+    epochs: int = 20
+    learning_rate: float = 3e-3
     plots: int = 4
     seed: int = 0
+    jit_compile: bool = False
+    normalization: str = "batch"
+    # Off: with BatchNorm in training mode, length buckets leak each caption's length (and so the
+    # object count) through the batch statistics; see sat_tf.models.backbones.build_small_cnn.
+    bucket_by_length: bool = False
 
     @classmethod
     def fast(cls) -> "DemoConfig":
@@ -54,7 +59,7 @@ class DemoConfig:
 
 def build_demo_model(config: DemoConfig, tokenizer: CaptionTokenizer) -> Captioner:
     encoder = Encoder("small_cnn", image_size=config.image_size, small_cnn_filters=config.cnn_filters,
-                      append_coordinates=True)
+                      small_cnn_normalization=config.normalization, append_coordinates=True)
     decoder = AttentionDecoder(tokenizer.vocabulary_size, embedding_dim=config.embedding_dim,
                                hidden_dim=config.hidden_dim, attention_dim=config.attention_dim,
                                dropout=config.dropout)
@@ -76,7 +81,8 @@ def run_demo(output_dir: str | Path, config: DemoConfig | None = None, strategy:
     captions = encode_captions(train_set.records, tokenizer)
     train_config = TrainConfig(batch_size=config.batch_size, epochs=config.epochs,
                                learning_rate=config.learning_rate, schedule="cosine",
-                               warmup_steps=50, seed=config.seed, checkpoint_every=1000, log_every=20)
+                               warmup_steps=50, seed=config.seed, checkpoint_every=1000, log_every=20,
+                               jit_compile=config.jit_compile, bucket_by_length=config.bucket_by_length)
     if verbose:
         print(f"training on {config.train_images} synthetic images ({len(captions)} captions), "
               f"vocabulary {tokenizer.vocabulary_size} words")

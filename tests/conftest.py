@@ -29,11 +29,12 @@ def tiny_data():
     return data, tokenizer, encode_captions(data.records, tokenizer)
 
 
-def make_tiny_model(tokenizer, penalty_weight=0.01, dropout=0.0, seed=0):
+def make_tiny_model(tokenizer, penalty_weight=0.01, dropout=0.0, seed=0, normalization="batch"):
     import keras
 
     keras.utils.set_random_seed(seed)
-    encoder = Encoder("small_cnn", image_size=32, small_cnn_filters=(4, 8, 8), append_coordinates=True)
+    encoder = Encoder("small_cnn", image_size=32, small_cnn_filters=(4, 8, 8), append_coordinates=True,
+                      small_cnn_normalization=normalization)
     decoder = AttentionDecoder(tokenizer.vocabulary_size, embedding_dim=8, hidden_dim=16, attention_dim=8,
                                dropout=dropout)
     return Captioner(encoder, decoder, tokenizer, penalty_weight=penalty_weight)

@@ -46,15 +46,37 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 
-def build_small_cnn(filters: Sequence[int], kernel_size: int, name: str = "small_cnn") -> keras.Sequential:
-    """Conv(k x k) + ReLU + 2x2 max-pool per entry of `filters`, then a 1x1 conv.
+SMALL_CNN_NORMALIZATIONS = ("batch", "group", "none")
+
+
+def build_small_cnn(
+    filters: Sequence[int], kernel_size: int, normalization: str = "batch", name: str = "small_cnn"
+) -> keras.Sequential:
+    """Conv(k x k) + normalisation + ReLU + 2x2 max-pool per entry of `filters`, then a 1x1 conv.
+
+    normalisation: "batch" (synchronised across replicas, so distributed training computes the
+    same statistics as one device), "group" (per image) or "none".
+
+    Caution: BatchNorm's batch statistics carry information between the captions of a batch.
+    With length bucketing every batch holds captions of one length, so the statistics tell the
+    model how many objects to describe, a shortcut that vanishes at test time (measured on the
+    synthetic demo: training loss 0.05 but held-out BLEU-4 65). Train this backbone with
+    `bucket_by_length=False`; `sat_tf.training.train` warns otherwise.
 
     Each block halves the resolution: 3 blocks map 64 px to an 8x8 grid. The receptive field with
     3x3 kernels and 3 blocks is 22 px.
     """
     layers = []
     for index, width in enumerate(filters):
-        layers.append(keras.layers.Conv2D(width, kernel_size, padding="same", activation="relu", name=f"conv{index}"))
+        layers.append(keras.layers.Conv2D(width, kernel_size, padding="same", use_bias=normalization == "none",
+                                          name=f"conv{index}"))
+        if normalization == "batch":
+            layers.append(keras.layers.BatchNormalization(synchronized=True, name=f"norm{index}"))
+        elif normalization == "group":
+            layers.append(keras.layers.GroupNormalization(groups=min(8, width), name=f"norm{index}"))
+        elif normalization != "none":
+            raise ValueError(f"normalization must be one of {SMALL_CNN_NORMALIZATIONS}, got '{normalization}'")
+        layers.append(keras.layers.ReLU(name=f"relu{index}"))
         layers.append(keras.layers.MaxPooling2D(2, name=f"pool{index}"))
     layers.append(keras.layers.Conv2D(filters[-1], 1, activation="relu", name="mix"))
     return keras.Sequential(layers, name=name)

@@ -170,7 +170,8 @@ class AttentionDecoder(keras.layers.Layer):
 
         arrays = [tf.TensorArray(features.dtype, size=steps) for _ in range(3)]
         _, _, hiddens, contexts, alphas = tf.while_loop(
-            lambda t, *_: t < steps, body, (tf.constant(0), self.initial_state(features), *arrays)
+            lambda t, *_: t < steps, body, (tf.constant(0), self.initial_state(features), *arrays),
+            maximum_iterations=steps,  # lets XLA (jit_compile) size the TensorArrays
         )
         batch_major = lambda ta: tf.transpose(ta.stack(), [1, 0, 2])  # noqa: E731
         logits = self.output_logits(embeddings, batch_major(hiddens), batch_major(contexts), training=training)

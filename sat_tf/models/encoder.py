@@ -24,6 +24,8 @@ class Encoder(keras.layers.Layer):
             (BatchNorm layers stay frozen and in inference mode).
         small_cnn_filters: widths of the small CNN's conv blocks (each halves the resolution).
         small_cnn_kernel_size: kernel size of the small CNN's convolutions.
+        small_cnn_normalization: "batch", "group" (per image) or "none" after each small-CNN conv
+            (see `backbones.build_small_cnn` on BatchNorm and length bucketing).
         append_coordinates: append 2 channels with each region's (x, y) in [-1, 1] after the CNN.
             The mean annotation that initialises the LSTM then carries no position, so position
             can only reach the decoder through attention (helps attention localise).
@@ -43,6 +45,7 @@ class Encoder(keras.layers.Layer):
         fine_tune_top_blocks: int = 0,
         small_cnn_filters=(32, 64, 128),
         small_cnn_kernel_size: int = 3,
+        small_cnn_normalization: str = "batch",
         append_coordinates: bool = False,
         **kwargs,
     ):
@@ -60,9 +63,11 @@ class Encoder(keras.layers.Layer):
         self.fine_tune_top_blocks = fine_tune_top_blocks
         self.small_cnn_filters = tuple(small_cnn_filters)
         self.small_cnn_kernel_size = small_cnn_kernel_size
+        self.small_cnn_normalization = small_cnn_normalization
         self.append_coordinates = append_coordinates
         if spec is None:
-            self.cnn = backbones.build_small_cnn(self.small_cnn_filters, small_cnn_kernel_size)
+            self.cnn = backbones.build_small_cnn(self.small_cnn_filters, small_cnn_kernel_size,
+                                                 small_cnn_normalization)
             self._preprocess = lambda images: images / 255.0
         else:
             weights_arg = "imagenet" if self.weights_source == "imagenet" else None
@@ -75,6 +80,11 @@ class Encoder(keras.layers.Layer):
     @property
     def is_pretrained_backbone(self) -> bool:
         return self.backbone_name != "small_cnn"
+
+    @property
+    def uses_batch_statistics(self) -> bool:
+        """Whether training mode normalises with batch statistics (see `build_small_cnn`)."""
+        return not self.is_pretrained_backbone and self.small_cnn_normalization == "batch"
 
     def _freeze_pretrained(self) -> None:
         self.cnn.trainable = self.trainable_backbone
@@ -127,6 +137,7 @@ class Encoder(keras.layers.Layer):
             fine_tune_top_blocks=self.fine_tune_top_blocks,
             small_cnn_filters=list(self.small_cnn_filters),
             small_cnn_kernel_size=self.small_cnn_kernel_size,
+            small_cnn_normalization=self.small_cnn_normalization,
             append_coordinates=self.append_coordinates,
         )
         return config

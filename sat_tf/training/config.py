@@ -18,15 +18,16 @@ class TrainConfig:
         max_steps: stop after this many optimizer steps in total (None: run all epochs).
         optimizer: "adam" or "rmsprop" (the paper used both).
         learning_rate: peak learning rate.
-        schedule: "constant", "cosine" (decay to 0 over the run) or "exponential" (x0.5 per epoch
-            worth of steps... see `make_learning_rate`).
+        schedule: "constant", "cosine" (decay to 0 over the run) or "exponential" (halves every
+            quarter of the run); see `make_learning_rate`.
         warmup_steps: linear warm-up steps (cosine schedule).
         clip_norm: clip the global-batch gradient to this global norm (None: no clipping).
         seed: seed of the data order and of weight initialisation.
         checkpoint_every: save a checkpoint every this many steps (and at every epoch end).
         keep_checkpoints: checkpoints kept on disk.
         log_every: steps between TensorBoard summaries and progress-bar updates.
-        bucket_by_length: batch captions of similar length together.
+        bucket_by_length: batch captions of similar length together (less padding). Not with an
+            encoder that normalises with batch statistics; see `build_small_cnn`.
         jit_compile: compile the training step with XLA.
     """
 

@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -131,6 +132,13 @@ def train(
 
     with strategy.scope():
         model = build_model()
+        if config.bucket_by_length and model.encoder.uses_batch_statistics:
+            warnings.warn(
+                "bucket_by_length=True with a BatchNorm encoder trained from scratch: batch statistics "
+                "reveal each bucket's caption length, a shortcut that fails at test time; use "
+                "bucket_by_length=False or small_cnn_normalization='group'",
+                stacklevel=2,
+            )
         optimizer = make_optimizer(config, total_steps)
         optimizer.build(model.trainable_variables)  # before the first tf.function step (Keras 3)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")

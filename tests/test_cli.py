@@ -1,0 +1,82 @@
+"""The command line, end to end: demo (fast mode), caption, evaluate, and bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sat_tf.cli import main
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    output = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--fast", "--output-dir", str(output)]) == 0
+    return output
+
+
+def test_demo_fast_runs_end_to_end(demo_dir):
+    metrics = json.loads((demo_dir / "demo_metrics.json").read_text())
+    for key in ("BLEU-1", "BLEU-4", "phrase_localization", "word_localization", "train_tokens_per_second"):
+        assert key in metrics
+    assert 0.0 <= metrics["phrase_localization"] <= 1.0
+    assert (demo_dir / "model.keras").is_file()
+    assert (demo_dir / "attention_plots" / "test_0.png").stat().st_size > 1000
+    assert list((demo_dir / "checkpoints").glob("ckpt-*.index"))
+
+
+def test_caption_writes_plot_and_json(demo_dir, tmp_path, capsys):
+    from sat_tf.data import synthetic
+
+    image = synthetic.generate(1, seed=99).images[0]
+    Image.fromarray(image).save(tmp_path / "shapes.png")
+    plot, output = tmp_path / "attention.png", tmp_path / "captions.json"
+    assert main(["caption", str(tmp_path / "shapes.png"), "--model", str(demo_dir), "--attention-plot", str(plot),
+                 "--output", str(output)]) == 0
+    assert plot.stat().st_size > 1000
+    result = json.loads(output.read_text())
+    assert result["captions"][0]["image"].endswith("shapes.png")
+    assert str(tmp_path / "shapes.png") in capsys.readouterr().out
+
+
+def test_caption_reports_bad_files_by_name(demo_dir, tmp_path, capsys):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    assert main(["caption", str(bad), "--model", str(demo_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "broken.jpg" in err and "Traceback" not in err
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "ok.png")
+    assert main(["caption", str(bad), str(tmp_path / "ok.png"), "--model", str(demo_dir), "--skip-bad"]) == 0
+    assert "skipped 1 unreadable image" in capsys.readouterr().err
+    assert main(["caption", str(bad), "--model", str(tmp_path / "nope.keras")]) == 2
+    assert "model file not found" in capsys.readouterr().err
+
+
+def test_evaluate_and_train_from_a_caption_file(demo_dir, tmp_path, capsys):
+    output = tmp_path / "scores.json"
+    assert main(["evaluate", "--model", str(demo_dir / "model.keras"), "--num-images", "8",
+                 "--output", str(output)]) == 0
+    assert set(json.loads(output.read_text())) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4"}
+    images = tmp_path / "images"
+    images.mkdir()
+    lines = []
+    for k in range(6):
+        Image.fromarray(np.full((20, 20, 3), 40 * k, np.uint8)).save(images / f"{k}.png")
+        lines.append(json.dumps({"image": f"{k}.png", "caption": f"a shade number {k}"}))
+    (images / "captions.jsonl").write_text("\n".join(lines) + "\n")
+    run = tmp_path / "run"
+    assert main(["train", "--captions", str(images / "captions.jsonl"), "--output-dir", str(run), "--image-size", "32",
+                 "--batch-size", "3", "--epochs", "1", "--hidden-dim", "8", "--embedding-dim", "4",
+                 "--attention-dim", "4"]) == 0
+    assert (run / "model.keras").is_file()
+    (images / "bad.jsonl").write_text('{"image": "0.png"}\n')
+    assert main(["train", "--captions", str(images / "bad.jsonl"), "--output-dir", str(run)]) == 2
+    assert "bad.jsonl:1: missing field(s) caption" in capsys.readouterr().err
+
+
+def test_console_script_is_installed():
+    result = subprocess.run([sys.executable, "-m", "sat_tf.cli", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "demo" in result.stdout and "caption" in result.stdout
