@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -77,15 +78,31 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
 
 
-def _load_dataset(args, image_size: int):
-    """Returns (images, records, image_index, references) from a caption file or synthetic data."""
+@dataclasses.dataclass
+class LoadedData:
+    """Images (array, or file paths) and caption records whose `image_index` points into them."""
+
+    images: object
+    records: list
+    image_index: list[int]
+    image_ids: list[str]  # id of each image, in the order of `images`
+
+    def references(self) -> dict[str, list[str]]:
+        refs: dict[str, list[str]] = {}
+        for record, index in zip(self.records, self.image_index):
+            refs.setdefault(self.image_ids[index], []).append(record.caption)
+        return refs
+
+
+def _load_dataset(args, image_size: int) -> LoadedData:
+    """Synthetic data, or a caption file whose unreadable images are reported (or skipped)."""
     from sat_tf.data import synthetic
     from sat_tf.data.images import scan_images
     from sat_tf.data.readers import index_images, read_caption_file
 
     if args.captions is None:
         data = synthetic.generate(args.num_images, seed=args.data_seed, image_size=image_size)
-        return data.images, data.records, [r.image_index for r in data.records], data.references()
+        return LoadedData(data.images, data.records, [r.image_index for r in data.records], data.image_ids)
     records = read_caption_file(args.captions, args.image_dir)
     scan = scan_images([r.image_path for r in records], skip_unreadable=args.skip_bad)
     if scan.skipped:
@@ -96,10 +113,7 @@ def _load_dataset(args, image_size: int):
         if not records:
             raise CliError("no readable images left")
     paths, image_index = index_images(records)
-    references: dict[str, list[str]] = {}
-    for record in records:
-        references.setdefault(record.image_path, []).append(record.caption)
-    return paths, records, image_index, references
+    return LoadedData(paths, records, image_index, paths)
 
 
 def cmd_demo(args) -> None:
@@ -128,10 +142,10 @@ def cmd_train(args) -> None:
     probe = Encoder(**encoder_kwargs)  # validates the encoder arguments before any data is read
     image_size = probe.image_size
     bucket_by_length = (not probe.uses_batch_statistics) if args.bucket_by_length is None else args.bucket_by_length
-    images, records, image_index, _ = _load_dataset(args, image_size)
-    tokenizer = CaptionTokenizer.from_corpus([r.caption for r in records], min_count=args.min_word_count,
+    data = _load_dataset(args, image_size)
+    tokenizer = CaptionTokenizer.from_corpus([r.caption for r in data.records], min_count=args.min_word_count,
                                              max_size=args.max_vocabulary)
-    captions = encode_captions(records, tokenizer, image_index, max_length=args.max_caption_length,
+    captions = encode_captions(data.records, tokenizer, data.image_index, max_length=args.max_caption_length,
                                skip_invalid=args.skip_bad)
     if captions.skipped:
         print(f"skipped {len(captions.skipped)} unusable caption(s), e.g. "
@@ -150,7 +164,7 @@ def cmd_train(args) -> None:
                          warmup_steps=args.warmup_steps, clip_norm=args.clip_norm, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, jit_compile=args.jit_compile,
                          bucket_by_length=bucket_by_length)
-    result = train(build_model, TrainingData(images, captions, image_size), config, args.output_dir,
+    result = train(build_model, TrainingData(data.images, captions, image_size), config, args.output_dir,
                    strategy=make_strategy(args.strategy), resume=args.resume)
     print(f"trained {result.steps} steps at {result.tokens_per_second:,.0f} target tokens/s; "
           f"model: {Path(args.output_dir) / 'model.keras'}")
@@ -213,22 +227,18 @@ def cmd_caption(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
+    import numpy as np
+
+    from sat_tf.data.images import load_image
     from sat_tf.evaluation.bleu import corpus_bleu
     from sat_tf.inference.greedy import caption_images
 
     model = load_model(args.model)
-    images, _, image_index, references = _load_dataset(args, model.encoder.image_size)
-    if not isinstance(images, (list, tuple)):
-        ids = sorted(references)
-        decoded = caption_images(model, images, args.max_length)
-        hypotheses = dict(zip(ids, decoded.texts))
-    else:
-        from sat_tf.data.images import load_image
-        import numpy as np
-
-        pixels = np.stack([load_image(p, model.encoder.image_size) for p in images])
-        hypotheses = dict(zip(images, caption_images(model, pixels, args.max_length).texts))
-    scores = corpus_bleu(references, hypotheses)
+    size = model.encoder.image_size
+    data = _load_dataset(args, size)
+    pixels = data.images if isinstance(data.images, np.ndarray) else np.stack([load_image(p, size) for p in data.images])
+    decoded = caption_images(model, pixels, args.max_length)
+    scores = corpus_bleu(data.references(), dict(zip(data.image_ids, decoded.texts)))
     print(json.dumps(scores, indent=2))
     if args.output:
         from sat_tf.utils.atomic import write_json_atomic

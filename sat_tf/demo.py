@@ -91,7 +91,7 @@ def run_demo(output_dir: str | Path, config: DemoConfig | None = None, strategy:
     train_seconds = time.perf_counter() - started
 
     decoded = caption_images(result.model, test_set.images, max_length=24)
-    image_ids = sorted(test_set.references())
+    image_ids = test_set.image_ids
     bleu = corpus_bleu(test_set.references(), dict(zip(image_ids, decoded.texts)))
     grid = result.model.feature_grid
     localization = attention_localization([t.split() for t in decoded.texts], decoded.alphas,

@@ -46,6 +46,14 @@ class SyntheticDataset:
     objects: list[list[SyntheticObject]]
     records: list[CaptionRecord]
 
+    @property
+    def image_ids(self) -> list[str]:
+        """The id of each image, in the order of `images`."""
+        ids = [""] * len(self.images)
+        for record in self.records:
+            ids[record.image_index] = record.image_id
+        return ids
+
     def references(self) -> dict[str, list[str]]:
         """image_id -> every caption of that image."""
         refs: dict[str, list[str]] = {}
