@@ -13,10 +13,13 @@ so a resumed run sees exactly the batches an uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -116,35 +119,26 @@ def train(
         resume: continue from the latest checkpoint in `output_dir/checkpoints`, at the same step
             and data position.
         verbose: show a progress bar.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN or Inf (the last good checkpoint is kept).
     """
     strategy = strategy or tf.distribute.get_strategy()
     output_dir = Path(output_dir)
     chief = is_chief(strategy)
-    checkpoint_dir = output_dir / "checkpoints" if chief else Path(output_dir) / f".worker-{os.getpid()}"
     keras.utils.set_random_seed(config.seed)
-    steps_per_epoch = count_batches(data.captions, config.batch_size, seed=config.seed,
-                                    bucket_by_length=config.bucket_by_length)
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(data.captions)} captions make no full batch of {config.batch_size}")
-    total_steps = steps_per_epoch * config.epochs
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-
+    total_steps = _total_steps(data.captions, config)
     with strategy.scope():
         model = build_model()
-        if config.bucket_by_length and model.encoder.uses_batch_statistics:
-            warnings.warn(
-                "bucket_by_length=True with a BatchNorm encoder trained from scratch: batch statistics "
-                "reveal each bucket's caption length, a shortcut that fails at test time; use "
-                "bucket_by_length=False or small_cnn_normalization='group'",
-                stacklevel=2,
-            )
+        _warn_on_batch_statistics_leak(model, config)
         optimizer = make_optimizer(config, total_steps)
         optimizer.build(model.trainable_variables)  # before the first tf.function step (Keras 3)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         batch_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, batch_in_epoch=batch_in_epoch,
                                      random_states=random_state_variables(model))
+    # Every worker takes part in saving (collective ops); only the chief's copy is kept.
+    checkpoint_dir = output_dir / "checkpoints" if chief else Path(tempfile.mkdtemp(prefix="sat_tf_worker_"))
     manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=config.keep_checkpoints)
     if resume and manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
@@ -154,15 +148,9 @@ def train(
 
     train_step = build_train_step(model, optimizer, strategy, config)
     writer = tf.summary.create_file_writer(str(output_dir / "logs")) if chief else tf.summary.create_noop_writer()
+    meter = _Throughput()
     history: list[dict] = []
-    tokens_seen, busy_seconds = 0.0, 0.0
-    started = time.perf_counter()
     progress = _Progress(total_steps, int(optimizer.iterations), config.log_every) if verbose else None
-
-    def save_checkpoint():
-        if chief:
-            manager.save(checkpoint_number=int(optimizer.iterations))
-
     finished = int(optimizer.iterations) >= total_steps
     while not finished and int(epoch) < config.epochs:
         dataset = make_caption_dataset(
@@ -170,48 +158,93 @@ def train(
             epoch=int(epoch), skip_batches=int(batch_in_epoch), bucket_by_length=config.bucket_by_length,
         )
         for batch in strategy.experimental_distribute_dataset(dataset):
-            tick = time.perf_counter()
-            logs = train_step(batch)
-            loss = float(logs["loss"])
-            busy_seconds += time.perf_counter() - tick
+            with meter.timing():
+                logs = {k: float(v) for k, v in train_step(batch).items()}
             step = int(optimizer.iterations)
-            if not math.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"loss became {loss} at step {step}; the last good checkpoint is {manager.latest_checkpoint}"
-                )
+            if not math.isfinite(logs["loss"]):
+                raise NonFiniteLossError(f"loss became {logs['loss']} at step {step}; "
+                                         f"the last good checkpoint is {manager.latest_checkpoint}")
             batch_in_epoch.assign_add(1)
-            tokens_seen += float(logs["tokens"])
+            meter.add_tokens(logs["tokens"])
             if step % config.log_every == 0 or step == total_steps:
-                entry = {k: float(v) for k, v in logs.items()}
-                entry.update(step=step, learning_rate=_learning_rate_value(optimizer),
-                             tokens_per_second=tokens_seen / max(busy_seconds, 1e-9))
-                history.append(entry)
-                with writer.as_default(step=step):
-                    for name in ("loss", "cross_entropy", "penalty", "gradient_norm", "learning_rate",
-                                 "tokens_per_second"):
-                        tf.summary.scalar(name, entry[name])
+                history.append(_log_scalars(writer, step, logs, optimizer, meter.tokens_per_second))
             if progress is not None:
-                progress.update(step, loss, tokens_seen / max(busy_seconds, 1e-9))
+                progress.update(step, logs["loss"], meter.tokens_per_second)
             if step % config.checkpoint_every == 0:
-                save_checkpoint()
-            if step >= total_steps:
-                finished = True
+                manager.save(checkpoint_number=step)
+            finished = step >= total_steps
+            if finished:
                 break
         else:
             epoch.assign_add(1)
             batch_in_epoch.assign(0)
-    save_checkpoint()
+    manager.save(checkpoint_number=int(optimizer.iterations))
     writer.flush()
     if chief:
         with atomic_path(output_dir / "model.keras") as tmp:
             model.save(tmp)
-    return TrainResult(
-        model=model,
-        steps=int(optimizer.iterations),
-        history=history,
-        tokens_per_second=tokens_seen / max(busy_seconds, 1e-9),
-        seconds=time.perf_counter() - started,
-    )
+    else:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return TrainResult(model=model, steps=int(optimizer.iterations), history=history,
+                       tokens_per_second=meter.tokens_per_second, seconds=meter.wall_seconds)
+
+
+def _total_steps(captions: EncodedCaptions, config: TrainConfig) -> int:
+    steps_per_epoch = count_batches(captions, config.batch_size, seed=config.seed,
+                                    bucket_by_length=config.bucket_by_length)
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(captions)} captions make no full batch of {config.batch_size}")
+    total = steps_per_epoch * config.epochs
+    return total if config.max_steps is None else min(total, config.max_steps)
+
+
+def _warn_on_batch_statistics_leak(model: Captioner, config: TrainConfig) -> None:
+    if config.bucket_by_length and model.encoder.uses_batch_statistics:
+        warnings.warn(
+            "bucket_by_length=True with a BatchNorm encoder trained from scratch: batch statistics "
+            "reveal each bucket's caption length, a shortcut that fails at test time; use "
+            "bucket_by_length=False or small_cnn_normalization='group'",
+            stacklevel=3,
+        )
+
+
+_SCALARS = ("loss", "cross_entropy", "penalty", "gradient_norm", "learning_rate", "tokens_per_second")
+
+
+def _log_scalars(writer, step: int, logs: dict, optimizer, tokens_per_second: float) -> dict:
+    """Writes the step's TensorBoard scalars; returns them as a history entry."""
+    entry = {**logs, "step": step, "learning_rate": _learning_rate_value(optimizer),
+             "tokens_per_second": tokens_per_second}
+    with writer.as_default(step=step):
+        for name in _SCALARS:
+            tf.summary.scalar(name, entry[name])
+    return entry
+
+
+class _Throughput:
+    """Target tokens per second of time spent inside training steps."""
+
+    def __init__(self):
+        self.tokens = 0.0
+        self.busy_seconds = 0.0
+        self.started = time.perf_counter()
+
+    @contextlib.contextmanager
+    def timing(self):
+        tick = time.perf_counter()
+        yield
+        self.busy_seconds += time.perf_counter() - tick
+
+    def add_tokens(self, count: float) -> None:
+        self.tokens += count
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / max(self.busy_seconds, 1e-9)
+
+    @property
+    def wall_seconds(self) -> float:
+        return time.perf_counter() - self.started
 
 
 class _Progress:
