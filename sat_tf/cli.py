@@ -187,12 +187,25 @@ def load_model(path: str):
         raise CliError(f"{path}: not a loadable sat_tf model ({type(exc).__name__}: {exc})") from None
 
 
+def _decode(model, images, beam_size: int, max_length: int, batch_size: int = 64):
+    """Greedy (beam_size 1) or beam-search captions for images, in batches."""
+    from sat_tf.inference.beam_search import BeamSearchDecoder
+    from sat_tf.inference.greedy import caption_images, concatenate_decoded
+
+    if beam_size < 1:
+        raise CliError(f"--beam-size must be >= 1, got {beam_size}")
+    if beam_size == 1:
+        return caption_images(model, images, max_length, batch_size)
+    decoder = BeamSearchDecoder(model, beam_size, max_length)
+    parts = [decoder(images=images[i : i + batch_size]).best() for i in range(0, len(images), batch_size)]
+    return concatenate_decoded(parts)
+
+
 def cmd_caption(args) -> None:
     import numpy as np
 
     from sat_tf.data.images import ImageLoadError, load_image
     from sat_tf.inference.attention_plot import plot_attention
-    from sat_tf.inference.greedy import GreedyDecoder
 
     model = load_model(args.model)
     size = model.encoder.image_size
@@ -206,7 +219,7 @@ def cmd_caption(args) -> None:
             skipped.append(str(exc))
     if not loaded:
         raise CliError("no readable images")
-    decoded = GreedyDecoder(model, args.max_length)(images=np.stack([image for _, image in loaded]))
+    decoded = _decode(model, np.stack([image for _, image in loaded]), args.beam_size, args.max_length)
     results = []
     for index, (path, image) in enumerate(loaded):
         print(f"{path}\t{decoded.texts[index]}")
@@ -231,13 +244,12 @@ def cmd_evaluate(args) -> None:
 
     from sat_tf.data.images import load_image
     from sat_tf.evaluation.bleu import corpus_bleu
-    from sat_tf.inference.greedy import caption_images
 
     model = load_model(args.model)
     size = model.encoder.image_size
     data = _load_dataset(args, size)
     pixels = data.images if isinstance(data.images, np.ndarray) else np.stack([load_image(p, size) for p in data.images])
-    decoded = caption_images(model, pixels, args.max_length)
+    decoded = _decode(model, pixels, args.beam_size, args.max_length)
     scores = corpus_bleu(data.references(), dict(zip(data.image_ids, decoded.texts)))
     print(json.dumps(scores, indent=2))
     if args.output:
@@ -268,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--model", required=True, help="model.keras or a training output folder")
     caption.add_argument("--attention-plot", help="write the attention figure here (PNG)")
     caption.add_argument("--max-length", type=int, default=20)
+    caption.add_argument("--beam-size", type=int, default=1, help="1: greedy decoding")
     caption.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of failing")
     caption.add_argument("--output", help="also write the captions as JSON")
     caption.set_defaults(handler=cmd_caption)
@@ -275,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="BLEU-1..4 (0-100) of greedy captions")
     evaluate.add_argument("--model", required=True)
     evaluate.add_argument("--max-length", type=int, default=20)
+    evaluate.add_argument("--beam-size", type=int, default=1, help="1: greedy decoding")
     evaluate.add_argument("--output", help="also write the scores as JSON")
     _add_data_arguments(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)

@@ -84,3 +84,6 @@ def test_beam_of_one_equals_greedy(random_model):
     np.testing.assert_allclose(beam.scores[:, 0], greedy.log_probs.sum(axis=1), rtol=1e-5)
     np.testing.assert_allclose(beam.alphas[:, 0, :steps], greedy.alphas, rtol=1e-5, atol=1e-6)
     assert beam.best_texts == greedy.texts
+    best = beam.best()
+    np.testing.assert_allclose(best.log_probs[:, :steps], greedy.log_probs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(best.lengths, greedy.lengths)

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from sat_tf.inference.greedy import DecodedCaptions
 from sat_tf.models.captioner import Captioner
 from sat_tf.models.decoder import DecoderState
 
@@ -26,6 +27,7 @@ class BeamSearchResult:
     tokens: np.ndarray
     scores: np.ndarray
     log_probs: np.ndarray
+    token_log_probs: np.ndarray  # float32 [B, k, T], log-probability of each emitted token
     alphas: np.ndarray
     lengths: np.ndarray
     texts: list[list[str]]
@@ -33,6 +35,11 @@ class BeamSearchResult:
     @property
     def best_texts(self) -> list[str]:
         return [beams[0] for beams in self.texts]
+
+    def best(self) -> DecodedCaptions:
+        """The best caption of each image, in the same form greedy decoding returns."""
+        return DecodedCaptions(tokens=self.tokens[:, 0], log_probs=self.token_log_probs[:, 0],
+                               alphas=self.alphas[:, 0], lengths=self.lengths[:, 0], texts=self.best_texts)
 
 
 class BeamSearchDecoder:
@@ -79,35 +86,40 @@ class BeamSearchDecoder:
         finished = tf.zeros([batch, k], tf.bool)
         lengths = tf.zeros([batch, k], tf.int32)
         tokens = tf.zeros([batch, k, 0], tf.int32)
+        token_log_probs = tf.zeros([batch, k, 0])
         alphas = tf.zeros([batch, k, 0, regions])
         # A finished beam has exactly one continuation, <pad>, at no cost.
         pad_only = tf.one_hot(tokenizer.pad_id, vocabulary, on_value=0.0, off_value=_NEG_INF)
 
-        def body(t, state, previous, scores, finished, lengths, tokens, alphas):
+        def body(t, state, previous, scores, finished, lengths, tokens, token_log_probs, alphas):
             out = decoder.step(projected, tiled, state, previous)
             log_probs = tf.reshape(out.log_probs, [batch, k, vocabulary])
             log_probs = tf.where(finished[:, :, tf.newaxis], pad_only, log_probs)
             candidates = tf.reshape(scores[:, :, tf.newaxis] + log_probs, [batch, k * vocabulary])
             scores, flat = tf.math.top_k(candidates, k=k)
+            chosen_log_prob = tf.gather(tf.reshape(log_probs, [batch, k * vocabulary]), flat, batch_dims=1)
             parent, word = flat // vocabulary, flat % vocabulary  # [B, k]
             gather = lambda x: tf.gather(x, parent, batch_dims=1)  # noqa: E731
             was_finished = gather(finished)
             tokens = tf.concat([gather(tokens), word[:, :, tf.newaxis]], axis=2)
+            token_log_probs = tf.concat([gather(token_log_probs), chosen_log_prob[:, :, tf.newaxis]], axis=2)
             step_alpha = tf.where(was_finished[:, :, tf.newaxis], 0.0, gather(tf.reshape(out.alpha, [batch, k, -1])))
             alphas = tf.concat([gather(alphas), step_alpha[:, :, tf.newaxis]], axis=2)
             lengths = gather(lengths) + tf.cast(~was_finished, tf.int32)
             finished = was_finished | tf.equal(word, tokenizer.end_id)
             flat_parent = tf.reshape(parent + tf.range(batch)[:, tf.newaxis] * k, [-1])
             state = DecoderState(tf.gather(out.state.hidden, flat_parent), tf.gather(out.state.cell, flat_parent))
-            return t + 1, state, tf.reshape(word, [-1]), scores, finished, lengths, tokens, alphas
+            return (t + 1, state, tf.reshape(word, [-1]), scores, finished, lengths, tokens, token_log_probs,
+                    alphas)
 
         shapes = (tf.TensorShape([]), DecoderState(tf.TensorShape([None, None]), tf.TensorShape([None, None])),
                   tf.TensorShape([None]), tf.TensorShape([None, k]), tf.TensorShape([None, k]),
-                  tf.TensorShape([None, k]), tf.TensorShape([None, k, None]), tf.TensorShape([None, k, None, None]))
-        _, _, _, scores, _, lengths, tokens, alphas = tf.while_loop(
+                  tf.TensorShape([None, k]), tf.TensorShape([None, k, None]), tf.TensorShape([None, k, None]),
+                  tf.TensorShape([None, k, None, None]))
+        _, _, _, scores, _, lengths, tokens, token_log_probs, alphas = tf.while_loop(
             lambda t, _s, _p, _sc, finished, *_: (t < self.max_length) & ~tf.reduce_all(finished),
             body,
-            (tf.constant(0), state, previous, scores, finished, lengths, tokens, alphas),
+            (tf.constant(0), state, previous, scores, finished, lengths, tokens, token_log_probs, alphas),
             shape_invariants=shapes,
         )
         log_probs = scores
@@ -115,7 +127,8 @@ class BeamSearchDecoder:
             scores = scores / tf.pow(tf.cast(tf.maximum(lengths, 1), tf.float32), self.length_penalty)
         order = tf.argsort(scores, axis=1, direction="DESCENDING", stable=True)
         reorder = lambda x: tf.gather(x, order, batch_dims=1)  # noqa: E731
-        return reorder(tokens), reorder(scores), reorder(log_probs), reorder(alphas), reorder(lengths)
+        return (reorder(tokens), reorder(scores), reorder(log_probs), reorder(token_log_probs), reorder(alphas),
+                reorder(lengths))
 
     def __call__(self, images=None, features=None) -> BeamSearchResult:
         """Decodes images [B, H, W, 3] (0..255) or precomputed features [B, L, D]."""
@@ -123,9 +136,9 @@ class BeamSearchDecoder:
             raise ValueError("pass exactly one of images= or features=")
         if features is None:
             features = self._encode_images(tf.convert_to_tensor(images))
-        tokens, scores, log_probs, alphas, lengths = (
+        tokens, scores, log_probs, token_log_probs, alphas, lengths = (
             x.numpy() for x in self._search(tf.convert_to_tensor(features, tf.float32)))
         batch, k, steps = tokens.shape
         texts = self.model.tokenizer.decode(tokens.reshape(batch * k, steps)) if steps else [""] * (batch * k)
-        return BeamSearchResult(tokens=tokens, scores=scores, log_probs=log_probs, alphas=alphas, lengths=lengths,
-                                texts=[texts[i * k:(i + 1) * k] for i in range(batch)])
+        return BeamSearchResult(tokens=tokens, scores=scores, log_probs=log_probs, token_log_probs=token_log_probs,
+                                alphas=alphas, lengths=lengths, texts=[texts[i * k:(i + 1) * k] for i in range(batch)])

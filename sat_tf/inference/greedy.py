@@ -105,14 +105,18 @@ class GreedyDecoder:
 
 
 def caption_images(model: Captioner, images: np.ndarray, max_length: int = 20, batch_size: int = 64) -> DecodedCaptions:
-    """Greedy captions for many images, decoded in batches; outputs padded to a common T."""
+    """Greedy captions for many images, decoded in batches."""
     decoder = GreedyDecoder(model, max_length)
-    parts = [decoder(images=images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    return concatenate_decoded([decoder(images=images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def concatenate_decoded(parts: list[DecodedCaptions]) -> DecodedCaptions:
+    """Joins decoded batches, padding the step axis to the longest."""
     steps = max(p.tokens.shape[1] for p in parts)
 
-    def pad(array, fill=0):
+    def pad(array):
         widths = [(0, 0), (0, steps - array.shape[1])] + [(0, 0)] * (array.ndim - 2)
-        return np.pad(array, widths, constant_values=fill)
+        return np.pad(array, widths)
 
     return DecodedCaptions(
         tokens=np.concatenate([pad(p.tokens) for p in parts]),
