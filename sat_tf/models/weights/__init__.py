@@ -1,0 +1,1 @@
+"""Readers for pretrained weight files."""
