@@ -1,7 +1,9 @@
 """Readers that turn caption files into `CaptionRecord`s, with errors that name file and line.
 
-Supported here: JSON Lines (`{"image": "path", "caption": "text"}` per line) and CSV with an
-`image,caption` header. Image paths are resolved against `image_dir` (default: the file's folder).
+Formats: JSON Lines (`{"image": "path", "caption": "text"}` per line) and CSV with an
+`image,caption` header (`read_caption_file`); the Flickr8k/Flickr30k token file with split lists
+(`read_flickr_tokens`); Karpathy's split JSON (`read_karpathy_split`); COCO captions JSON
+(`read_coco_captions`). All produce the same records: one caption of one image each.
 """
 
 from __future__ import annotations
@@ -68,15 +70,7 @@ def read_caption_file(path: str | os.PathLike, image_dir: str | os.PathLike | No
     path = Path(path)
     if path.suffix.lower() not in (".jsonl", ".csv"):
         raise CaptionFileError(f"{path}: unsupported caption file type; use .jsonl or .csv")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CaptionFileError(f"{path}: caption file not found") from None
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise CaptionFileError(f"{path}:{line}: not valid UTF-8 text") from None
-    except OSError as exc:
-        raise CaptionFileError(f"{path}: cannot read ({exc.strerror})") from None
+    text = _read_text(path)
     image_dir = Path(image_dir) if image_dir is not None else path.parent
     reader = _read_jsonl if path.suffix.lower() == ".jsonl" else _read_csv
     records = reader(path, text, image_dir)
@@ -90,3 +84,134 @@ def index_images(records: list[CaptionRecord]) -> tuple[list[str], list[int]]:
     paths: dict[str, int] = {}
     indices = [paths.setdefault(r.image_path, len(paths)) for r in records]
     return list(paths), indices
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CaptionFileError(f"{path}: file not found") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise CaptionFileError(f"{path}:{line}: not valid UTF-8 text") from None
+    except OSError as exc:
+        raise CaptionFileError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(_read_text(path))
+    except ValueError as exc:
+        raise CaptionFileError(f"{path}: invalid JSON ({exc})") from None
+
+
+def read_split_list(path: str | os.PathLike) -> list[str]:
+    """Image names, one per line (Flickr `Flickr_8k.trainImages.txt` style)."""
+    return [line.strip() for line in _read_text(Path(path)).splitlines() if line.strip()]
+
+
+def read_flickr_tokens(
+    token_path: str | os.PathLike, split_path: str | os.PathLike | None = None,
+    image_dir: str | os.PathLike | None = None,
+) -> list[CaptionRecord]:
+    """Flickr8k/Flickr30k `*.token.txt` (`<image>#<k>\\t<caption>` per line), optionally limited to
+    the images of a split list. Images are looked up in `image_dir` (default: beside the file)."""
+    token_path = Path(token_path)
+    image_dir = Path(image_dir) if image_dir is not None else token_path.parent / "images"
+    wanted = set(read_split_list(split_path)) if split_path is not None else None
+    records = []
+    for number, line in enumerate(_read_text(token_path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{token_path}:{number}"
+        name, tab, caption = line.partition("\t")
+        image, hash_mark, index = name.partition("#")
+        if not tab or not hash_mark or not image or not index.isdigit():
+            raise CaptionFileError(f"{where}: expected '<image>#<k><TAB><caption>'")
+        if wanted is None or image in wanted:
+            records.append(_record(image, caption, image_dir, where))
+    if wanted is not None:
+        absent = sorted(wanted - {r.image_id for r in records})
+        if absent:
+            raise CaptionFileError(f"{split_path}: {len(absent)} image(s) have no caption in {token_path}, "
+                                   f"e.g. {', '.join(absent[:3])}")
+    if not records:
+        raise CaptionFileError(f"{token_path}: no caption records")
+    return records
+
+
+KARPATHY_SPLITS = ("train", "val", "test", "restval")
+
+
+def read_karpathy_split(
+    path: str | os.PathLike, split: str, image_root: str | os.PathLike, include_restval: bool = True
+) -> list[CaptionRecord]:
+    """Karpathy's `dataset_{flickr8k,flickr30k,coco}.json`. With `split="train"` and
+    `include_restval`, COCO's "restval" images join the training set, as in Karpathy's recipe.
+    Image paths are `image_root/[filepath/]filename`."""
+    path = Path(path)
+    if split not in KARPATHY_SPLITS:
+        raise ValueError(f"split must be one of {KARPATHY_SPLITS}, got '{split}'")
+    payload = _read_json(path)
+    images = payload.get("images") if isinstance(payload, dict) else None
+    if not isinstance(images, list):
+        raise CaptionFileError(f"{path}: field 'images' must be a list")
+    wanted = {split, "restval"} if split == "train" and include_restval else {split}
+    records = []
+    for position, image in enumerate(images):
+        where = f"{path}: images[{position}]"
+        if not isinstance(image, dict):
+            raise CaptionFileError(f"{where}: must be an object")
+        for key in ("filename", "split", "sentences"):
+            if key not in image:
+                raise CaptionFileError(f"{where}: missing field '{key}'")
+        if image["split"] not in wanted:
+            continue
+        relative = os.path.join(image.get("filepath", ""), image["filename"])
+        for k, sentence in enumerate(image["sentences"]):
+            raw = sentence.get("raw") if isinstance(sentence, dict) else None
+            if not isinstance(raw, str):
+                raise CaptionFileError(f"{where}.sentences[{k}]: missing string field 'raw'")
+            records.append(_record(relative, raw, Path(image_root), f"{where}.sentences[{k}]"))
+    if not records:
+        raise CaptionFileError(f"{path}: no images in split '{split}'")
+    return records
+
+
+def read_coco_captions(path: str | os.PathLike, image_dir: str | os.PathLike) -> list[CaptionRecord]:
+    """COCO captions JSON (`captions_train2014.json` style: `images` and `annotations`)."""
+    path = Path(path)
+    payload = _read_json(path)
+    if not isinstance(payload, dict):
+        raise CaptionFileError(f"{path}: expected a JSON object with 'images' and 'annotations'")
+    for key in ("images", "annotations"):
+        if not isinstance(payload.get(key), list):
+            raise CaptionFileError(f"{path}: field '{key}' must be a list")
+    files: dict[object, str] = {}
+    for position, image in enumerate(payload["images"]):
+        if not isinstance(image, dict) or "id" not in image or not isinstance(image.get("file_name"), str):
+            raise CaptionFileError(f"{path}: images[{position}] needs 'id' and a string 'file_name'")
+        files[image["id"]] = image["file_name"]
+    records = []
+    for position, annotation in enumerate(payload["annotations"]):
+        where = f"{path}: annotations[{position}]"
+        if not isinstance(annotation, dict) or "image_id" not in annotation or "caption" not in annotation:
+            raise CaptionFileError(f"{where}: needs 'image_id' and 'caption'")
+        if annotation["image_id"] not in files:
+            raise CaptionFileError(f"{where}: image_id {annotation['image_id']!r} is not in 'images'")
+        records.append(_record(files[annotation["image_id"]], annotation["caption"], Path(image_dir), where))
+    if not records:
+        raise CaptionFileError(f"{path}: no annotations")
+    return records
+
+
+def missing_image_files(records: list[CaptionRecord]) -> list[str]:
+    """Image paths of `records` that do not exist (each listed once)."""
+    return [p for p in dict.fromkeys(r.image_path for r in records) if not os.path.isfile(p)]
+
+
+def require_image_files(records: list[CaptionRecord]) -> None:
+    """Raises one error counting the missing image files and naming the first few."""
+    missing = missing_image_files(records)
+    if missing:
+        raise CaptionFileError(f"{len(missing)} image file(s) missing, e.g. {', '.join(missing[:3])}")
