@@ -21,8 +21,11 @@ def _user_errors():
     from sat_tf.data.images import ImageLoadError
     from sat_tf.data.pipeline import CaptionDataError
     from sat_tf.data.readers import CaptionFileError
+    from sat_tf.evaluation.metrics import JavaNotFoundError
+    from sat_tf.training.trainer import NonFiniteLossError
 
-    return (CliError, ImageLoadError, CaptionDataError, CaptionFileError, FileNotFoundError, ValueError)
+    return (CliError, ImageLoadError, CaptionDataError, CaptionFileError, FileNotFoundError, ValueError,
+            JavaNotFoundError, NonFiniteLossError)
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -243,14 +246,15 @@ def cmd_evaluate(args) -> None:
     import numpy as np
 
     from sat_tf.data.images import load_image
-    from sat_tf.evaluation.bleu import corpus_bleu
+    from sat_tf.evaluation.metrics import caption_metrics
 
     model = load_model(args.model)
     size = model.encoder.image_size
     data = _load_dataset(args, size)
     pixels = data.images if isinstance(data.images, np.ndarray) else np.stack([load_image(p, size) for p in data.images])
     decoded = _decode(model, pixels, args.beam_size, args.max_length)
-    scores = corpus_bleu(data.references(), dict(zip(data.image_ids, decoded.texts)))
+    scores = caption_metrics(data.references(), dict(zip(data.image_ids, decoded.texts)),
+                             tokenization=args.tokenization)
     print(json.dumps(scores, indent=2))
     if args.output:
         from sat_tf.utils.atomic import write_json_atomic
@@ -285,10 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--output", help="also write the captions as JSON")
     caption.set_defaults(handler=cmd_caption)
 
-    evaluate = commands.add_parser("evaluate", help="BLEU-1..4 (0-100) of greedy captions")
+    evaluate = commands.add_parser("evaluate", help="BLEU-1..4, METEOR, ROUGE-L, CIDEr (0-100) of generated captions")
     evaluate.add_argument("--model", required=True)
     evaluate.add_argument("--max-length", type=int, default=20)
     evaluate.add_argument("--beam-size", type=int, default=1, help="1: greedy decoding")
+    evaluate.add_argument("--tokenization", choices=["auto", "ptb", "python"], default="auto",
+                          help="coco-caption's PTB tokenizer (needs Java) or Python; auto: PTB if Java is found")
     evaluate.add_argument("--output", help="also write the scores as JSON")
     _add_data_arguments(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)

@@ -59,7 +59,8 @@ def test_evaluate_and_train_from_a_caption_file(demo_dir, tmp_path, capsys):
     output = tmp_path / "scores.json"
     assert main(["evaluate", "--model", str(demo_dir / "model.keras"), "--num-images", "8",
                  "--output", str(output)]) == 0
-    assert set(json.loads(output.read_text())) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4"}
+    scores = json.loads(output.read_text())
+    assert {"BLEU-1", "BLEU-4", "ROUGE-L", "CIDEr"} <= set(scores)
     assert main(["evaluate", "--model", str(demo_dir), "--num-images", "4", "--beam-size", "3"]) == 0
     images = tmp_path / "images"
     images.mkdir()

@@ -2,5 +2,6 @@
 
 from sat_tf.evaluation.bleu import corpus_bleu
 from sat_tf.evaluation.localization import attention_localization
+from sat_tf.evaluation.metrics import caption_metrics
 
-__all__ = ["attention_localization", "corpus_bleu"]
+__all__ = ["attention_localization", "caption_metrics", "corpus_bleu"]

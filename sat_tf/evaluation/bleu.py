@@ -9,7 +9,7 @@ from pycocoevalcap.bleu.bleu import Bleu
 from sat_tf.data.tokenizer import split_words
 
 
-def _tokenized(sentences: Sequence[str]) -> list[str]:
+def normalize_for_scoring(sentences: Sequence[str]) -> list[str]:
     """Lower-cased, punctuation-free, single-spaced: the same normalisation as the tokenizer."""
     if not sentences:
         return []
@@ -35,10 +35,10 @@ def corpus_bleu(references: Mapping[str, Sequence[str]], hypotheses: Mapping[str
     ids = sorted(references)
     gts, res = {}, {}
     for image_id in ids:
-        refs = _tokenized(list(references[image_id]))
+        refs = normalize_for_scoring(list(references[image_id]))
         if not refs:
             raise ValueError(f"image {image_id}: no reference captions")
         gts[image_id] = refs
-        res[image_id] = _tokenized([hypotheses[image_id]])
+        res[image_id] = normalize_for_scoring([hypotheses[image_id]])
     scores, _ = Bleu(4).compute_score(gts, res, verbose=0)
     return {f"BLEU-{n + 1}": 100.0 * float(score) for n, score in enumerate(scores)}
