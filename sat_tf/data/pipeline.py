@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from sat_tf.data.feature_cache import FeatureCache
 from sat_tf.data.images import load_image
 from sat_tf.data.records import CaptionRecord
 from sat_tf.data.tokenizer import CaptionTokenizer, pad_token_ids
@@ -87,8 +88,13 @@ def bucket_boundaries(lengths: np.ndarray, max_buckets: int = 4) -> list[int]:
     return sorted({int(q) + 1 for q in quantiles if int(q) + 1 <= int(lengths.max())})
 
 
-def _image_loader(images: np.ndarray | Sequence[str], image_size: int | None):
-    """Returns fn(indices [B]) -> uint8 images [B, S, S, 3] usable inside tf.data."""
+def _image_loader(images, image_size: int | None):
+    """Returns (batch key, fn(indices [B]) -> tensor) usable inside tf.data: uint8 "images"
+    [B, S, S, 3] from an array or files, or float32 "features" [B, L, D] from a feature cache."""
+    if isinstance(images, FeatureCache):
+        shape = [None, *images.feature_shape]
+        return "features", lambda indices: tf.ensure_shape(
+            tf.numpy_function(images.gather, [indices], tf.float32, stateful=False), shape)
     if isinstance(images, np.ndarray):
         table = tf.constant(images)
 
@@ -98,7 +104,7 @@ def _image_loader(images: np.ndarray | Sequence[str], image_size: int | None):
                 batch = tf.cast(tf.image.resize(batch, (image_size, image_size)), tf.uint8)
             return batch
 
-        return gather
+        return "images", gather
     if image_size is None:
         raise ValueError("image_size is required when images are file paths")
     paths = list(images)
@@ -110,11 +116,11 @@ def _image_loader(images: np.ndarray | Sequence[str], image_size: int | None):
         batch = tf.numpy_function(load_batch, [indices], tf.uint8, stateful=False)
         return tf.ensure_shape(batch, [None, image_size, image_size, 3])
 
-    return load
+    return "images", load
 
 
 def make_caption_dataset(
-    images: np.ndarray | Sequence[str],
+    images: np.ndarray | Sequence[str] | FeatureCache,
     captions: EncodedCaptions,
     batch_size: int,
     *,
@@ -126,11 +132,12 @@ def make_caption_dataset(
     bucket_by_length: bool = True,
     drop_remainder: bool = True,
 ) -> tf.data.Dataset:
-    """Builds one epoch of batches {"images": uint8 [B, S, S, 3], "tokens": int32 [B, T]}.
+    """Builds one epoch of batches {"images": uint8 [B, S, S, 3], "tokens": int32 [B, T]}, or
+    {"features": float32 [B, L, D], "tokens"} when reading a feature cache.
 
     Args:
-        images: an in-memory uint8 array [N, S, S, 3] or a list of image file paths (check them
-            first with `scan_images`; unreadable files fail the pipeline).
+        images: an in-memory uint8 array [N, S, S, 3], a list of image file paths (check them
+            first with `scan_images`; unreadable files fail the pipeline), or a `FeatureCache`.
         captions: output of `encode_captions`; its `image_index` points into `images`.
         batch_size: global batch size.
         image_size: resize images to this size (required for file paths).
@@ -142,9 +149,9 @@ def make_caption_dataset(
     dataset = _batched_captions(captions, batch_size, shuffle, seed, epoch, bucket_by_length, drop_remainder)
     if skip_batches:
         dataset = dataset.skip(skip_batches)
-    load_images = _image_loader(images, image_size)
+    key, load = _image_loader(images, image_size)
     dataset = dataset.map(
-        lambda batch: {"images": load_images(batch["image_index"]), "tokens": batch["tokens"]},
+        lambda batch: {key: load(batch["image_index"]), "tokens": batch["tokens"]},
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )

@@ -1,0 +1,57 @@
+"""Running a frozen encoder once over a dataset into a `FeatureCache`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from sat_tf.data.feature_cache import CacheIdentity, FeatureCache, extract_features, list_checksum
+from sat_tf.data.images import load_image
+from sat_tf.models.encoder import Encoder
+
+
+def encoder_identity(encoder: Encoder, image_paths: Sequence[str]) -> CacheIdentity:
+    """What a cache made by `encoder` over `image_paths` is checked against."""
+    if not encoder.built:
+        encoder.build((None, encoder.image_size, encoder.image_size, 3))
+    digest = hashlib.sha256()
+    for weight in encoder.weights:  # values and shapes only: layer paths differ between instances
+        value = np.ascontiguousarray(weight.numpy())
+        digest.update(str(value.shape).encode("utf-8"))
+        digest.update(value.tobytes())
+    config = {k: v for k, v in encoder.get_config().items() if k not in ("name", "trainable", "dtype")}
+    return CacheIdentity(encoder=config, encoder_fingerprint=digest.hexdigest(),
+                         images_checksum=list_checksum(image_paths), num_images=len(image_paths))
+
+
+def extract_to_cache(
+    encoder: Encoder,
+    image_paths: Sequence[str],
+    cache_dir: str | os.PathLike,
+    batch_size: int = 32,
+    shard_size: int = 1024,
+    verbose: bool = True,
+) -> FeatureCache:
+    """Extracts (or resumes extracting) features of every image; returns the complete cache.
+
+    Example:
+        >>> encoder = Encoder("efficientnet_lite0", weights="imagenet")
+        >>> cache = extract_to_cache(encoder, paths, "cache/flickr8k-lite0")
+    """
+    if not encoder.built:
+        encoder.build((None, encoder.image_size, encoder.image_size, 3))
+    if encoder.trainable_weights:
+        raise ValueError("feature caching needs a frozen encoder (fine-tuning reads images instead)")
+    identity = encoder_identity(encoder, image_paths)
+    encode = tf.function(lambda images: encoder(images, training=False), reduce_retracing=True)
+
+    def load_batch(paths):
+        return np.stack([load_image(p, encoder.image_size) for p in paths])
+
+    extract_features(lambda images: encode(tf.constant(images)).numpy(), load_batch, list(image_paths), cache_dir,
+                     identity, batch_size=batch_size, shard_size=shard_size, verbose=verbose)
+    return FeatureCache(cache_dir, identity)
