@@ -20,18 +20,22 @@ def _user_errors():
     """Exception types that mean bad input, not a bug: reported without a stack trace."""
     from sat_tf.data.images import ImageLoadError
     from sat_tf.data.pipeline import CaptionDataError
+    from sat_tf.data.feature_cache import StaleCacheError
     from sat_tf.data.readers import CaptionFileError
     from sat_tf.evaluation.metrics import JavaNotFoundError
     from sat_tf.training.trainer import NonFiniteLossError
 
     return (CliError, ImageLoadError, CaptionDataError, CaptionFileError, FileNotFoundError, ValueError,
-            JavaNotFoundError, NonFiniteLossError)
+            JavaNotFoundError, NonFiniteLossError, StaleCacheError)
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
-    group.add_argument("--captions", help="caption file (.jsonl or .csv with image,caption); default: synthetic data")
+    group.add_argument("--captions", help="captions: .jsonl/.csv (image, caption), a Flickr token .txt, COCO "
+                                          "captions .json or a Karpathy split .json; default: synthetic data")
     group.add_argument("--image-dir", help="folder the caption file's image paths are relative to")
+    group.add_argument("--split-list", help="Flickr split list (e.g. Flickr_8k.trainImages.txt)")
+    group.add_argument("--split", default="train", help="Karpathy split: train (with restval), val or test")
     group.add_argument("--num-images", type=int, default=2000, help="synthetic images to generate")
     group.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic data")
     group.add_argument("--skip-bad", action="store_true",
@@ -43,6 +47,8 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--backbone", default="small_cnn", help="small_cnn or a keras.applications name")
     group.add_argument("--weights", default=None, help='backbone weights: "imagenet" or a local file')
+    group.add_argument("--feature-layer", default=None,
+                       help='EfficientNet-Lite: "top" (7x7 at 224 px) or "stride16" (14x14); else a layer name')
     group.add_argument("--image-size", type=int, default=None, help="encoder input size (pixels)")
     group.add_argument("--fine-tune-top-blocks", type=int, default=0)
     group.add_argument("--append-coordinates", action=argparse.BooleanOptionalAction, default=True)
@@ -79,6 +85,7 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--bucket-by-length", action=argparse.BooleanOptionalAction, default=None,
                        help="batch captions by length (default: on, except for a BatchNorm small_cnn)")
     group.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
+    group.add_argument("--feature-cache", help="train on features from `sat-tf extract` instead of images")
 
 
 @dataclasses.dataclass
@@ -101,12 +108,12 @@ def _load_dataset(args, image_size: int) -> LoadedData:
     """Synthetic data, or a caption file whose unreadable images are reported (or skipped)."""
     from sat_tf.data import synthetic
     from sat_tf.data.images import scan_images
-    from sat_tf.data.readers import index_images, read_caption_file
+    from sat_tf.data.readers import index_images, read_captions
 
     if args.captions is None:
         data = synthetic.generate(args.num_images, seed=args.data_seed, image_size=image_size)
         return LoadedData(data.images, data.records, [r.image_index for r in data.records], data.image_ids)
-    records = read_caption_file(args.captions, args.image_dir)
+    records = read_captions(args.captions, args.image_dir, args.split_list, args.split)
     scan = scan_images([r.image_path for r in records], skip_unreadable=args.skip_bad)
     if scan.skipped:
         first = "; ".join(list(scan.skipped.values())[:3])
@@ -128,6 +135,8 @@ def cmd_demo(args) -> None:
 
 
 def cmd_train(args) -> None:
+    import numpy as np
+
     from sat_tf.data.pipeline import encode_captions
     from sat_tf.data.tokenizer import CaptionTokenizer
     from sat_tf.models import AttentionDecoder, Captioner, Encoder
@@ -139,6 +148,7 @@ def cmd_train(args) -> None:
     except ValueError:
         raise CliError(f"--cnn-filters must be comma-separated integers, got '{args.cnn_filters}'") from None
     encoder_kwargs = dict(backbone=args.backbone, image_size=args.image_size, weights=args.weights,
+                          feature_layer=args.feature_layer,
                           fine_tune_top_blocks=args.fine_tune_top_blocks, small_cnn_filters=filters,
                           small_cnn_normalization=args.cnn_normalization,
                           append_coordinates=args.append_coordinates)
@@ -167,10 +177,32 @@ def cmd_train(args) -> None:
                          warmup_steps=args.warmup_steps, clip_norm=args.clip_norm, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, jit_compile=args.jit_compile,
                          bucket_by_length=bucket_by_length)
-    result = train(build_model, TrainingData(data.images, captions, image_size), config, args.output_dir,
+    source = data.images
+    if args.feature_cache:
+        from sat_tf.data.feature_cache import FeatureCache
+        from sat_tf.inference.features import encoder_identity
+
+        if isinstance(data.images, np.ndarray):
+            raise CliError("--feature-cache needs a caption file (--captions), not synthetic data")
+        source = FeatureCache(args.feature_cache, encoder_identity(probe, data.images))
+    result = train(build_model, TrainingData(source, captions, image_size), config, args.output_dir,
                    strategy=make_strategy(args.strategy), resume=args.resume)
     print(f"trained {result.steps} steps at {result.tokens_per_second:,.0f} target tokens/s; "
           f"model: {Path(args.output_dir) / 'model.keras'}")
+
+
+def cmd_extract(args) -> None:
+    from sat_tf.inference.features import extract_to_cache
+    from sat_tf.models import Encoder
+
+    if args.captions is None:
+        raise CliError("extract needs --captions (a real dataset)")
+    encoder = Encoder(args.backbone, image_size=args.image_size, weights=args.weights,
+                      feature_layer=args.feature_layer)
+    data = _load_dataset(args, encoder.image_size)
+    cache = extract_to_cache(encoder, data.images, args.cache_dir, batch_size=args.batch_size,
+                             shard_size=args.shard_size)
+    print(f"{len(cache)} images -> {args.cache_dir} (features {cache.feature_shape}, float16)")
 
 
 def load_model(path: str):
@@ -278,6 +310,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arguments(train)
     _add_training_arguments(train)
     train.set_defaults(handler=cmd_train)
+
+    extract = commands.add_parser("extract", help="cache a frozen encoder's features of a dataset (resumable)")
+    _add_data_arguments(extract)
+    extract.add_argument("--cache-dir", required=True)
+    extract.add_argument("--backbone", default="efficientnet_lite0")
+    extract.add_argument("--weights", default="imagenet")
+    extract.add_argument("--image-size", type=int, default=None)
+    extract.add_argument("--feature-layer", default=None)
+    extract.add_argument("--batch-size", type=int, default=32)
+    extract.add_argument("--shard-size", type=int, default=1024)
+    extract.set_defaults(handler=cmd_extract)
 
     caption = commands.add_parser("caption", help="caption image files")
     caption.add_argument("images", nargs="+")

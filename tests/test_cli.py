@@ -82,3 +82,27 @@ def test_evaluate_and_train_from_a_caption_file(demo_dir, tmp_path, capsys):
 def test_console_script_is_installed():
     result = subprocess.run([sys.executable, "-m", "sat_tf.cli", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "demo" in result.stdout and "caption" in result.stdout
+
+
+def test_extract_then_train_on_the_feature_cache(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    lines = []
+    for k in range(6):
+        Image.fromarray(rng.integers(0, 256, size=(40, 40, 3), dtype=np.uint8)).save(images / f"{k}.jpg")
+        lines.append(f"{k}.jpg#0\tpicture number {k % 2}")
+    (tmp_path / "tokens.txt").write_text("\n".join(lines) + "\n")
+    common = ["--captions", str(tmp_path / "tokens.txt"), "--image-dir", str(images), "--image-size", "64",
+              "--backbone", "efficientnet_lite0", "--weights", "imagenet"]
+    assert main(["extract", *common, "--cache-dir", str(tmp_path / "cache"), "--shard-size", "4"]) == 0
+    assert "6 images" in capsys.readouterr().out
+    run = tmp_path / "run"
+    assert main(["train", *common, "--feature-cache", str(tmp_path / "cache"), "--output-dir", str(run),
+                 "--batch-size", "3", "--epochs", "1", "--hidden-dim", "8", "--embedding-dim", "4",
+                 "--attention-dim", "4", "--no-append-coordinates"]) == 0
+    assert (run / "model.keras").is_file()
+    # a cache from other weights is refused with a clear message
+    assert main(["train", *common[:-2], "--feature-cache", str(tmp_path / "cache"), "--output-dir",
+                 str(run), "--no-append-coordinates"]) == 2
+    assert "different encoder fingerprint" in capsys.readouterr().err

@@ -215,3 +215,33 @@ def require_image_files(records: list[CaptionRecord]) -> None:
     missing = missing_image_files(records)
     if missing:
         raise CaptionFileError(f"{len(missing)} image file(s) missing, e.g. {', '.join(missing[:3])}")
+
+
+def read_captions(
+    path: str | os.PathLike,
+    image_dir: str | os.PathLike | None = None,
+    split_list: str | os.PathLike | None = None,
+    split: str = "train",
+) -> list[CaptionRecord]:
+    """Reads any supported caption source, chosen by its form:
+
+    - `.jsonl` / `.csv`: `read_caption_file`;
+    - `.txt`: a Flickr token file (`split_list` limits it to a split);
+    - `.json` with `annotations`: COCO captions; with `images[].sentences`: Karpathy's split file
+      (`split` picks train/val/test; train includes restval).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".csv"):
+        return read_caption_file(path, image_dir)
+    if suffix == ".txt":
+        return read_flickr_tokens(path, split_list, image_dir)
+    if suffix == ".json":
+        payload = _read_json(path)
+        root = Path(image_dir) if image_dir is not None else path.parent
+        if isinstance(payload, dict) and "annotations" in payload:
+            return read_coco_captions(path, root)
+        if isinstance(payload, dict) and "images" in payload:
+            return read_karpathy_split(path, split, root)
+        raise CaptionFileError(f"{path}: neither COCO captions ('annotations') nor a Karpathy split ('images')")
+    raise CaptionFileError(f"{path}: unsupported caption source; use .jsonl, .csv, a Flickr .txt token file or .json")

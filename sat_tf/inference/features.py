@@ -23,8 +23,7 @@ def encoder_identity(encoder: Encoder, image_paths: Sequence[str]) -> CacheIdent
         value = np.ascontiguousarray(weight.numpy())
         digest.update(str(value.shape).encode("utf-8"))
         digest.update(value.tobytes())
-    config = {k: v for k, v in encoder.get_config().items() if k not in ("name", "trainable", "dtype")}
-    return CacheIdentity(encoder=config, encoder_fingerprint=digest.hexdigest(),
+    return CacheIdentity(encoder=encoder.feature_config(), encoder_fingerprint=digest.hexdigest(),
                          images_checksum=list_checksum(image_paths), num_images=len(image_paths))
 
 

@@ -132,6 +132,16 @@ class Encoder(keras.layers.Layer):
         height, width = self.feature_grid()
         return (images_shape[0], height * width, self.feature_dim)
 
+    def feature_config(self) -> dict:
+        """The settings that determine the features (what a feature cache is checked against)."""
+        config = {"backbone": self.backbone_name, "image_size": self.image_size,
+                  "feature_layer": self.feature_layer, "append_coordinates": self.append_coordinates}
+        if not self.is_pretrained_backbone:
+            config.update(small_cnn_filters=list(self.small_cnn_filters),
+                          small_cnn_kernel_size=self.small_cnn_kernel_size,
+                          small_cnn_normalization=self.small_cnn_normalization)
+        return config
+
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(
