@@ -1,4 +1,4 @@
-"""`sat-tf`: command-line glue over the library (demo, train, caption, evaluate)."""
+"""`sat-tf`: command-line glue over the library (demo, train, extract, caption, evaluate)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--backbone", default="small_cnn", help="small_cnn or a keras.applications name")
+    group.add_argument("--backbone", default="small_cnn",
+                       help="small_cnn, efficientnet_lite0/1/2 or a keras.applications name (e.g. resnet50)")
     group.add_argument("--weights", default=None, help='backbone weights: "imagenet" or a local file')
     group.add_argument("--feature-layer", default=None,
                        help='EfficientNet-Lite: "top" (7x7 at 224 px) or "stride16" (14x14); else a layer name')

@@ -19,6 +19,7 @@ from sat_tf.evaluation.localization import attention_localization
 from sat_tf.inference.attention_plot import plot_attention
 from sat_tf.inference.greedy import caption_images
 from sat_tf.models import AttentionDecoder, Captioner, Encoder
+from sat_tf.models.captioner import DEFAULT_PENALTY_WEIGHT
 from sat_tf.training import TrainConfig, TrainingData, make_strategy, train
 from sat_tf.utils.atomic import write_json_atomic
 
@@ -37,7 +38,7 @@ class DemoConfig:
     attention_dim: int = 128
     dropout: float = 0.2
     cnn_filters: tuple = (16, 32, 64)
-    penalty_weight: float = 0.001
+    penalty_weight: float = DEFAULT_PENALTY_WEIGHT
     penalty_target: str = "one"
     batch_size: int = 64
     epochs: int = 20

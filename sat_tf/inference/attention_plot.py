@@ -46,7 +46,7 @@ def plot_attention(
     """
     panels = len(words) + 1
     rows = math.ceil(panels / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.7 * rows), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     axes.flat[0].imshow(image)

@@ -61,9 +61,10 @@ class TrainResult:
 
 def build_train_step(model: Captioner, optimizer, strategy: tf.distribute.Strategy, config: TrainConfig):
     """Returns a tf.function running one distributed training step on a distributed batch."""
-    variables = model.trainable_variables
 
     def replica_step(batch):
+        # Batches of cached features never reach the encoder: train the decoder only.
+        variables = model.decoder.trainable_variables if "features" in batch else model.trainable_variables
         with tf.GradientTape() as tape:
             loss, logs = model.compute_caption_loss(batch, training=True)
         gradients = dense_gradients(tape.gradient(loss, variables))

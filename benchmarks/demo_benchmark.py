@@ -1,0 +1,40 @@
+"""Runs `sat-tf demo` as a user would (fresh process) and records its metrics and wall time.
+
+    python benchmarks/demo_benchmark.py [--output benchmarks/results/demo.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+from sat_tf.utils.atomic import write_json_atomic
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", default="benchmarks/results/demo.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as output_dir:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "sat_tf.cli", "demo", "--output-dir", output_dir], check=True,
+                       stdout=subprocess.DEVNULL)
+        wall_seconds = time.perf_counter() - started
+        with open(os.path.join(output_dir, "demo_metrics.json"), encoding="utf-8") as f:
+            metrics = json.load(f)
+    result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "wall_seconds": wall_seconds,
+              **{k: metrics[k] for k in ("BLEU-1", "BLEU-4", "phrase_localization", "word_localization",
+                                         "num_phrases", "train_steps", "train_tokens_per_second",
+                                         "train_seconds")}}
+    print(json.dumps(result, indent=2))
+    write_json_atomic(args.output, result)
+
+
+if __name__ == "__main__":
+    main()
