@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from sat_tf.inference.base import CaptionDecoderBase
 from sat_tf.inference.greedy import DecodedCaptions
 from sat_tf.models.captioner import Captioner
 from sat_tf.models.decoder import DecoderState
@@ -42,7 +43,7 @@ class BeamSearchResult:
                                alphas=self.alphas[:, 0], lengths=self.lengths[:, 0], texts=self.best_texts)
 
 
-class BeamSearchDecoder:
+class BeamSearchDecoder(CaptionDecoderBase):
     """Beam search with beam size k.
 
     Finished beams (ended by `<end>`) stay in the beam with their score frozen and compete with
@@ -61,17 +62,12 @@ class BeamSearchDecoder:
     """
 
     def __init__(self, model: Captioner, beam_size: int = 3, max_length: int = 20, length_penalty: float = 0.0):
-        if beam_size < 1 or max_length < 1:
-            raise ValueError(f"beam_size and max_length must be >= 1, got {beam_size}, {max_length}")
-        self.model = model
+        super().__init__(model, max_length)
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         self.beam_size = beam_size
-        self.max_length = max_length
         self.length_penalty = length_penalty
         self._search = tf.function(self._beam_search, reduce_retracing=True)
-        self._encode_images = tf.function(self._encode, reduce_retracing=True)
-
-    def _encode(self, images):
-        return self.model.encode(images, training=False)
 
     def _beam_search(self, features):
         decoder, tokenizer, k = self.model.decoder, self.model.tokenizer, self.beam_size
@@ -132,12 +128,8 @@ class BeamSearchDecoder:
 
     def __call__(self, images=None, features=None) -> BeamSearchResult:
         """Decodes images [B, H, W, 3] (0..255) or precomputed features [B, L, D]."""
-        if (images is None) == (features is None):
-            raise ValueError("pass exactly one of images= or features=")
-        if features is None:
-            features = self._encode_images(tf.convert_to_tensor(images))
         tokens, scores, log_probs, token_log_probs, alphas, lengths = (
-            x.numpy() for x in self._search(tf.convert_to_tensor(features, tf.float32)))
+            x.numpy() for x in self._search(self.region_features(images, features)))
         batch, k, steps = tokens.shape
         texts = self.model.tokenizer.decode(tokens.reshape(batch * k, steps)) if steps else [""] * (batch * k)
         return BeamSearchResult(tokens=tokens, scores=scores, log_probs=log_probs, token_log_probs=token_log_probs,

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from sat_tf.inference.base import CaptionDecoderBase
 from sat_tf.models.captioner import Captioner
 
 
@@ -31,7 +32,7 @@ class DecodedCaptions:
         return self.texts[index].split()
 
 
-class GreedyDecoder:
+class GreedyDecoder(CaptionDecoderBase):
     """Greedy decoding: at each step emit the most probable word, until `<end>` or `max_length`.
 
     Args:
@@ -44,15 +45,8 @@ class GreedyDecoder:
     """
 
     def __init__(self, model: Captioner, max_length: int = 20):
-        if max_length < 1:
-            raise ValueError(f"max_length must be >= 1, got {max_length}")
-        self.model = model
-        self.max_length = max_length
+        super().__init__(model, max_length)
         self._decode_features = tf.function(self._decode, reduce_retracing=True)
-        self._encode_images = tf.function(self._encode, reduce_retracing=True)
-
-    def _encode(self, images):
-        return self.model.encode(images, training=False)
 
     def _decode(self, features):
         decoder = self.model.decoder
@@ -87,11 +81,7 @@ class GreedyDecoder:
 
     def __call__(self, images=None, features=None) -> DecodedCaptions:
         """Decodes images [B, H, W, 3] (0..255) or precomputed features [B, L, D]."""
-        if (images is None) == (features is None):
-            raise ValueError("pass exactly one of images= or features=")
-        if features is None:
-            features = self._encode_images(tf.convert_to_tensor(images))
-        tokens, log_probs, alphas = self._decode_features(tf.convert_to_tensor(features, tf.float32))
+        tokens, log_probs, alphas = self._decode_features(self.region_features(images, features))
         tokens = tokens.numpy()
         is_end = tokens == self.model.tokenizer.end_id
         lengths = np.where(is_end.any(axis=1), is_end.argmax(axis=1) + 1, tokens.shape[1]).astype(np.int32)
