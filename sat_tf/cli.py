@@ -87,6 +87,12 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
                        help="batch captions by length (default: on, except for a BatchNorm small_cnn)")
     group.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
     group.add_argument("--feature-cache", help="train on features from `sat-tf extract` instead of images")
+    group.add_argument("--val-captions", help="validation captions (same formats as --captions): the best "
+                                              "epoch by validation BLEU-4 is kept as best_model.keras")
+    group.add_argument("--val-split-list", help="Flickr split list of the validation images")
+    group.add_argument("--val-split", default="val", help="Karpathy split used for validation")
+    group.add_argument("--early-stopping-patience", type=int, default=None,
+                       help="stop after this many epochs without a better validation BLEU-4")
 
 
 @dataclasses.dataclass
@@ -177,7 +183,7 @@ def cmd_train(args) -> None:
                          optimizer=args.optimizer, learning_rate=args.learning_rate, schedule=args.schedule,
                          warmup_steps=args.warmup_steps, clip_norm=args.clip_norm, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, jit_compile=args.jit_compile,
-                         bucket_by_length=bucket_by_length)
+                         bucket_by_length=bucket_by_length, early_stopping_patience=args.early_stopping_patience)
     source = data.images
     if args.feature_cache:
         from sat_tf.data.feature_cache import FeatureCache
@@ -187,9 +193,34 @@ def cmd_train(args) -> None:
             raise CliError("--feature-cache needs a caption file (--captions), not synthetic data")
         source = FeatureCache(args.feature_cache, encoder_identity(probe, data.images))
     result = train(build_model, TrainingData(source, captions, image_size), config, args.output_dir,
-                   strategy=make_strategy(args.strategy), resume=args.resume)
+                   strategy=make_strategy(args.strategy), resume=args.resume,
+                   validate=_bleu_validator(args, image_size))
     print(f"trained {result.steps} steps at {result.tokens_per_second:,.0f} target tokens/s; "
           f"model: {Path(args.output_dir) / 'model.keras'}")
+
+
+def _bleu_validator(args, image_size: int):
+    """Validation BLEU-4 for model selection: held-out synthetic images, or --val-captions."""
+    import numpy as np
+
+    from sat_tf.data import synthetic
+    from sat_tf.data.images import load_image
+    from sat_tf.data.readers import index_images, read_captions
+    from sat_tf.evaluation.validation import bleu4_validator
+
+    if args.val_captions is None and args.captions is None:
+        held_out = synthetic.generate(max(64, args.num_images // 10), seed=args.data_seed + 1_000_003,
+                                      image_size=image_size, id_prefix="validation")
+        return bleu4_validator(held_out.images, held_out.image_ids, held_out.references())
+    if args.val_captions is None:
+        return None
+    records = read_captions(args.val_captions, args.image_dir, args.val_split_list, args.val_split)
+    paths, image_index = index_images(records)
+    references: dict[str, list[str]] = {}
+    for record, index in zip(records, image_index):
+        references.setdefault(paths[index], []).append(record.caption)
+    images = np.stack([load_image(p, image_size) for p in paths])
+    return bleu4_validator(images, paths, references)
 
 
 def cmd_extract(args) -> None:

@@ -106,3 +106,13 @@ def test_extract_then_train_on_the_feature_cache(tmp_path, capsys):
     assert main(["train", *common[:-2], "--feature-cache", str(tmp_path / "cache"), "--output-dir",
                  str(run), "--no-append-coordinates"]) == 2
     assert "different encoder fingerprint" in capsys.readouterr().err
+
+
+def test_train_selects_on_validation_bleu(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--output-dir", str(run), "--num-images", "64", "--batch-size", "16", "--epochs", "2",
+                 "--hidden-dim", "16", "--embedding-dim", "8", "--attention-dim", "8", "--cnn-filters", "4,8,8",
+                 "--early-stopping-patience", "3"]) == 0
+    best = json.loads((run / "best.json").read_text())
+    assert best["epoch"] in (1, 2) and 0.0 <= best["score"] <= 100.0
+    assert (run / "best_model.keras").is_file() and (run / "model.keras").is_file()

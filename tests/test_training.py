@@ -1,3 +1,5 @@
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -93,3 +95,23 @@ def test_batch_norm_with_length_buckets_warns(tiny_data, tmp_path):
     with pytest.warns(UserWarning, match="batch statistics reveal"):
         train(lambda: make_tiny_model(tokenizer), TrainingData(data.images, captions), config, tmp_path,
               verbose=False)
+
+
+def test_model_selection_keeps_the_best_epoch_and_stops_early(tiny_data, tmp_path):
+    data, tokenizer, captions = tiny_data
+    scores = iter([10.0, 30.0, 20.0, 25.0, 5.0, 50.0])  # best at epoch 2; patience 2 stops after epoch 4
+    seen = []
+
+    def validate(model):
+        seen.append(model.decoder.output_projection.kernel.numpy().copy())
+        return next(scores)
+
+    config = TrainConfig(batch_size=8, epochs=6, bucket_by_length=False, early_stopping_patience=2)
+    result = train(lambda: make_tiny_model(tokenizer), TrainingData(data.images, captions), config, tmp_path,
+                   verbose=False, validate=validate)
+    assert len(seen) == 4  # epochs 1-4, then stopped
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best["epoch"] == 2 and best["score"] == 30.0
+    best_model = keras.saving.load_model(tmp_path / "best_model.keras")
+    np.testing.assert_array_equal(best_model.decoder.output_projection.kernel.numpy(), seen[1])
+    assert [h["validation_score"] for h in result.history if "validation_score" in h] == [10.0, 30.0, 20.0, 25.0]

@@ -29,6 +29,8 @@ class TrainConfig:
         bucket_by_length: batch captions of similar length together (less padding). Not with an
             encoder that normalises with batch statistics; see `build_small_cnn`.
         jit_compile: compile the training step with XLA.
+        early_stopping_patience: with a `validate` function, stop after this many epochs without
+            a better validation score (None: never stop early).
     """
 
     batch_size: int = 64
@@ -45,6 +47,7 @@ class TrainConfig:
     log_every: int = 10
     bucket_by_length: bool = True
     jit_compile: bool = False
+    early_stopping_patience: int | None = None
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:

@@ -34,7 +34,7 @@ from sat_tf.models.captioner import Captioner, dense_gradients
 from sat_tf.training.config import TrainConfig
 from sat_tf.training.optimizers import make_optimizer
 from sat_tf.training.strategy import is_chief
-from sat_tf.utils.atomic import atomic_path
+from sat_tf.utils.atomic import atomic_path, write_json_atomic
 
 
 class NonFiniteLossError(RuntimeError):
@@ -107,8 +107,13 @@ def train(
     strategy: tf.distribute.Strategy | None = None,
     resume: bool = False,
     verbose: bool = True,
+    validate: Callable[[Captioner], float] | None = None,
 ) -> TrainResult:
     """Trains a captioner with the custom loop and saves `output_dir/model.keras`.
+
+    Model selection (the paper's: on validation BLEU): with `validate`, the model is scored after
+    every epoch, the best one is written to `output_dir/best_model.keras` (its epoch and score to
+    `best.json`), and `config.early_stopping_patience` epochs without improvement end training.
 
     Args:
         build_model: creates the (untrained) captioner; called inside `strategy.scope()`.
@@ -120,6 +125,8 @@ def train(
         resume: continue from the latest checkpoint in `output_dir/checkpoints`, at the same step
             and data position.
         verbose: show a progress bar.
+        validate: scores a model, higher is better (for example validation BLEU-4 of greedy
+            captions, built from `sat_tf.inference` and `sat_tf.evaluation`).
 
     Raises:
         NonFiniteLossError: the loss became NaN or Inf (the last good checkpoint is kept).
@@ -136,8 +143,9 @@ def train(
         optimizer.build(model.trainable_variables)  # before the first tf.function step (Keras 3)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         batch_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
+        selection = _ModelSelection(config.early_stopping_patience)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, batch_in_epoch=batch_in_epoch,
-                                     random_states=random_state_variables(model))
+                                     random_states=random_state_variables(model), selection=selection)
     # Every worker takes part in saving (collective ops); only the chief's copy is kept.
     checkpoint_dir = output_dir / "checkpoints" if chief else Path(tempfile.mkdtemp(prefix="sat_tf_worker_"))
     manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=config.keep_checkpoints)
@@ -179,6 +187,26 @@ def train(
         else:
             epoch.assign_add(1)
             batch_in_epoch.assign(0)
+            if validate is not None:
+                score = float(validate(model))
+                improved = selection.update(score)
+                history.append({"step": int(optimizer.iterations), "epoch": int(epoch), "validation_score": score})
+                with writer.as_default(step=int(optimizer.iterations)):
+                    tf.summary.scalar("validation_score", score)
+                if verbose:
+                    print(f"epoch {int(epoch)}: validation score {score:.2f}"
+                          f"{' (best so far)' if improved else ''}", flush=True)
+                if improved and chief:
+                    with atomic_path(output_dir / "best_model.keras") as tmp:
+                        model.save(tmp)
+                    write_json_atomic(output_dir / "best.json", {"epoch": int(epoch), "score": score,
+                                                                  "step": int(optimizer.iterations)})
+                manager.save(checkpoint_number=int(optimizer.iterations))
+                if selection.should_stop():
+                    if verbose:
+                        print(f"early stopping: no better validation score for {config.early_stopping_patience} "
+                              f"epoch(s)", flush=True)
+                    break
     manager.save(checkpoint_number=int(optimizer.iterations))
     writer.flush()
     if chief:
@@ -220,6 +248,28 @@ def _log_scalars(writer, step: int, logs: dict, optimizer, tokens_per_second: fl
         for name in _SCALARS:
             tf.summary.scalar(name, entry[name])
     return entry
+
+
+class _ModelSelection(tf.Module):
+    """Best validation score so far and epochs since it improved; checkpointed, so a resumed run
+    keeps selecting against the same best."""
+
+    def __init__(self, patience: int | None):
+        super().__init__(name="model_selection")
+        self.patience = patience
+        self.best = tf.Variable(-math.inf, dtype=tf.float64, trainable=False, name="best_score")
+        self.stale_epochs = tf.Variable(0, dtype=tf.int64, trainable=False, name="stale_epochs")
+
+    def update(self, score: float) -> bool:
+        if score > float(self.best.numpy()):
+            self.best.assign(score)
+            self.stale_epochs.assign(0)
+            return True
+        self.stale_epochs.assign_add(1)
+        return False
+
+    def should_stop(self) -> bool:
+        return self.patience is not None and int(self.stale_epochs.numpy()) >= self.patience
 
 
 class _Throughput:
