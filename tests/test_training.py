@@ -115,3 +115,13 @@ def test_model_selection_keeps_the_best_epoch_and_stops_early(tiny_data, tmp_pat
     best_model = keras.saving.load_model(tmp_path / "best_model.keras")
     np.testing.assert_array_equal(best_model.decoder.output_projection.kernel.numpy(), seen[1])
     assert [h["validation_score"] for h in result.history if "validation_score" in h] == [10.0, 30.0, 20.0, 25.0]
+
+
+def test_every_epoch_is_validated_including_the_last(tiny_data, tmp_path):
+    data, tokenizer, captions = tiny_data
+    calls = []
+    config = TrainConfig(batch_size=8, epochs=3, bucket_by_length=False)
+    train(lambda: make_tiny_model(tokenizer), TrainingData(data.images, captions), config, tmp_path,
+          verbose=False, validate=lambda model: calls.append(1) or float(len(calls)))
+    assert len(calls) == 3
+    assert json.loads((tmp_path / "best.json").read_text())["epoch"] == 3

@@ -135,7 +135,10 @@ def train(
     output_dir = Path(output_dir)
     chief = is_chief(strategy)
     keras.utils.set_random_seed(config.seed)
-    total_steps = _total_steps(data.captions, config)
+    steps_per_epoch = _steps_per_epoch(data.captions, config)
+    total_steps = steps_per_epoch * config.epochs
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
     with strategy.scope():
         model = build_model()
         _warn_on_batch_statistics_leak(model, config)
@@ -185,28 +188,21 @@ def train(
             if finished:
                 break
         else:
-            epoch.assign_add(1)
-            batch_in_epoch.assign(0)
-            if validate is not None:
-                score = float(validate(model))
-                improved = selection.update(score)
-                history.append({"step": int(optimizer.iterations), "epoch": int(epoch), "validation_score": score})
-                with writer.as_default(step=int(optimizer.iterations)):
-                    tf.summary.scalar("validation_score", score)
+            finished = False  # the epoch's data ran out: the epoch is complete
+        if finished and int(batch_in_epoch) < steps_per_epoch:
+            break  # stopped inside an epoch (max_steps)
+        epoch.assign_add(1)
+        batch_in_epoch.assign(0)
+        if validate is not None:
+            selection_logs = _select_model(validate, model, selection, int(epoch), int(optimizer.iterations),
+                                           output_dir, chief, writer, verbose)
+            history.append(selection_logs)
+            manager.save(checkpoint_number=int(optimizer.iterations))
+            if selection.should_stop():
                 if verbose:
-                    print(f"epoch {int(epoch)}: validation score {score:.2f}"
-                          f"{' (best so far)' if improved else ''}", flush=True)
-                if improved and chief:
-                    with atomic_path(output_dir / "best_model.keras") as tmp:
-                        model.save(tmp)
-                    write_json_atomic(output_dir / "best.json", {"epoch": int(epoch), "score": score,
-                                                                  "step": int(optimizer.iterations)})
-                manager.save(checkpoint_number=int(optimizer.iterations))
-                if selection.should_stop():
-                    if verbose:
-                        print(f"early stopping: no better validation score for {config.early_stopping_patience} "
-                              f"epoch(s)", flush=True)
-                    break
+                    print(f"early stopping: no better validation score for {config.early_stopping_patience} "
+                          f"epoch(s)", flush=True)
+                break
     manager.save(checkpoint_number=int(optimizer.iterations))
     writer.flush()
     if chief:
@@ -218,13 +214,27 @@ def train(
                        tokens_per_second=meter.tokens_per_second, seconds=meter.wall_seconds)
 
 
-def _total_steps(captions: EncodedCaptions, config: TrainConfig) -> int:
-    steps_per_epoch = count_batches(captions, config.batch_size, seed=config.seed,
-                                    bucket_by_length=config.bucket_by_length)
-    if steps_per_epoch == 0:
+def _steps_per_epoch(captions: EncodedCaptions, config: TrainConfig) -> int:
+    steps = count_batches(captions, config.batch_size, seed=config.seed, bucket_by_length=config.bucket_by_length)
+    if steps == 0:
         raise ValueError(f"{len(captions)} captions make no full batch of {config.batch_size}")
-    total = steps_per_epoch * config.epochs
-    return total if config.max_steps is None else min(total, config.max_steps)
+    return steps
+
+
+def _select_model(validate, model, selection, epoch: int, step: int, output_dir: Path, chief: bool, writer,
+                  verbose: bool) -> dict:
+    """Scores the model after an epoch; writes best_model.keras and best.json when it improved."""
+    score = float(validate(model))
+    improved = selection.update(score)
+    with writer.as_default(step=step):
+        tf.summary.scalar("validation_score", score)
+    if verbose:
+        print(f"epoch {epoch}: validation score {score:.2f}{' (best so far)' if improved else ''}", flush=True)
+    if improved and chief:
+        with atomic_path(output_dir / "best_model.keras") as tmp:
+            model.save(tmp)
+        write_json_atomic(output_dir / "best.json", {"epoch": epoch, "score": score, "step": step})
+    return {"step": step, "epoch": epoch, "validation_score": score}
 
 
 def _warn_on_batch_statistics_leak(model: Captioner, config: TrainConfig) -> None:
