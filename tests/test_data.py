@@ -7,7 +7,7 @@ from PIL import Image
 
 from sat_tf.data import synthetic
 from sat_tf.data.images import ImageLoadError, load_image, scan_images
-from sat_tf.data.pipeline import CaptionDataError, encode_captions, make_caption_dataset
+from sat_tf.data.pipeline import CaptionDataError, bucket_boundaries, encode_captions, make_caption_dataset
 from sat_tf.data.readers import CaptionFileError, index_images, read_caption_file
 from sat_tf.data.records import CaptionRecord
 from sat_tf.data.tokenizer import CaptionTokenizer
@@ -68,11 +68,13 @@ def test_pipeline_batches_buckets_and_resumes_deterministically():
     other_epoch = list(make_caption_dataset(data.images, encoded, 8, seed=1, epoch=1))
     resumed = list(make_caption_dataset(data.images, encoded, 8, seed=1, epoch=0, skip_batches=3))
     assert all(b["images"].shape == (8, 32, 32, 3) and b["images"].dtype == tf.uint8 for b in batches)
-    for batch in batches:  # padded to the batch's own longest caption, images match captions
+    boundaries = bucket_boundaries(encoded.lengths)
+    assert boundaries  # the synthetic captions have several lengths
+    for batch in batches:  # padded to the batch's own longest caption; one length bucket per batch
         tokens = batch["tokens"].numpy()
         assert (tokens[:, -1] != 0).any()
         lengths = (tokens != 0).sum(axis=1)
-        assert lengths.max() - lengths.min() <= max(encoded.lengths) - min(encoded.lengths)
+        assert len(set(np.searchsorted(boundaries, lengths, side="right"))) == 1
     for a, b in zip(batches, again):
         np.testing.assert_array_equal(a["tokens"], b["tokens"])
     assert any(not np.array_equal(a["images"], b["images"]) for a, b in zip(batches, other_epoch))
