@@ -1,0 +1,63 @@
+"""Caption latency from cached features at batch 1: greedy and beam search (median of N runs).
+
+    python benchmarks/decode_latency.py --model runs/flickr8k/soft/best_model.keras [--runs 50]
+
+Features are random with the model's region grid and size: decoding cost does not depend on their
+values, only on how many steps the caption takes, which is reported beside the times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import sat_tf.models  # noqa: E402,F401  (registers the classes)
+from sat_tf.inference.beam_search import BeamSearchDecoder  # noqa: E402
+from sat_tf.inference.greedy import GreedyDecoder  # noqa: E402
+from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
+
+
+def _time(decode, features, runs: int) -> tuple[float, float]:
+    for _ in range(3):
+        decode(features)  # tracing and warm-up
+    times, steps = [], []
+    for _ in range(runs):
+        tick = time.perf_counter()
+        steps.append(decode(features))
+        times.append(1000 * (time.perf_counter() - tick))
+    return statistics.median(times), float(np.mean(steps))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--beam-size", type=int, default=3)
+    parser.add_argument("--max-length", type=int, default=20)
+    parser.add_argument("--output", default="benchmarks/results/decode_latency.json")
+    args = parser.parse_args()
+    model = keras.saving.load_model(args.model)
+    rows, columns = model.feature_grid
+    features = np.random.default_rng(0).normal(size=(1, rows * columns, model.encoder.feature_dim)).astype(np.float32)
+    greedy = GreedyDecoder(model, args.max_length)
+    beam = BeamSearchDecoder(model, args.beam_size, args.max_length)
+    greedy_ms, greedy_steps = _time(lambda f: greedy(features=f).tokens.shape[1], features, args.runs)
+    beam_ms, beam_steps = _time(lambda f: beam(features=f).tokens.shape[2], features, args.runs)
+    result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "model": args.model,
+              "greedy_ms": greedy_ms, "greedy_steps": greedy_steps,
+              f"beam{args.beam_size}_ms": beam_ms, f"beam{args.beam_size}_steps": beam_steps}
+    print(json.dumps(result, indent=2))
+    write_json_atomic(args.output, result)
+
+
+if __name__ == "__main__":
+    main()
