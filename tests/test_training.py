@@ -125,3 +125,16 @@ def test_every_epoch_is_validated_including_the_last(tiny_data, tmp_path):
           verbose=False, validate=lambda model: calls.append(1) or float(len(calls)))
     assert len(calls) == 3
     assert json.loads((tmp_path / "best.json").read_text())["epoch"] == 3
+
+
+def test_train_runs_under_mirrored_strategy_and_resumes(tiny_data, tmp_path):
+    data, tokenizer, captions = tiny_data
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    config = TrainConfig(batch_size=8, epochs=1, max_steps=3, bucket_by_length=False, checkpoint_every=2)
+    first = train(lambda: make_tiny_model(tokenizer), TrainingData(data.images, captions), config, tmp_path,
+                  strategy=strategy, verbose=False, validate=lambda model: 1.0)
+    assert first.steps == 3 and (tmp_path / "model.keras").is_file()
+    config.max_steps = 5
+    resumed = train(lambda: make_tiny_model(tokenizer), TrainingData(data.images, captions), config, tmp_path,
+                    strategy=strategy, verbose=False, resume=True)
+    assert resumed.steps == 5

@@ -94,6 +94,11 @@ def random_state_variables(model: keras.Model) -> list[tf.Variable]:
     return [v.value for v in model.non_trainable_variables if "seed_generator" in v.path]
 
 
+def _step_of(optimizer) -> int:
+    """The optimizer's step counter as an int (under a strategy it is a mirrored variable)."""
+    return int(optimizer.iterations.numpy())
+
+
 def _learning_rate_value(optimizer) -> float:
     rate = optimizer.learning_rate
     return float(rate.numpy() if hasattr(rate, "numpy") else rate)
@@ -144,9 +149,10 @@ def train(
         _warn_on_batch_statistics_leak(model, config)
         optimizer = make_optimizer(config, total_steps)
         optimizer.build(model.trainable_variables)  # before the first tf.function step (Keras 3)
-        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        batch_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
-        selection = _ModelSelection(config.early_stopping_patience)
+    # Host-side counters, created outside the scope so they stay plain (not mirrored) variables.
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    batch_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
+    selection = _ModelSelection(config.early_stopping_patience)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, batch_in_epoch=batch_in_epoch,
                                      random_states=random_state_variables(model), selection=selection)
     # Every worker takes part in saving (collective ops); only the chief's copy is kept.
@@ -155,15 +161,15 @@ def train(
     if resume and manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         if verbose:
-            print(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations)}, "
+            print(f"resumed from {manager.latest_checkpoint} at step {_step_of(optimizer)}, "
                   f"epoch {int(epoch)}, batch {int(batch_in_epoch)}")
 
     train_step = build_train_step(model, optimizer, strategy, config)
     writer = tf.summary.create_file_writer(str(output_dir / "logs")) if chief else tf.summary.create_noop_writer()
     meter = _Throughput()
     history: list[dict] = []
-    progress = _Progress(total_steps, int(optimizer.iterations), config.log_every) if verbose else None
-    finished = int(optimizer.iterations) >= total_steps
+    progress = _Progress(total_steps, _step_of(optimizer), config.log_every) if verbose else None
+    finished = _step_of(optimizer) >= total_steps
     while not finished and int(epoch) < config.epochs:
         dataset = make_caption_dataset(
             data.images, data.captions, config.batch_size, image_size=data.image_size, seed=config.seed,
@@ -172,7 +178,7 @@ def train(
         for batch in strategy.experimental_distribute_dataset(dataset):
             with meter.timing():
                 logs = {k: float(v) for k, v in train_step(batch).items()}
-            step = int(optimizer.iterations)
+            step = _step_of(optimizer)
             if not math.isfinite(logs["loss"]):
                 raise NonFiniteLossError(f"loss became {logs['loss']} at step {step}; "
                                          f"the last good checkpoint is {manager.latest_checkpoint}")
@@ -194,23 +200,23 @@ def train(
         epoch.assign_add(1)
         batch_in_epoch.assign(0)
         if validate is not None:
-            selection_logs = _select_model(validate, model, selection, int(epoch), int(optimizer.iterations),
+            selection_logs = _select_model(validate, model, selection, int(epoch), _step_of(optimizer),
                                            output_dir, chief, writer, verbose)
             history.append(selection_logs)
-            manager.save(checkpoint_number=int(optimizer.iterations))
+            manager.save(checkpoint_number=_step_of(optimizer))
             if selection.should_stop():
                 if verbose:
                     print(f"early stopping: no better validation score for {config.early_stopping_patience} "
                           f"epoch(s)", flush=True)
                 break
-    manager.save(checkpoint_number=int(optimizer.iterations))
+    manager.save(checkpoint_number=_step_of(optimizer))
     writer.flush()
     if chief:
         with atomic_path(output_dir / "model.keras") as tmp:
             model.save(tmp)
     else:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return TrainResult(model=model, steps=int(optimizer.iterations), history=history,
+    return TrainResult(model=model, steps=_step_of(optimizer), history=history,
                        tokens_per_second=meter.tokens_per_second, seconds=meter.wall_seconds)
 
 
