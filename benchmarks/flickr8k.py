@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 
 from sat_tf.data.pipeline import encode_captions  # noqa: E402
 from sat_tf.data.readers import index_images, read_flickr_tokens, require_image_files  # noqa: E402
+from sat_tf.data.records import group_references  # noqa: E402
 from sat_tf.data.tokenizer import CaptionTokenizer  # noqa: E402
 from sat_tf.evaluation.bleu import corpus_bleu  # noqa: E402
 from sat_tf.evaluation.metrics import caption_metrics  # noqa: E402
@@ -40,13 +41,6 @@ PAPER_ROWS = {
                                        "METEOR": 20.30},
 }
 COLUMNS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
-
-
-def _references(records, paths, image_index):
-    refs: dict[str, list[str]] = {}
-    for record, index in zip(records, image_index):
-        refs.setdefault(paths[index], []).append(record.caption)
-    return refs
 
 
 def _decode(decoder, features, batch_size=100):
@@ -84,7 +78,7 @@ def main() -> None:
     dev_cache = extract_to_cache(encoder, dev_paths, work / f"cache-dev-{args.feature_layer}")
     timings["extract_seconds"] = time.perf_counter() - tick
     dev_features = dev_cache.gather(np.arange(len(dev_cache)))
-    dev_refs = _references(dev_records, dev_paths, dev_index)
+    dev_refs = group_references(dev_records, [dev_paths[i] for i in dev_index])
 
     tokenizer = CaptionTokenizer.from_corpus([r.caption for r in train_records], min_count=5)
     captions = encode_captions(train_records, tokenizer, train_index, max_length=24, skip_invalid=True)

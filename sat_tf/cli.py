@@ -105,10 +105,9 @@ class LoadedData:
     image_ids: list[str]  # id of each image, in the order of `images`
 
     def references(self) -> dict[str, list[str]]:
-        refs: dict[str, list[str]] = {}
-        for record, index in zip(self.records, self.image_index):
-            refs.setdefault(self.image_ids[index], []).append(record.caption)
-        return refs
+        from sat_tf.data.records import group_references
+
+        return group_references(self.records, [self.image_ids[i] for i in self.image_index])
 
 
 def _load_dataset(args, image_size: int) -> LoadedData:
@@ -206,6 +205,7 @@ def _bleu_validator(args, image_size: int):
     from sat_tf.data import synthetic
     from sat_tf.data.images import load_image
     from sat_tf.data.readers import index_images, read_captions
+    from sat_tf.data.records import group_references
     from sat_tf.evaluation.validation import bleu4_validator
 
     if args.val_captions is None and args.captions is None:
@@ -216,11 +216,8 @@ def _bleu_validator(args, image_size: int):
         return None
     records = read_captions(args.val_captions, args.image_dir, args.val_split_list, args.val_split)
     paths, image_index = index_images(records)
-    references: dict[str, list[str]] = {}
-    for record, index in zip(records, image_index):
-        references.setdefault(paths[index], []).append(record.caption)
     images = np.stack([load_image(p, image_size) for p in paths])
-    return bleu4_validator(images, paths, references)
+    return bleu4_validator(images, paths, group_references(records, [paths[i] for i in image_index]))
 
 
 def cmd_extract(args) -> None:

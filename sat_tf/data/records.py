@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,3 +26,11 @@ class CaptionRecord:
 
     def where(self) -> str:
         return self.source or self.image_path or self.image_id
+
+
+def group_references(records: Sequence[CaptionRecord], keys: Sequence[str]) -> dict[str, list[str]]:
+    """Reference captions per image: `keys[i]` names the image of `records[i]`."""
+    references: dict[str, list[str]] = {}
+    for record, key in zip(records, keys):
+        references.setdefault(key, []).append(record.caption)
+    return references

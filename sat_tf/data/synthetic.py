@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from sat_tf.data.records import CaptionRecord
+from sat_tf.data.records import CaptionRecord, group_references
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (230, 40, 40),
@@ -56,10 +56,7 @@ class SyntheticDataset:
 
     def references(self) -> dict[str, list[str]]:
         """image_id -> every caption of that image."""
-        refs: dict[str, list[str]] = {}
-        for record in self.records:
-            refs.setdefault(record.image_id, []).append(record.caption)
-        return refs
+        return group_references(self.records, [r.image_id for r in self.records])
 
 
 def _relation(first: SyntheticObject, second: SyntheticObject, reverse: bool) -> str:
