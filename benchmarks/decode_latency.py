@@ -48,13 +48,18 @@ def main() -> None:
     model = keras.saving.load_model(args.model)
     rows, columns = model.feature_grid
     features = np.random.default_rng(0).normal(size=(1, rows * columns, model.encoder.feature_dim)).astype(np.float32)
-    greedy = GreedyDecoder(model, args.max_length)
-    beam = BeamSearchDecoder(model, args.beam_size, args.max_length)
-    greedy_ms, greedy_steps = _time(lambda f: greedy(features=f).tokens.shape[1], features, args.runs)
-    beam_ms, beam_steps = _time(lambda f: beam(features=f).tokens.shape[2], features, args.runs)
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "model": args.model,
-              "greedy_ms": greedy_ms, "greedy_steps": greedy_steps,
-              f"beam{args.beam_size}_ms": beam_ms, f"beam{args.beam_size}_steps": beam_steps}
+              "command": "python benchmarks/decode_latency.py --model " + args.model}
+    # Whole call as a user makes it (features in, DecodedCaptions with texts out), with and
+    # without XLA compilation of the decoding loop.
+    for jit_compile in (True, False):
+        suffix = "" if jit_compile else "_no_jit"
+        greedy = GreedyDecoder(model, args.max_length, jit_compile=jit_compile)
+        beam = BeamSearchDecoder(model, args.beam_size, args.max_length, jit_compile=jit_compile)
+        result[f"greedy_ms{suffix}"], result["greedy_steps"] = _time(
+            lambda f: greedy(features=f).tokens.shape[1], features, args.runs)
+        result[f"beam{args.beam_size}_ms{suffix}"], result[f"beam{args.beam_size}_steps"] = _time(
+            lambda f: beam(features=f).tokens.shape[2], features, args.runs)
     print(json.dumps(result, indent=2))
     write_json_atomic(args.output, result)
 

@@ -59,6 +59,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--feature-layer", default="top", choices=["top", "stride16"])
+    parser.add_argument("--backbone", default="efficientnet_lite0",
+                        choices=["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+    parser.add_argument("--dropout", type=float, default=0.5)
+    parser.add_argument("--patience", type=int, default=2, help="early stopping patience in epochs")
     parser.add_argument("--beam-size", type=int, default=3)
     parser.add_argument("--output", default="benchmarks/results/flickr8k")
     args = parser.parse_args()
@@ -71,11 +75,11 @@ def main() -> None:
     train_paths, train_index = index_images(train_records)
     dev_paths, dev_index = index_images(dev_records)
 
-    encoder = Encoder("efficientnet_lite0", weights="imagenet", feature_layer=args.feature_layer)
+    encoder = Encoder(args.backbone, weights="imagenet", feature_layer=args.feature_layer)
     timings = {}
     tick = time.perf_counter()
-    train_cache = extract_to_cache(encoder, train_paths, work / f"cache-train-{args.feature_layer}")
-    dev_cache = extract_to_cache(encoder, dev_paths, work / f"cache-dev-{args.feature_layer}")
+    train_cache = extract_to_cache(encoder, train_paths, work / f"cache-train-{args.backbone}-{args.feature_layer}")
+    dev_cache = extract_to_cache(encoder, dev_paths, work / f"cache-dev-{args.backbone}-{args.feature_layer}")
     timings["extract_seconds"] = time.perf_counter() - tick
     dev_features = dev_cache.gather(np.arange(len(dev_cache)))
     dev_refs = group_references(dev_records, [dev_paths[i] for i in dev_index])
@@ -84,8 +88,8 @@ def main() -> None:
     captions = encode_captions(train_records, tokenizer, train_index, max_length=24, skip_invalid=True)
 
     def build_model():
-        decoder = AttentionDecoder(tokenizer.vocabulary_size, 512, 512, 512, dropout=0.5)
-        return Captioner(Encoder("efficientnet_lite0", weights="imagenet", feature_layer=args.feature_layer),
+        decoder = AttentionDecoder(tokenizer.vocabulary_size, 512, 512, 512, dropout=args.dropout)
+        return Captioner(Encoder(args.backbone, weights="imagenet", feature_layer=args.feature_layer),
                          decoder, tokenizer)
 
     def validate(model):
@@ -94,7 +98,7 @@ def main() -> None:
 
     config = TrainConfig(batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.learning_rate,
                          schedule="cosine", warmup_steps=200, clip_norm=5.0, checkpoint_every=1000,
-                         log_every=50, early_stopping_patience=2)
+                         log_every=50, early_stopping_patience=args.patience)
     tick = time.perf_counter()
     result = train(build_model, TrainingData(train_cache, captions), config, work / "soft", validate=validate)
     timings["train_seconds"] = time.perf_counter() - tick
@@ -112,7 +116,8 @@ def main() -> None:
         rows[name] = scores
     report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "split": "Flickr8k dev (1,000 images)",
               "args": vars(args), "train_tokens_per_second": result.tokens_per_second, "train_steps": result.steps,
-              "best": json.loads((work / "soft" / "best.json").read_text()), **timings,
+              "best": json.loads((work / "soft" / "best.json").read_text()),
+              "validation": [h for h in result.history if "validation_score" in h], **timings,
               "wall_seconds": time.perf_counter() - started, "rows": rows}
     lines = ["| model | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
     for name, scores in rows.items():

@@ -26,10 +26,10 @@ def random_model():
 
 def _sequence_log_prob(model, features, sequence):
     decoder = model.decoder
-    projected, state = decoder.project_features(features), decoder.initial_state(features)
+    constants, state = decoder.step_constants(features), decoder.initial_state(features)
     previous, total = tf.constant([model.tokenizer.start_id]), 0.0
     for token in sequence:
-        out = decoder.step(projected, features, state, previous)
+        out = decoder.step(constants, state, previous)
         total += float(out.log_probs[0, token])
         state, previous = out.state, tf.constant([token])
     return total

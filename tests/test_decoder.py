@@ -19,14 +19,50 @@ def test_teacher_forcing_equals_step_by_step_decoding():
     features = tf.constant(rng.normal(size=(2, 5, 6)), tf.float32)
     tokens = tf.constant(rng.integers(0, 11, size=(2, 4)), tf.int32)
     logits, alphas = decoder.teacher_forcing(features, tokens, training=False)
-    projected = decoder.project_features(features)
+    constants = decoder.step_constants(features)
     state = decoder.initial_state(features)
     for t in range(4):
-        out = decoder.step(projected, features, state, tokens[:, t])
+        out = decoder.step(constants, state, tokens[:, t])
         np.testing.assert_allclose(out.log_probs, tf.nn.log_softmax(logits[:, t]), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(out.alpha, alphas[:, t], rtol=1e-5, atol=1e-6)
         state = out.state
     assert isinstance(state, DecoderState)
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def test_step_matches_a_numpy_reference_of_the_paper_equations():
+    """One step written out with the unfused per-term weights; pins the fused kernels' layout."""
+    decoder = _decoder()
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(2, 5, 6)).astype(np.float32)
+    h = rng.normal(size=(2, 7)).astype(np.float32)
+    c = rng.normal(size=(2, 7)).astype(np.float32)
+    tokens = np.array([1, 8])
+    out = decoder.step(decoder.step_constants(tf.constant(a)),
+                       DecoderState(tf.constant(h), tf.constant(c)), tf.constant(tokens))
+    att = decoder.attention
+    scores = np.tanh(a @ att.feature_kernel.numpy() + att.bias.numpy()
+                     + (h @ att.hidden_kernel.numpy())[:, None, :]) @ att.score_vector.numpy()
+    alpha = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+    gate_kernel, gate_bias = (w.numpy() for w in decoder.gate.weights)
+    z = _sigmoid(h @ gate_kernel + gate_bias) * np.einsum("bl,bld->bd", alpha, a)
+    e = decoder.embedding.embeddings.numpy()[tokens]
+    gates = (e @ decoder.lstm_word_kernel.numpy() + z @ decoder.lstm_context_kernel.numpy()
+             + h @ decoder.lstm_recurrent_kernel.numpy() + decoder.lstm_bias.numpy())
+    i, f, g, o = np.split(gates, 4, axis=1)
+    c_new = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+    h_new = _sigmoid(o) * np.tanh(c_new)
+    deep = np.tanh(e + h_new @ decoder.hidden_to_output.numpy() + z @ decoder.context_to_output.numpy())
+    out_kernel, out_bias = (w.numpy() for w in decoder.output_projection.weights)
+    logits = deep @ out_kernel + out_bias
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(out.alpha, alpha, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out.state.cell, c_new, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out.state.hidden, h_new, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out.log_probs, log_probs, rtol=1e-5, atol=1e-5)
 
 
 def test_initial_state_is_mlp_of_mean_annotation():

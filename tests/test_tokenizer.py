@@ -55,3 +55,11 @@ def test_vocabulary_file_and_keras_serialization_round_trip(tokenizer, tmp_path)
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="bad.json"):
         CaptionTokenizer.load_vocabulary(tmp_path / "bad.json")
+
+
+def test_host_decode_agrees_with_in_graph_detokenize(tokenizer):
+    ids = np.random.default_rng(0).integers(0, tokenizer.vocabulary_size, size=(50, 9))
+    ids[::3, 4] = tokenizer.end_id  # some rows end early, others never
+    expected = [s.decode("utf-8") for s in tokenizer.detokenize(ids).numpy()]
+    assert tokenizer.decode(ids) == expected
+    assert any(tokenizer.end_id in row for row in ids) and len(set(expected)) > 1

@@ -13,13 +13,16 @@ class CaptionDecoderBase:
     Args:
         model: a trained `Captioner`.
         max_length: most tokens per caption, `<end>` included.
+        jit_compile: compile the decoding loop with XLA. A step is a few small ops, so without it
+            per-op dispatch dominates on CPU; with it, each new batch size compiles once (seconds).
     """
 
-    def __init__(self, model: Captioner, max_length: int):
+    def __init__(self, model: Captioner, max_length: int, jit_compile: bool = True):
         if max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}")
         self.model = model
         self.max_length = max_length
+        self.jit_compile = jit_compile
         self._encode_images = tf.function(self._encode, reduce_retracing=True)
 
     def _encode(self, images):

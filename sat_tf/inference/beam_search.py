@@ -55,40 +55,54 @@ class BeamSearchDecoder(CaptionDecoderBase):
         beam_size: k.
         max_length: most tokens per caption, `<end>` included.
         length_penalty: exponent of the length normalisation (0: rank by total log-probability).
+        jit_compile: compile the search loop with XLA (see `CaptionDecoderBase`).
 
     Example:
         >>> result = BeamSearchDecoder(model, beam_size=3)(images=images)
         >>> result.best_texts[0], result.texts[0]   # best caption, and the 3-best list
     """
 
-    def __init__(self, model: Captioner, beam_size: int = 3, max_length: int = 20, length_penalty: float = 0.0):
-        super().__init__(model, max_length)
+    def __init__(self, model: Captioner, beam_size: int = 3, max_length: int = 20, length_penalty: float = 0.0,
+                 jit_compile: bool = True):
+        super().__init__(model, max_length, jit_compile)
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         self.beam_size = beam_size
         self.length_penalty = length_penalty
-        self._search = tf.function(self._beam_search, reduce_retracing=True)
+        self._search = tf.function(self._beam_search, reduce_retracing=True, jit_compile=jit_compile)
 
     def _beam_search(self, features):
         decoder, tokenizer, k = self.model.decoder, self.model.tokenizer, self.beam_size
         batch, regions = tf.shape(features)[0], tf.shape(features)[1]
         vocabulary = decoder.vocabulary_size
-        tiled = tf.repeat(features, k, axis=0)  # [B*k, L, D], beams of one image are adjacent
-        projected = decoder.project_features(tiled)
-        state = decoder.initial_state(tiled)
+        # Per-image constants computed once, then repeated per beam (beams of one image are adjacent).
+        constants = decoder.step_constants(features)
+        constants = constants._replace(**{
+            name: tf.repeat(getattr(constants, name), k, axis=0)
+            for name in ("attention_keys", "context_gates", "context_outputs")
+        })
+        state = tf.nest.map_structure(lambda x: tf.repeat(x, k, axis=0), decoder.initial_state(features))
         # Only beam 0 is live at the start, so the first step does not pick k copies of one word.
         scores = tf.tile(tf.concat([[0.0], tf.fill([k - 1], _NEG_INF)], 0)[tf.newaxis], [batch, 1])
         previous = tf.fill([batch * k], tokenizer.start_id)
         finished = tf.zeros([batch, k], tf.bool)
         lengths = tf.zeros([batch, k], tf.int32)
-        tokens = tf.zeros([batch, k, 0], tf.int32)
-        token_log_probs = tf.zeros([batch, k, 0])
-        alphas = tf.zeros([batch, k, 0, regions])
+        # Fixed-size buffers written at step t (not grown by concat), so shapes stay static for XLA.
+        steps_total = self.max_length
+        tokens = tf.zeros([batch, k, steps_total], tf.int32)
+        token_log_probs = tf.zeros([batch, k, steps_total])
+        alphas = tf.zeros([batch, k, steps_total, regions])
         # A finished beam has exactly one continuation, <pad>, at no cost.
         pad_only = tf.one_hot(tokenizer.pad_id, vocabulary, on_value=0.0, off_value=_NEG_INF)
 
         def body(t, state, previous, scores, finished, lengths, tokens, token_log_probs, alphas):
-            out = decoder.step(projected, tiled, state, previous)
+            carried = (previous, scores, finished, lengths, tokens, token_log_probs, alphas)
+            outputs = step(t, state, *carried)
+            # Gathers lose static shapes; restating them keeps the loop shape-invariant.
+            return (t + 1, outputs[0], *(tf.ensure_shape(new, old.shape) for new, old in zip(outputs[1:], carried)))
+
+        def step(t, state, previous, scores, finished, lengths, tokens, token_log_probs, alphas):
+            out = decoder.step(constants, state, previous)
             log_probs = tf.reshape(out.log_probs, [batch, k, vocabulary])
             log_probs = tf.where(finished[:, :, tf.newaxis], pad_only, log_probs)
             candidates = tf.reshape(scores[:, :, tf.newaxis] + log_probs, [batch, k * vocabulary])
@@ -97,27 +111,24 @@ class BeamSearchDecoder(CaptionDecoderBase):
             parent, word = flat // vocabulary, flat % vocabulary  # [B, k]
             gather = lambda x: tf.gather(x, parent, batch_dims=1)  # noqa: E731
             was_finished = gather(finished)
-            tokens = tf.concat([gather(tokens), word[:, :, tf.newaxis]], axis=2)
-            token_log_probs = tf.concat([gather(token_log_probs), chosen_log_prob[:, :, tf.newaxis]], axis=2)
+            at_t = tf.one_hot(t, steps_total)  # [T]
+            tokens = gather(tokens) + word[:, :, tf.newaxis] * tf.cast(at_t, tf.int32)
+            token_log_probs = gather(token_log_probs) + chosen_log_prob[:, :, tf.newaxis] * at_t
             step_alpha = tf.where(was_finished[:, :, tf.newaxis], 0.0, gather(tf.reshape(out.alpha, [batch, k, -1])))
-            alphas = tf.concat([gather(alphas), step_alpha[:, :, tf.newaxis]], axis=2)
+            alphas = gather(alphas) + step_alpha[:, :, tf.newaxis, :] * at_t[:, tf.newaxis]
             lengths = gather(lengths) + tf.cast(~was_finished, tf.int32)
             finished = was_finished | tf.equal(word, tokenizer.end_id)
             flat_parent = tf.reshape(parent + tf.range(batch)[:, tf.newaxis] * k, [-1])
-            state = DecoderState(tf.gather(out.state.hidden, flat_parent), tf.gather(out.state.cell, flat_parent))
-            return (t + 1, state, tf.reshape(word, [-1]), scores, finished, lengths, tokens, token_log_probs,
-                    alphas)
+            state = DecoderState(*(tf.ensure_shape(tf.gather(x, flat_parent), x.shape) for x in out.state))
+            return state, tf.reshape(word, [-1]), scores, finished, lengths, tokens, token_log_probs, alphas
 
-        shapes = (tf.TensorShape([]), DecoderState(tf.TensorShape([None, None]), tf.TensorShape([None, None])),
-                  tf.TensorShape([None]), tf.TensorShape([None, k]), tf.TensorShape([None, k]),
-                  tf.TensorShape([None, k]), tf.TensorShape([None, k, None]), tf.TensorShape([None, k, None]),
-                  tf.TensorShape([None, k, None, None]))
-        _, _, _, scores, _, lengths, tokens, token_log_probs, alphas = tf.while_loop(
+        steps, _, _, scores, _, lengths, tokens, token_log_probs, alphas = tf.while_loop(
             lambda t, _s, _p, _sc, finished, *_: (t < self.max_length) & ~tf.reduce_all(finished),
             body,
             (tf.constant(0), state, previous, scores, finished, lengths, tokens, token_log_probs, alphas),
-            shape_invariants=shapes,
+            maximum_iterations=self.max_length,
         )
+        tokens, token_log_probs, alphas = tokens[:, :, :steps], token_log_probs[:, :, :steps], alphas[:, :, :steps]
         log_probs = scores
         if self.length_penalty:
             scores = scores / tf.pow(tf.cast(tf.maximum(lengths, 1), tf.float32), self.length_penalty)

@@ -38,28 +38,29 @@ class GreedyDecoder(CaptionDecoderBase):
     Args:
         model: a trained `Captioner`.
         max_length: most words per caption (the `<end>` token included).
+        jit_compile: compile the decoding loop with XLA (see `CaptionDecoderBase`).
 
     Example:
         >>> decoded = GreedyDecoder(model, max_length=20)(images=images)
         >>> decoded.texts[0], decoded.alphas.shape
     """
 
-    def __init__(self, model: Captioner, max_length: int = 20):
-        super().__init__(model, max_length)
-        self._decode_features = tf.function(self._decode, reduce_retracing=True)
+    def __init__(self, model: Captioner, max_length: int = 20, jit_compile: bool = True):
+        super().__init__(model, max_length, jit_compile)
+        self._decode_features = tf.function(self._decode, reduce_retracing=True, jit_compile=jit_compile)
 
     def _decode(self, features):
         decoder = self.model.decoder
         tokenizer = self.model.tokenizer
         batch = tf.shape(features)[0]
-        projected = decoder.project_features(features)
+        constants = decoder.step_constants(features)
         state = decoder.initial_state(features)
         previous = tf.fill([batch], tokenizer.start_id)
         finished = tf.zeros([batch], tf.bool)
         arrays = [tf.TensorArray(dtype, size=self.max_length) for dtype in (tf.int32, tf.float32, tf.float32)]
 
         def body(t, state, previous, finished, tokens, log_probs, alphas):
-            out = decoder.step(projected, features, state, previous)
+            out = decoder.step(constants, state, previous)
             token = tf.argmax(out.log_probs, axis=-1, output_type=tf.int32)
             token_log_prob = tf.gather(out.log_probs, token, batch_dims=1)
             token = tf.where(finished, tokenizer.pad_id, token)

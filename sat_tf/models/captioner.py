@@ -106,8 +106,10 @@ class Captioner(keras.Model):
         outputs = self(batch, training=training)
         targets = batch["tokens"][:, 1:]
         mask = tf.not_equal(targets, self.tokenizer.pad_id)
-        cross_entropy_sum = masked_cross_entropy_sum(outputs["logits"], targets, mask)
-        penalty_sum = tf.reduce_sum(doubly_stochastic_penalty(outputs["alphas"], mask, self.penalty_target))
+        # The loss is always float32, also under a mixed-precision policy (bfloat16/float16 compute).
+        logits, alphas = tf.cast(outputs["logits"], tf.float32), tf.cast(outputs["alphas"], tf.float32)
+        cross_entropy_sum = masked_cross_entropy_sum(logits, targets, mask)
+        penalty_sum = tf.reduce_sum(doubly_stochastic_penalty(alphas, mask, self.penalty_target))
         num_tokens = tf.reduce_sum(tf.cast(mask, tf.float32))
         num_captions = tf.cast(tf.shape(targets)[0], tf.float32)
         num_tokens, num_captions = _sum_over_replicas([num_tokens, num_captions])

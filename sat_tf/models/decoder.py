@@ -17,6 +17,21 @@ class DecoderState(NamedTuple):
     cell: tf.Tensor  # [B, H]
 
 
+class StepConstants(NamedTuple):
+    """Everything a decoding step reuses: per-image projections and the fused hidden kernel.
+
+    Attention, the LSTM input and the deep output are all linear in the context
+    z = beta * sum_i alpha_i a_i, so `a_i W` is computed once per image and each step only mixes
+    those rows by alpha. At batch 1 a step is bound by reading weights, and this replaces the
+    D x 4H and D x E kernels (the largest ones) by L-row tables.
+    """
+
+    attention_keys: tf.Tensor  # [B, L, A]   W_a a_i + b
+    context_gates: tf.Tensor  # [B, L, 4H]  a_i W_z (LSTM input weights of the context)
+    context_outputs: tf.Tensor  # [B, L, E]  a_i L_z (deep output weights of the context)
+    hidden_kernel: tf.Tensor  # [H, 4H + A (+1)]  see `fused_hidden_kernel`
+
+
 class StepOutput(NamedTuple):
     """What one decoding step returns (see `AttentionDecoder.step`)."""
 
@@ -38,7 +53,7 @@ class AttentionDecoder(keras.layers.Layer):
     The initial state is h_0 = tanh(f_init_h(mean_i a_i)), c_0 = tanh(f_init_c(mean_i a_i)).
     The tanh before L_o follows the authors' code (arctic-captions).
 
-    The single-step API (`initial_state`, `project_features`, `step`) is what greedy/beam decoding
+    The single-step API (`initial_state`, `step_constants`, `step`) is what greedy/beam decoding
     and the exported decoder use. Teacher-forced training (`teacher_forcing`) runs the same
     recurrence (`advance`) and then applies the output layer to all steps in one matmul, which is
     mathematically identical to calling `step` per word and much faster.
@@ -56,7 +71,7 @@ class AttentionDecoder(keras.layers.Layer):
         >>> decoder = AttentionDecoder(vocabulary_size=1000)
         >>> logits, alphas = decoder.teacher_forcing(features, input_tokens)
         >>> state = decoder.initial_state(features)
-        >>> out = decoder.step(decoder.project_features(features), features, state, start_tokens)
+        >>> out = decoder.step(decoder.step_constants(features), state, start_tokens)
 
     Reference:
         Xu et al., "Show, Attend and Tell", ICML 2015.
@@ -126,19 +141,44 @@ class AttentionDecoder(keras.layers.Layer):
 
     def advance(self, projected_features, features, state: DecoderState, word_embedding):
         """Attention + gate + LSTM for one step. Returns (new state, gated context z_t, alpha_t)."""
-        context, alpha = self.attention(features, state.hidden, projected_features=projected_features)
+        return self._advance(projected_features, features, state, self.word_gates(word_embedding),
+                             self.fused_hidden_kernel())
+
+    def word_gates(self, word_embedding: tf.Tensor) -> tf.Tensor:
+        """The previous word's share of the LSTM gates, E y_{t-1} W + b. It does not depend on the
+        recurrence, so teacher forcing computes it for all steps in one matmul."""
+        return tf.matmul(word_embedding, self.lstm_word_kernel) + self.lstm_bias
+
+    def fused_hidden_kernel(self) -> tf.Tensor:
+        """h_{t-1} feeds three matmuls per step (LSTM recurrence, attention W_h, gate f_beta);
+        concatenating their kernels makes it one larger, more efficient matmul."""
+        kernels = [self.lstm_recurrent_kernel, self.attention.hidden_kernel]
         if self.use_gate:
-            context = self.gate(state.hidden) * context
-        gates = (
-            tf.matmul(word_embedding, self.lstm_word_kernel)
-            + tf.matmul(context, self.lstm_context_kernel)
-            + tf.matmul(state.hidden, self.lstm_recurrent_kernel)
-            + self.lstm_bias
-        )
+            kernels.append(self.gate.kernel)
+        return tf.concat(kernels, axis=1)
+
+    def _advance(self, projected_features, features, state: DecoderState, word_gates, hidden_kernel):
+        recurrent, attention_term, beta = self._hidden_terms(state.hidden, hidden_kernel)
+        alpha = self.attention.weights_from_hidden_term(projected_features, attention_term)
+        context = tf.einsum("bl,bld->bd", alpha, features)
+        if beta is not None:
+            context = beta * context
+        gates = word_gates + recurrent + tf.matmul(context, self.lstm_context_kernel)
+        return self._lstm_update(gates, state.cell), context, alpha
+
+    def _hidden_terms(self, hidden, hidden_kernel):
+        """Splits h_{t-1} times the fused kernel into (LSTM recurrence, attention W_h h, beta or None)."""
+        terms = tf.matmul(hidden, hidden_kernel)
+        recurrent = terms[:, : 4 * self.hidden_dim]
+        attention_term = terms[:, 4 * self.hidden_dim : 4 * self.hidden_dim + self.attention_dim]
+        beta = tf.sigmoid(terms[:, -1:] + self.gate.bias) if self.use_gate else None  # gating scalar
+        return recurrent, attention_term, beta
+
+    @staticmethod
+    def _lstm_update(gates, cell) -> DecoderState:
         input_gate, forget_gate, candidate, output_gate = tf.split(gates, 4, axis=-1)
-        cell = tf.sigmoid(forget_gate) * state.cell + tf.sigmoid(input_gate) * tf.tanh(candidate)
-        hidden = tf.sigmoid(output_gate) * tf.tanh(cell)
-        return DecoderState(hidden, cell), context, alpha
+        cell = tf.sigmoid(forget_gate) * cell + tf.sigmoid(input_gate) * tf.tanh(candidate)
+        return DecoderState(tf.sigmoid(output_gate) * tf.tanh(cell), cell)
 
     def output_logits(self, word_embedding, hidden, context, training=False) -> tf.Tensor:
         """Deep output layer: L_o dropout(tanh(E y_{t-1} + L_h h_t + L_z z_t)); works on [..., *] inputs."""
@@ -149,11 +189,30 @@ class AttentionDecoder(keras.layers.Layer):
         )
         return self.output_projection(self.output_dropout(deep, training=training))
 
-    def step(self, projected_features, features, state: DecoderState, previous_tokens) -> StepOutput:
-        """One inference step: previous tokens [B] -> log-probs [B, V], new state, alpha [B, L]."""
+    def step_constants(self, features: tf.Tensor) -> StepConstants:
+        """Per-image tensors for `step`, computed once before a decoding loop."""
+        return StepConstants(
+            attention_keys=self.project_features(features),
+            context_gates=tf.einsum("bld,dg->blg", features, self.lstm_context_kernel),
+            context_outputs=tf.einsum("bld,de->ble", features, self.context_to_output),
+            hidden_kernel=self.fused_hidden_kernel(),
+        )
+
+    def step(self, constants: StepConstants, state: DecoderState, previous_tokens) -> StepOutput:
+        """One inference step: previous tokens [B] -> log-probs [B, V], new state, alpha [B, L].
+
+        Same function as `advance` + `output_logits`, with the context's linear maps taken from
+        `constants` (alpha-weighted rows of a_i W instead of (sum_i alpha_i a_i) W)."""
         word_embedding = self.embed(previous_tokens)
-        new_state, context, alpha = self.advance(projected_features, features, state, word_embedding)
-        logits = self.output_logits(word_embedding, new_state.hidden, context, training=False)
+        recurrent, attention_term, beta = self._hidden_terms(state.hidden, constants.hidden_kernel)
+        alpha = self.attention.weights_from_hidden_term(constants.attention_keys, attention_term)
+        context_gates = tf.einsum("bl,blg->bg", alpha, constants.context_gates)
+        context_outputs = tf.einsum("bl,ble->be", alpha, constants.context_outputs)
+        if beta is not None:
+            context_gates, context_outputs = beta * context_gates, beta * context_outputs
+        new_state = self._lstm_update(self.word_gates(word_embedding) + recurrent + context_gates, state.cell)
+        deep = tf.tanh(word_embedding + tf.matmul(new_state.hidden, self.hidden_to_output) + context_outputs)
+        logits = self.output_projection(deep)
         return StepOutput(tf.nn.log_softmax(logits, axis=-1), new_state, alpha)
 
     # ----- training ----------------------------------------------------------------------------
@@ -161,11 +220,12 @@ class AttentionDecoder(keras.layers.Layer):
         """Runs the decoder over ground-truth inputs [B, T]. Returns logits [B, T, V] and alphas [B, T, L]."""
         embeddings = self.embed(input_tokens)  # [B, T, E]
         projected = self.project_features(features)
+        hidden_kernel = self.fused_hidden_kernel()
         steps = tf.shape(input_tokens)[1]
-        time_major = tf.transpose(embeddings, [1, 0, 2])
+        word_gates = tf.transpose(self.word_gates(embeddings), [1, 0, 2])  # [T, B, 4H], one matmul
 
         def body(t, state, hiddens, contexts, alphas):
-            state, context, alpha = self.advance(projected, features, state, time_major[t])
+            state, context, alpha = self._advance(projected, features, state, word_gates[t], hidden_kernel)
             return t + 1, state, hiddens.write(t, state.hidden), contexts.write(t, context), alphas.write(t, alpha)
 
         arrays = [tf.TensorArray(features.dtype, size=steps) for _ in range(3)]
