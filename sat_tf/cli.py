@@ -61,6 +61,14 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dropout", type=float, default=0.2)
     group.add_argument("--penalty-weight", type=float, default=None, help="lambda of the doubly stochastic penalty")
     group.add_argument("--penalty-target", choices=["one", "length"], default="one")
+    group.add_argument("--attention", choices=["soft", "hard"], default="soft",
+                       help="soft (deterministic) or hard (stochastic, REINFORCE) attention")
+    group.add_argument("--hard-inference", choices=["argmax", "sample", "expectation"], default="argmax",
+                       help="hard attention at test time: most likely region, a sample, or the expectation")
+    group.add_argument("--reward-weight", type=float, default=None,
+                       help="hard attention: lambda_r of the REINFORCE term (default: sat_tf's)")
+    group.add_argument("--entropy-weight", type=float, default=None,
+                       help="hard attention: lambda_e of the entropy bonus (default: sat_tf's)")
     group.add_argument("--min-word-count", type=int, default=1)
     group.add_argument("--max-vocabulary", type=int, default=None)
 
@@ -146,7 +154,7 @@ def cmd_train(args) -> None:
     from sat_tf.data.pipeline import encode_captions
     from sat_tf.data.tokenizer import CaptionTokenizer
     from sat_tf.models import AttentionDecoder, Captioner, Encoder
-    from sat_tf.models.captioner import DEFAULT_PENALTY_WEIGHT
+    from sat_tf.models.captioner import DEFAULT_ENTROPY_WEIGHT, DEFAULT_PENALTY_WEIGHT, DEFAULT_REWARD_WEIGHT
     from sat_tf.training import TrainConfig, TrainingData, make_strategy, train
 
     try:
@@ -174,9 +182,12 @@ def cmd_train(args) -> None:
     def build_model():
         decoder = AttentionDecoder(tokenizer.vocabulary_size, embedding_dim=args.embedding_dim,
                                    hidden_dim=args.hidden_dim, attention_dim=args.attention_dim,
-                                   dropout=args.dropout)
+                                   dropout=args.dropout, attention_mode=args.attention,
+                                   hard_inference=args.hard_inference)
         return Captioner(Encoder(**encoder_kwargs), decoder, tokenizer, penalty_weight=penalty_weight,
-                         penalty_target=args.penalty_target)
+                         penalty_target=args.penalty_target,
+                         reward_weight=DEFAULT_REWARD_WEIGHT if args.reward_weight is None else args.reward_weight,
+                         entropy_weight=DEFAULT_ENTROPY_WEIGHT if args.entropy_weight is None else args.entropy_weight)
 
     config = TrainConfig(batch_size=args.batch_size, epochs=args.epochs, max_steps=args.max_steps,
                          optimizer=args.optimizer, learning_rate=args.learning_rate, schedule=args.schedule,
@@ -323,6 +334,38 @@ def cmd_evaluate(args) -> None:
         write_json_atomic(args.output, scores)
 
 
+def cmd_export(args) -> None:
+    from sat_tf.data.images import load_image
+
+    if not args.saved_model_dir and not args.tflite_dir:
+        raise ValueError("nothing to export: give --saved-model-dir and/or --tflite-dir")
+    model = load_model(args.model)
+    if args.saved_model_dir:
+        from sat_tf.export.saved_model import export_saved_model
+
+        path = export_saved_model(model, args.saved_model_dir, args.model_name, args.version, args.max_length,
+                                  args.beam_size)
+        print(f"SavedModel (TF Serving layout): {path}")
+    if args.tflite_dir:
+        from sat_tf.export.tflite import export_tflite
+
+        size = model.encoder.image_size
+        calibration = [load_image(p, size) for p in args.calibration_images] if args.calibration_images else None
+        if calibration is None and "int8" in (args.encoder_quantization, args.decoder_quantization):
+            raise ValueError("int8 quantization needs --calibration-images (a few dozen images from your data)")
+        paths = export_tflite(model, args.tflite_dir, args.encoder_quantization, args.decoder_quantization,
+                              calibration, args.max_length)
+        for key, path in paths.items():
+            print(f"{key}: {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
+def cmd_serve(args) -> None:
+    from sat_tf.export.serving import serve
+
+    print(f"serving {args.model_dir} on http://{args.host}:{args.port}/v1/models/<name>", flush=True)
+    serve(args.model_dir, args.host, args.port, args.model_name)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sat-tf", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -370,6 +413,26 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output", help="also write the scores as JSON")
     _add_data_arguments(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    export = commands.add_parser("export", help="SavedModel for serving and/or TFLite encoder + decoder step")
+    export.add_argument("--model", required=True, help="model.keras or a training output folder")
+    export.add_argument("--saved-model-dir", help="TF Serving base path; writes <dir>/<model-name>/<version>/")
+    export.add_argument("--model-name", default="sat_tf")
+    export.add_argument("--version", type=int, default=1)
+    export.add_argument("--beam-size", type=int, default=3, help="beam of the beam_search signature")
+    export.add_argument("--max-length", type=int, default=20)
+    export.add_argument("--tflite-dir", help="writes image_encoder.tflite, decoder_step.tflite, sat_tf_edge.json")
+    export.add_argument("--encoder-quantization", choices=["fp32", "fp16", "dynamic", "int8"], default="fp32")
+    export.add_argument("--decoder-quantization", choices=["fp32", "fp16", "dynamic", "int8"], default="dynamic")
+    export.add_argument("--calibration-images", nargs="+", help="images for int8 calibration")
+    export.set_defaults(handler=cmd_export)
+
+    serve = commands.add_parser("serve", help="serve an exported SavedModel with TF Serving's REST API")
+    serve.add_argument("--model-dir", required=True, help="<dir>/<model-name> (latest version) or a version dir")
+    serve.add_argument("--model-name", default=None, help="default: the folder name")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8501)
+    serve.set_defaults(handler=cmd_serve)
     return parser
 
 

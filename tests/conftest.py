@@ -29,14 +29,15 @@ def tiny_data():
     return data, tokenizer, encode_captions(data.records, tokenizer)
 
 
-def make_tiny_model(tokenizer, penalty_weight=0.01, dropout=0.0, seed=0, normalization="batch"):
+def make_tiny_model(tokenizer, penalty_weight=0.01, dropout=0.0, seed=0, normalization="batch",
+                    attention_mode="soft", **decoder_kwargs):
     import keras
 
     keras.utils.set_random_seed(seed)
     encoder = Encoder("small_cnn", image_size=32, small_cnn_filters=(4, 8, 8), append_coordinates=True,
                       small_cnn_normalization=normalization)
     decoder = AttentionDecoder(tokenizer.vocabulary_size, embedding_dim=8, hidden_dim=16, attention_dim=8,
-                               dropout=dropout)
+                               dropout=dropout, attention_mode=attention_mode, **decoder_kwargs)
     return Captioner(encoder, decoder, tokenizer, penalty_weight=penalty_weight)
 
 
@@ -55,3 +56,27 @@ def fixed_batch(tiny_data, size=8):
 
 def weights_of(model):
     return [w.numpy() for w in model.weights]
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_model(tiny_data):
+    """The tiny captioner after 60 steps on its data: confident enough that decoding is not a
+    string of near-ties, so exported copies can be held to identical captions."""
+    import keras
+
+    from sat_tf.training import TrainConfig, build_train_step
+
+    model = make_tiny_model(tiny_data[1], dropout=0.0)
+    optimizer = keras.optimizers.Adam(1e-2)
+    optimizer.build(model.trainable_variables)
+    step = build_train_step(model, optimizer, tf.distribute.get_strategy(), TrainConfig(clip_norm=5.0))
+    batches = [fixed_batch(tiny_data, size=16)]
+    data, _, captions = tiny_data
+    for start in range(16, 48, 16):
+        tokens = captions.tokens[start : start + 16]
+        tokens = tokens[:, : int(captions.lengths[start : start + 16].max())]
+        batches.append({"images": tf.constant(data.images[captions.image_index[start : start + 16]]),
+                        "tokens": tf.constant(tokens)})
+    for i in range(60):
+        step(batches[i % len(batches)])
+    return model

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -74,6 +75,11 @@ def test_evaluate_and_train_from_a_caption_file(demo_dir, tmp_path, capsys):
                  "--batch-size", "3", "--epochs", "1", "--hidden-dim", "8", "--embedding-dim", "4",
                  "--attention-dim", "4"]) == 0
     assert (run / "model.keras").is_file()
+    hard_run = tmp_path / "hard"
+    assert main(["train", "--captions", str(images / "captions.jsonl"), "--output-dir", str(hard_run),
+                 "--image-size", "32", "--batch-size", "3", "--epochs", "1", "--hidden-dim", "8",
+                 "--embedding-dim", "4", "--attention-dim", "4", "--attention", "hard"]) == 0
+    assert keras.saving.load_model(hard_run / "model.keras").decoder.attention_mode == "hard"
     (images / "bad.jsonl").write_text('{"image": "0.png"}\n')
     assert main(["train", "--captions", str(images / "bad.jsonl"), "--output-dir", str(run)]) == 2
     assert "bad.jsonl:1: missing field(s) caption" in capsys.readouterr().err

@@ -18,7 +18,8 @@ def test_teacher_forcing_equals_step_by_step_decoding():
     rng = np.random.default_rng(0)
     features = tf.constant(rng.normal(size=(2, 5, 6)), tf.float32)
     tokens = tf.constant(rng.integers(0, 11, size=(2, 4)), tf.int32)
-    logits, alphas = decoder.teacher_forcing(features, tokens, training=False)
+    outputs = decoder.teacher_forcing(features, tokens, training=False)
+    logits, alphas = outputs["logits"], outputs["alphas"]
     constants = decoder.step_constants(features)
     state = decoder.initial_state(features)
     for t in range(4):
@@ -92,9 +93,9 @@ def test_dropout_only_in_training():
     decoder = _decoder()
     features = tf.constant(np.ones((1, 5, 6)), tf.float32)
     tokens = tf.constant([[1, 4, 5]])
-    eval_a, _ = decoder(features, tokens, training=False)
-    eval_b, _ = decoder(features, tokens, training=False)
-    train_logits, _ = decoder(features, tokens, training=True)
+    eval_a = decoder(features, tokens, training=False)["logits"]
+    eval_b = decoder(features, tokens, training=False)["logits"]
+    train_logits = decoder(features, tokens, training=True)["logits"]
     np.testing.assert_array_equal(eval_a, eval_b)
     assert not np.allclose(eval_a, train_logits)
 

@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from sat_tf.models.attention import BahdanauAttention
+from sat_tf.models.hard_attention import ATTENTION_MODES, HARD_INFERENCE_MODES, sample_locations
 
 
 class DecoderState(NamedTuple):
@@ -65,11 +66,17 @@ class AttentionDecoder(keras.layers.Layer):
         attention_dim: attention MLP size.
         dropout: dropout rate before the output projection L_o.
         use_gate: apply the gating scalar beta_t (the paper does).
+        attention_mode: "soft" (z_t = beta_t sum_i alpha_ti a_i) or "hard" (z_t = beta_t a_{s_t} with
+            s_t ~ Multinoulli(alpha_t) while training; see `sat_tf.models.hard_attention`).
+        hard_inference: what a hard-attention model attends to when not sampling for training:
+            "argmax" (the most likely region), "sample" or "expectation" (the soft context).
+        expectation_probability: hard attention only; the chance per training minibatch of using the
+            expectation instead of a sample (0.5 in the paper).
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Example:
         >>> decoder = AttentionDecoder(vocabulary_size=1000)
-        >>> logits, alphas = decoder.teacher_forcing(features, input_tokens)
+        >>> outputs = decoder.teacher_forcing(features, input_tokens)   # {"logits", "alphas"}
         >>> state = decoder.initial_state(features)
         >>> out = decoder.step(decoder.step_constants(features), state, start_tokens)
 
@@ -85,9 +92,23 @@ class AttentionDecoder(keras.layers.Layer):
         attention_dim: int = 512,
         dropout: float = 0.5,
         use_gate: bool = True,
+        attention_mode: str = "soft",
+        hard_inference: str = "argmax",
+        expectation_probability: float = 0.5,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if attention_mode not in ATTENTION_MODES:
+            raise ValueError(f"attention_mode must be one of {ATTENTION_MODES}, got '{attention_mode}'")
+        if hard_inference not in HARD_INFERENCE_MODES:
+            raise ValueError(f"hard_inference must be one of {HARD_INFERENCE_MODES}, got '{hard_inference}'")
+        if not 0.0 <= expectation_probability <= 1.0:
+            raise ValueError(f"expectation_probability must be in [0, 1], got {expectation_probability}")
+        self.attention_mode = attention_mode
+        self.hard_inference = hard_inference
+        self.expectation_probability = float(expectation_probability)
+        # Location samples and the per-minibatch expectation switch (checkpointed with the model).
+        self.location_seed = keras.random.SeedGenerator(name="location_seed")
         self.vocabulary_size = vocabulary_size
         self.embedding_dim = embedding_dim
         self.hidden_dim = hidden_dim
@@ -141,8 +162,9 @@ class AttentionDecoder(keras.layers.Layer):
 
     def advance(self, projected_features, features, state: DecoderState, word_embedding):
         """Attention + gate + LSTM for one step. Returns (new state, gated context z_t, alpha_t)."""
-        return self._advance(projected_features, features, state, self.word_gates(word_embedding),
-                             self.fused_hidden_kernel())
+        new_state, context, alpha, _ = self._advance(projected_features, features, state,
+                                                     self.word_gates(word_embedding), self.fused_hidden_kernel())
+        return new_state, context, alpha
 
     def word_gates(self, word_embedding: tf.Tensor) -> tf.Tensor:
         """The previous word's share of the LSTM gates, E y_{t-1} W + b. It does not depend on the
@@ -157,14 +179,19 @@ class AttentionDecoder(keras.layers.Layer):
             kernels.append(self.gate.kernel)
         return tf.concat(kernels, axis=1)
 
-    def _advance(self, projected_features, features, state: DecoderState, word_gates, hidden_kernel):
+    def _advance(self, projected_features, features, state: DecoderState, word_gates, hidden_kernel,
+                 select=None):
+        """Returns (state, context, alpha, location). `select` maps alpha [B, L] to (weights mixing
+        the regions, location int [B]) for hard attention; without it the context is the
+        expectation (soft attention) and location is None."""
         recurrent, attention_term, beta = self._hidden_terms(state.hidden, hidden_kernel)
         alpha = self.attention.weights_from_hidden_term(projected_features, attention_term)
-        context = tf.einsum("bl,bld->bd", alpha, features)
+        weights, location = (alpha, None) if select is None else select(alpha)
+        context = tf.einsum("bl,bld->bd", weights, features)
         if beta is not None:
             context = beta * context
         gates = word_gates + recurrent + tf.matmul(context, self.lstm_context_kernel)
-        return self._lstm_update(gates, state.cell), context, alpha
+        return self._lstm_update(gates, state.cell), context, alpha, location
 
     def _hidden_terms(self, hidden, hidden_kernel):
         """Splits h_{t-1} times the fused kernel into (LSTM recurrence, attention W_h h, beta or None)."""
@@ -206,8 +233,9 @@ class AttentionDecoder(keras.layers.Layer):
         word_embedding = self.embed(previous_tokens)
         recurrent, attention_term, beta = self._hidden_terms(state.hidden, constants.hidden_kernel)
         alpha = self.attention.weights_from_hidden_term(constants.attention_keys, attention_term)
-        context_gates = tf.einsum("bl,blg->bg", alpha, constants.context_gates)
-        context_outputs = tf.einsum("bl,ble->be", alpha, constants.context_outputs)
+        weights = self.inference_weights(alpha)
+        context_gates = tf.einsum("bl,blg->bg", weights, constants.context_gates)
+        context_outputs = tf.einsum("bl,ble->be", weights, constants.context_outputs)
         if beta is not None:
             context_gates, context_outputs = beta * context_gates, beta * context_outputs
         new_state = self._lstm_update(self.word_gates(word_embedding) + recurrent + context_gates, state.cell)
@@ -215,30 +243,80 @@ class AttentionDecoder(keras.layers.Layer):
         logits = self.output_projection(deep)
         return StepOutput(tf.nn.log_softmax(logits, axis=-1), new_state, alpha)
 
+    def inference_weights(self, alpha: tf.Tensor) -> tf.Tensor:
+        """Region weights at test time: alpha (soft), or per `hard_inference` for hard attention."""
+        if self.attention_mode == "soft" or self.hard_inference == "expectation":
+            return alpha
+        if self.hard_inference == "argmax":
+            location = tf.argmax(alpha, axis=-1, output_type=tf.int32)
+        else:
+            uniform = keras.random.uniform(tf.shape(alpha)[:1], seed=self.location_seed, dtype=alpha.dtype)
+            location = sample_locations(alpha, uniform)
+        return tf.one_hot(location, tf.shape(alpha)[-1], dtype=alpha.dtype)
+
     # ----- training ----------------------------------------------------------------------------
-    def teacher_forcing(self, features, input_tokens, training=False):
-        """Runs the decoder over ground-truth inputs [B, T]. Returns logits [B, T, V] and alphas [B, T, L]."""
+    def teacher_forcing(self, features, input_tokens, training=False, locations=None) -> dict:
+        """Runs the decoder over ground-truth inputs [B, T].
+
+        Returns a dict with "logits" [B, T, V] and "alphas" [B, T, L]; hard attention adds
+        "locations" (int32 [B, T], the regions attended) and "used_expectation" (bool scalar, true
+        when this minibatch used the soft context instead, which the training loss must know).
+
+        Args:
+            locations: hard attention only; int [B, T] regions to attend instead of sampling
+                (exact enumeration in tests, or replaying a sample).
+        """
         embeddings = self.embed(input_tokens)  # [B, T, E]
         projected = self.project_features(features)
         hidden_kernel = self.fused_hidden_kernel()
         steps = tf.shape(input_tokens)[1]
         word_gates = tf.transpose(self.word_gates(embeddings), [1, 0, 2])  # [T, B, 4H], one matmul
+        hard = self.attention_mode == "hard"
+        used_expectation = tf.constant(False)
+        if hard and locations is None and training:
+            uniforms = keras.random.uniform(tf.stack([steps, tf.shape(features)[0]]), seed=self.location_seed)
+            draw = keras.random.uniform((), seed=self.location_seed)
+            used_expectation = draw < self.expectation_probability
+        regions = tf.shape(features)[1]
 
-        def body(t, state, hiddens, contexts, alphas):
-            state, context, alpha = self._advance(projected, features, state, word_gates[t], hidden_kernel)
-            return t + 1, state, hiddens.write(t, state.hidden), contexts.write(t, context), alphas.write(t, alpha)
+        def select_at(t):
+            """Hard attention: alpha -> (one-hot of the location attended at step t, location)."""
+            def select(alpha):
+                if locations is not None:
+                    location = tf.cast(locations[:, t], tf.int32)
+                elif training:
+                    location = sample_locations(alpha, tf.cast(uniforms[t], alpha.dtype))
+                else:
+                    weights = self.inference_weights(alpha)
+                    return weights, tf.argmax(weights, axis=-1, output_type=tf.int32)
+                one_hot = tf.one_hot(location, regions, dtype=alpha.dtype)
+                return tf.where(used_expectation, alpha, one_hot), location
+            return select
+
+        def body(t, state, hiddens, contexts, alphas, chosen):
+            state, context, alpha, location = self._advance(
+                projected, features, state, word_gates[t], hidden_kernel, select=select_at(t) if hard else None)
+            if location is None:
+                location = tf.zeros(tf.shape(alpha)[:1], tf.int32)
+            return (t + 1, state, hiddens.write(t, state.hidden), contexts.write(t, context),
+                    alphas.write(t, alpha), chosen.write(t, location))
 
         arrays = [tf.TensorArray(features.dtype, size=steps) for _ in range(3)]
-        _, _, hiddens, contexts, alphas = tf.while_loop(
+        arrays.append(tf.TensorArray(tf.int32, size=steps))
+        _, _, hiddens, contexts, alphas, chosen = tf.while_loop(
             lambda t, *_: t < steps, body, (tf.constant(0), self.initial_state(features), *arrays),
             maximum_iterations=steps,  # lets XLA (jit_compile) size the TensorArrays
         )
         batch_major = lambda ta: tf.transpose(ta.stack(), [1, 0, 2])  # noqa: E731
         logits = self.output_logits(embeddings, batch_major(hiddens), batch_major(contexts), training=training)
-        return logits, batch_major(alphas)
+        outputs = {"logits": logits, "alphas": batch_major(alphas)}
+        if hard:
+            outputs["locations"] = tf.transpose(chosen.stack())
+            outputs["used_expectation"] = used_expectation
+        return outputs
 
-    def call(self, features, input_tokens, training=False):
-        return self.teacher_forcing(features, input_tokens, training=training)
+    def call(self, features, input_tokens, training=False, locations=None):
+        return self.teacher_forcing(features, input_tokens, training=training, locations=locations)
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -249,5 +327,8 @@ class AttentionDecoder(keras.layers.Layer):
             attention_dim=self.attention_dim,
             dropout=self.dropout_rate,
             use_gate=self.use_gate,
+            attention_mode=self.attention_mode,
+            hard_inference=self.hard_inference,
+            expectation_probability=self.expectation_probability,
         )
         return config

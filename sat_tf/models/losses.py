@@ -7,10 +7,15 @@ import tensorflow as tf
 PENALTY_TARGETS = ("one", "length")
 
 
+def masked_token_cross_entropy(logits: tf.Tensor, targets: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """-log p(target) per position, 0 at padding. logits [B, T, V], targets/mask [B, T] -> [B, T]."""
+    token_losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+    return token_losses * tf.cast(mask, token_losses.dtype)
+
+
 def masked_cross_entropy_sum(logits: tf.Tensor, targets: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     """Sum over non-padding positions of -log p(target). logits [B, T, V], targets/mask [B, T]."""
-    token_losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
-    return tf.reduce_sum(token_losses * tf.cast(mask, token_losses.dtype))
+    return tf.reduce_sum(masked_token_cross_entropy(logits, targets, mask))
 
 
 def doubly_stochastic_penalty(alphas: tf.Tensor, mask: tf.Tensor, target: str = "one") -> tf.Tensor:

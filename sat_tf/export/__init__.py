@@ -1,0 +1,1 @@
+"""Export layer: SavedModel for serving and TFLite encoder/decoder-step models (imports every layer below)."""

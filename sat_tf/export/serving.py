@@ -1,0 +1,170 @@
+"""A local server with TensorFlow Serving's REST contract, for the exported SavedModel.
+
+    GET  /v1/models/<name>            -> {"model_version_status": [{"version", "state": "AVAILABLE", ...}]}
+    GET  /v1/models/<name>/metadata   -> the signatures' inputs and outputs
+    POST /v1/models/<name>:predict    {"instances": [{"b64": "..."}, ...]}  (or {"signature_name": ...,
+                                      "instances": [{"image_bytes": {"b64": "..."}}, ...]})
+                                      -> {"predictions": [{"caption": ..., "tokens": [...], ...}, ...]}
+
+So a client written against `tensorflow/serving` works unchanged. Built on Flask; in production
+run the real TF Serving container on the same export (see the README). Bad requests (invalid
+JSON, not base64, not an image, too large, wrong shape) get HTTP 400 with {"error": "..."}, and
+the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from flask import Flask, jsonify, request
+
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+MAX_INSTANCES = 64
+MAX_IMAGE_PIXELS = 64_000_000
+
+
+class BadRequest(ValueError):
+    """A client error: reported as HTTP 400."""
+
+
+def latest_version(model_base: Path) -> tuple[int, Path]:
+    versions = [int(p.name) for p in model_base.iterdir() if p.is_dir() and p.name.isdigit()]
+    if not versions:
+        raise FileNotFoundError(f"{model_base}: no numbered version folder (TF Serving layout <name>/<version>/)")
+    return max(versions), model_base / str(max(versions))
+
+
+def _image_bytes(instance, index: int) -> bytes:
+    """One instance -> raw image bytes; accepts {"b64": ...} or {"image_bytes": {"b64": ...}}."""
+    if isinstance(instance, dict) and "image_bytes" in instance:
+        instance = instance["image_bytes"]
+    if not isinstance(instance, dict) or not isinstance(instance.get("b64"), str):
+        raise BadRequest(f'instances[{index}]: expected {{"b64": "<base64 image>"}}')
+    try:
+        data = base64.b64decode(instance["b64"], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest(f"instances[{index}]: not valid base64 ({exc})") from exc
+    _check_image_header(data, index)
+    return data
+
+
+def _check_image_header(data: bytes, index: int) -> None:
+    """Rejects non-images and decompression bombs before TensorFlow decodes anything."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            image_format = image.format
+    except Exception as exc:  # noqa: BLE001 - any parser failure means "not an image"
+        raise BadRequest(f"instances[{index}]: not a decodable image ({type(exc).__name__})") from exc
+    if image_format not in ("JPEG", "PNG", "GIF", "BMP"):
+        raise BadRequest(f"instances[{index}]: unsupported image format {image_format} (JPEG, PNG, GIF, BMP)")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise BadRequest(f"instances[{index}]: {width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS}")
+
+
+def _to_json(outputs: dict) -> list[dict]:
+    columns = {k: v.numpy() for k, v in outputs.items()}
+    batch = len(next(iter(columns.values())))
+    rows = []
+    for i in range(batch):
+        row = {}
+        for key, value in columns.items():
+            item = value[i]
+            row[key] = item.decode("utf-8") if isinstance(item, bytes) else np.asarray(item).tolist()
+        rows.append(row)
+    return rows
+
+
+def create_app(model_dir: str | os.PathLike, model_name: str | None = None) -> Flask:
+    """The Flask app serving `<model_dir>` (a TF Serving base path `<name>/` or a version folder)."""
+    model_dir = Path(model_dir)
+    if (model_dir / "saved_model.pb").is_file():
+        version, version_dir = int(model_dir.name) if model_dir.name.isdigit() else 1, model_dir
+        name = model_name or model_dir.parent.name
+    else:
+        version, version_dir = latest_version(model_dir)
+        name = model_name or model_dir.name
+    served = tf.saved_model.load(str(version_dir))
+    signatures = dict(served.signatures)
+    lock = threading.Lock()  # one graph call at a time; TF parallelises inside it
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+
+    def error(message: str, status: int = 400):
+        return jsonify({"error": message}), status
+
+    @app.get(f"/v1/models/{name}")
+    @app.get(f"/v1/models/{name}/versions/<int:_version>")
+    def model_status(_version=None):
+        return jsonify({"model_version_status": [
+            {"version": str(version), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
+
+    @app.get(f"/v1/models/{name}/metadata")
+    def metadata():
+        described = {
+            key: {"inputs": {k: {"dtype": v.dtype.name, "shape": v.shape.as_list()}
+                             for k, v in fn.structured_input_signature[1].items()},
+                  "outputs": {k: {"dtype": v.dtype.name, "shape": v.shape.as_list()}
+                              for k, v in fn.structured_outputs.items()}}
+            for key, fn in signatures.items()
+        }
+        return jsonify({"model_spec": {"name": name, "version": str(version)},
+                        "metadata": {"signature_def": described}})
+
+    @app.post(f"/v1/models/{name}:predict")
+    @app.post(f"/v1/models/{name}/versions/<int:_version>:predict")
+    def predict(_version=None):
+        payload = request.get_json(silent=True)
+        if not isinstance(payload, dict):
+            return error("request body must be a JSON object")
+        signature_name = payload.get("signature_name", "serving_default")
+        if signature_name not in signatures or signature_name == "caption_images":
+            image_signatures = sorted(s for s in signatures if s != "caption_images")
+            return error(f"unknown signature_name '{signature_name}' (image-bytes signatures: {image_signatures})")
+        instances = payload.get("instances")
+        if not isinstance(instances, list) or not instances:
+            return error('expected a non-empty "instances" list')
+        if len(instances) > MAX_INSTANCES:
+            return error(f"at most {MAX_INSTANCES} instances per request, got {len(instances)}")
+        try:
+            images = [_image_bytes(instance, i) for i, instance in enumerate(instances)]
+            with lock:
+                outputs = signatures[signature_name](image_bytes=tf.constant(images))
+        except BadRequest as exc:
+            return error(str(exc))
+        except tf.errors.InvalidArgumentError as exc:
+            return error(f"could not decode an image: {exc.message.splitlines()[0]}")
+        return jsonify({"predictions": _to_json(outputs)})
+
+    @app.errorhandler(413)
+    def too_large(_exc):
+        return error(f"request larger than {MAX_REQUEST_BYTES} bytes", 413)
+
+    @app.errorhandler(404)
+    def not_found(_exc):
+        return error(f"not found; this server serves /v1/models/{name}", 404)
+
+    return app
+
+
+def serve(model_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8501, model_name: str | None = None,
+          threads: int = 8) -> None:
+    """Serves with waitress when installed (a production WSGI server), else Flask's threaded server."""
+    app = create_app(model_dir, model_name)
+    try:
+        from waitress import serve as waitress_serve
+    except ImportError:
+        app.run(host=host, port=port, threaded=True)
+    else:
+        waitress_serve(app, host=host, port=port, threads=threads)

@@ -1,0 +1,186 @@
+"""Deployment: the serving SavedModel (fresh process, TF only), TFLite files for every
+quantization, the TensorFlow-free edge runtime, and the REST server's contract."""
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from sat_tf.export.saved_model import export_saved_model
+from sat_tf.export.serving import create_app
+from sat_tf.export.tflite import QUANTIZATIONS, export_tflite
+from sat_tf.inference.beam_search import BeamSearchDecoder
+from sat_tf.inference.greedy import GreedyDecoder
+
+REPO = Path(__file__).resolve().parents[1]
+# Closeness of each variant's log-probs to the Keras model's (float32 reference).
+TOLERANCE = {"fp32": 1e-4, "fp16": 0.02, "dynamic": 0.05, "int8": 0.3}
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def images(tiny_data):
+    return tiny_data[0].images[:6]
+
+
+@pytest.fixture(scope="module")
+def saved_model_dir(trained_tiny_model, tmp_path_factory):
+    return export_saved_model(trained_tiny_model, tmp_path_factory.mktemp("serving"), "captioner", 3,
+                              max_length=12, beam_size=2)
+
+
+def test_saved_model_loads_with_tensorflow_only_and_matches_the_library(
+        trained_tiny_model, saved_model_dir, images, tmp_path):
+    assert saved_model_dir.parts[-2:] == ("captioner", "3")
+    files = []
+    for i, image in enumerate(images):
+        files.append(tmp_path / f"{i}.png")
+        files[-1].write_bytes(_png_bytes(image))
+    script = textwrap.dedent(f"""
+        import json, sys
+        import tensorflow as tf
+        served = tf.saved_model.load({str(saved_model_dir)!r})
+        data = tf.constant([open(p, "rb").read() for p in {[str(f) for f in files]!r}])
+        greedy = served.signatures["serving_default"](image_bytes=data)
+        beam = served.signatures["beam_search"](image_bytes=data)
+        print(json.dumps({{
+            "greedy": [c.decode() for c in greedy["caption"].numpy()],
+            "tokens": greedy["tokens"].numpy().tolist(),
+            "beam": [c.decode() for c in beam["caption"].numpy()],
+            "signatures": sorted(served.signatures),
+            "imported": [m for m in ("sat_tf", "tensorflow_text", "keras_hub") if m in sys.modules]}}))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+    assert served["imported"] == []
+    assert served["signatures"] == ["beam_search", "caption_images", "serving_default"]
+    library = GreedyDecoder(trained_tiny_model, 12)(images=images)
+    assert served["greedy"] == library.texts
+    assert len(set(library.texts)) > 1  # not a constant caption
+    steps = library.tokens.shape[1]
+    assert [row[:steps] for row in served["tokens"]] == library.tokens.tolist()
+    assert served["beam"] == BeamSearchDecoder(trained_tiny_model, 2, 12)(images=images).best_texts
+    cli = subprocess.run(["saved_model_cli", "show", "--dir", str(saved_model_dir), "--all"],
+                         capture_output=True, text=True, timeout=300)
+    for name in ("serving_default", "caption_images", "beam_search", "image_bytes", "caption", "alphas"):
+        assert name in cli.stdout
+
+
+@pytest.fixture(scope="module")
+def tflite_dirs(trained_tiny_model, images, tmp_path_factory):
+    root = tmp_path_factory.mktemp("tflite")
+    return {q: export_tflite(trained_tiny_model, root / q, q, q, representative_images=images, max_length=12)
+            for q in QUANTIZATIONS}
+
+
+@pytest.mark.parametrize("quantization", QUANTIZATIONS)
+def test_tflite_outputs_are_finite_close_to_keras_and_builtin_only(
+        trained_tiny_model, tflite_dirs, images, quantization):
+    from ai_edge_litert.interpreter import Interpreter
+
+    paths = tflite_dirs[quantization]
+    encoder = Interpreter(model_path=str(paths["encoder"]))
+    decoder = Interpreter(model_path=str(paths["decoder"]))
+    for interpreter in (encoder, decoder):
+        ops = {op["op_name"] for op in interpreter._get_ops_details()}
+        assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), ops
+    encode, step = encoder.get_signature_runner("encode"), decoder.get_signature_runner("step")
+    model = trained_tiny_model
+    for image in images[:3]:
+        pixels = image[np.newaxis].astype(np.float32)
+        encoded = encode(image=pixels)
+        features = model.encode(pixels)
+        constants, state = model.decoder.step_constants(features), model.decoder.initial_state(features)
+        token = tf.constant([model.tokenizer.start_id])
+        for _ in range(4):  # a few steps along the Keras model's own path
+            expected = model.decoder.step(constants, state, token)
+            out = step(attention_keys=encoded["attention_keys"], context_gates=encoded["context_gates"],
+                       context_outputs=encoded["context_outputs"], hidden=state.hidden.numpy(),
+                       cell=state.cell.numpy(), previous_token=token.numpy().astype(np.int32))
+            for key in ("log_probs", "alpha"):
+                assert np.isfinite(out[key]).all()
+            np.testing.assert_allclose(out["log_probs"], expected.log_probs, atol=TOLERANCE[quantization])
+            np.testing.assert_allclose(out["alpha"], expected.alpha, atol=TOLERANCE[quantization])
+            state, token = expected.state, tf.argmax(expected.log_probs, -1, output_type=tf.int32)
+    sizes = {q: tflite_dirs[q]["decoder"].stat().st_size for q in QUANTIZATIONS}
+    assert sizes["fp16"] < sizes["fp32"] and sizes["dynamic"] < sizes["fp32"]
+
+
+def _without_tensorflow(tmp_path: Path) -> dict:
+    """An environment in which `import tensorflow` fails."""
+    blocker = tmp_path / "blocker" / "tensorflow"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('tensorflow is blocked in this test')\n")
+    return {**os.environ, "PYTHONPATH": str(tmp_path / "blocker"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def test_edge_runtime_without_tensorflow_matches_keras(trained_tiny_model, tflite_dirs, images, tmp_path):
+    files = []
+    for i, image in enumerate(images):
+        files.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(image).save(files[-1])
+    model_dir = str(tflite_dirs["fp32"]["manifest"].parent)
+    env = _without_tensorflow(tmp_path)
+    runs = {}
+    for beam in (1, 2):
+        result = subprocess.run([sys.executable, str(REPO / "export" / "edge_runtime.py"), model_dir, *files,
+                                 "--beam-size", str(beam), "--json"],
+                                capture_output=True, text=True, timeout=300, env=env)
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs[beam] = [json.loads(line) for line in result.stdout.splitlines()]
+    library = GreedyDecoder(trained_tiny_model, 12)(images=images)
+    assert [r["caption"] for r in runs[1]] == library.texts
+    for row, tokens, length in zip(runs[1], library.tokens, library.lengths):
+        assert row["tokens"] == tokens[:length].tolist()
+    assert [r["caption"] for r in runs[2]] == BeamSearchDecoder(trained_tiny_model, 2, 12)(images=images).best_texts
+    probe = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True, env=env)
+    assert probe.returncode != 0  # the block really was in place
+    bad = subprocess.run([sys.executable, str(REPO / "export" / "edge_runtime.py"), model_dir, str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert bad.returncode == 2 and "not a readable image" in bad.stderr
+
+
+def test_rest_server_follows_tf_serving_contract_and_survives_bad_requests(
+        trained_tiny_model, saved_model_dir, images):
+    client = create_app(saved_model_dir.parent).test_client()
+    status = client.get("/v1/models/captioner").get_json()
+    assert status["model_version_status"][0] == {"version": "3", "state": "AVAILABLE",
+                                                 "status": {"error_code": "OK", "error_message": ""}}
+    payload = {"instances": [{"b64": base64.b64encode(_png_bytes(image)).decode()} for image in images[:3]]}
+    response = client.post("/v1/models/captioner:predict", json=payload)
+    assert response.status_code == 200
+    predictions = response.get_json()["predictions"]
+    assert [p["caption"] for p in predictions] == GreedyDecoder(trained_tiny_model, 12)(images=images[:3]).texts
+    assert {"caption", "tokens", "log_probs", "alphas"} <= set(predictions[0])
+    bad_requests = [
+        (b"not json", "JSON object"),
+        (json.dumps({"instances": "x"}).encode(), "instances"),
+        (json.dumps({"instances": [{"b64": "%%%"}]}).encode(), "base64"),
+        (json.dumps({"instances": [{"b64": base64.b64encode(b"hello").decode()}]}).encode(), "not a decodable image"),
+        (json.dumps({"instances": [[1, 2, 3]]}).encode(), "expected"),
+        (json.dumps({"signature_name": "nope", "instances": [{"b64": ""}]}).encode(), "signature_name"),
+        (json.dumps({"instances": [{"b64": "AA=="}] * 65}).encode(), "at most"),
+    ]
+    for body, message in bad_requests:
+        response = client.post("/v1/models/captioner:predict", data=body, content_type="application/json")
+        assert response.status_code == 400, body
+        assert message in response.get_json()["error"]
+    assert client.post("/v1/models/captioner:predict", json=payload).status_code == 200  # still serving
+    beam = client.post("/v1/models/captioner:predict", json={"signature_name": "beam_search", **payload})
+    assert "score" in beam.get_json()["predictions"][0]
