@@ -66,6 +66,8 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--backbone", default="efficientnet_lite0",
                         choices=["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
     parser.add_argument("--dropout", type=float, default=0.5)
+    parser.add_argument("--penalty-weight", type=float, default=0.0, help="lambda of the doubly stochastic penalty")
+    parser.add_argument("--cache-root", default=None, help="where feature caches live (default: --work)")
     parser.add_argument("--patience", type=int, default=2, help="early stopping patience in epochs")
     parser.add_argument("--beam-size", type=int, default=3)
     parser.add_argument("--output", default="benchmarks/results/flickr8k")
@@ -115,8 +117,9 @@ def main() -> None:
     encoder = Encoder(args.backbone, weights="imagenet", feature_layer=args.feature_layer)
     timings = {}
     tick = time.perf_counter()
-    train_cache = extract_to_cache(encoder, train_paths, work / f"cache-train-{args.backbone}-{args.feature_layer}")
-    dev_cache = extract_to_cache(encoder, dev_paths, work / f"cache-dev-{args.backbone}-{args.feature_layer}")
+    cache_root = Path(args.cache_root or work)
+    train_cache = extract_to_cache(encoder, train_paths, cache_root / f"cache-train-{args.backbone}-{args.feature_layer}")
+    dev_cache = extract_to_cache(encoder, dev_paths, cache_root / f"cache-dev-{args.backbone}-{args.feature_layer}")
     timings["extract_seconds"] = time.perf_counter() - tick
     dev_features = dev_cache.gather(np.arange(len(dev_cache)))
     dev_refs = group_references(dev_records, [dev_paths[i] for i in dev_index])
@@ -145,7 +148,7 @@ def main() -> None:
             decoder = AttentionDecoder(tokenizer.vocabulary_size, 512, 512, 512, dropout=args.dropout,
                                        attention_mode=mode)
             return Captioner(Encoder(args.backbone, weights="imagenet", feature_layer=args.feature_layer),
-                             decoder, tokenizer)
+                             decoder, tokenizer, penalty_weight=args.penalty_weight)
 
         tick = time.perf_counter()
         result = train(build_model, TrainingData(train_cache, captions), config, work / mode, validate=validate)

@@ -182,5 +182,8 @@ def test_rest_server_follows_tf_serving_contract_and_survives_bad_requests(
         assert response.status_code == 400, body
         assert message in response.get_json()["error"]
     assert client.post("/v1/models/captioner:predict", json=payload).status_code == 200  # still serving
+    # Like TF Serving, the body is JSON whatever the Content-Type (curl -d sends form encoding).
+    plain = client.post("/v1/models/captioner:predict", data=json.dumps(payload), content_type="text/plain")
+    assert plain.status_code == 200 and plain.get_json()["predictions"] == predictions
     beam = client.post("/v1/models/captioner:predict", json={"signature_name": "beam_search", **payload})
     assert "score" in beam.get_json()["predictions"][0]

@@ -125,7 +125,7 @@ def create_app(model_dir: str | os.PathLike, model_name: str | None = None) -> F
     @app.post(f"/v1/models/{name}:predict")
     @app.post(f"/v1/models/{name}/versions/<int:_version>:predict")
     def predict(_version=None):
-        payload = request.get_json(silent=True)
+        payload = request.get_json(force=True, silent=True)  # TF Serving ignores Content-Type
         if not isinstance(payload, dict):
             return error("request body must be a JSON object")
         signature_name = payload.get("signature_name", "serving_default")
