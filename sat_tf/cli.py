@@ -23,10 +23,11 @@ def _user_errors():
     from sat_tf.data.feature_cache import StaleCacheError
     from sat_tf.data.readers import CaptionFileError
     from sat_tf.evaluation.metrics import JavaNotFoundError
-    from sat_tf.training.trainer import NonFiniteLossError
+    from sat_tf.training.strategy import WorkerFailureError
+    from sat_tf.training.trainer import CheckpointError, NonFiniteLossError
 
     return (CliError, ImageLoadError, CaptionDataError, CaptionFileError, FileNotFoundError, ValueError,
-            JavaNotFoundError, NonFiniteLossError, StaleCacheError)
+            JavaNotFoundError, NonFiniteLossError, StaleCacheError, CheckpointError, WorkerFailureError)
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,6 +92,8 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--checkpoint-every", type=int, default=500)
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--jit-compile", action="store_true")
+    group.add_argument("--deterministic", action="store_true",
+                       help="deterministic TensorFlow ops: a resumed or repeated run gives the same weights")
     group.add_argument("--bucket-by-length", action=argparse.BooleanOptionalAction, default=None,
                        help="batch captions by length (default: on, except for a BatchNorm small_cnn)")
     group.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
@@ -157,6 +160,12 @@ def cmd_train(args) -> None:
     from sat_tf.models.captioner import DEFAULT_ENTROPY_WEIGHT, DEFAULT_PENALTY_WEIGHT, DEFAULT_REWARD_WEIGHT
     from sat_tf.training import TrainConfig, TrainingData, make_strategy, train
 
+    if args.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    # Before any TensorFlow op runs: MultiWorkerMirroredStrategy configures collectives at startup.
+    strategy = make_strategy(args.strategy)
     try:
         filters = tuple(int(width) for width in args.cnn_filters.split(","))
     except ValueError:
@@ -203,7 +212,7 @@ def cmd_train(args) -> None:
             raise CliError("--feature-cache needs a caption file (--captions), not synthetic data")
         source = FeatureCache(args.feature_cache, encoder_identity(probe, data.images))
     result = train(build_model, TrainingData(source, captions, image_size), config, args.output_dir,
-                   strategy=make_strategy(args.strategy), resume=args.resume,
+                   strategy=strategy, resume=args.resume,
                    validate=_bleu_validator(args, image_size))
     print(f"trained {result.steps} steps at {result.tokens_per_second:,.0f} target tokens/s; "
           f"model: {Path(args.output_dir) / 'model.keras'}")

@@ -89,3 +89,18 @@ def test_stale_and_corrupt_caches_are_refused(image_files, tmp_path):
 def test_trainable_encoder_is_refused(image_files, tmp_path):
     with pytest.raises(ValueError, match="frozen encoder"):
         extract_to_cache(Encoder("small_cnn", image_size=16, small_cnn_filters=(4,)), image_files, tmp_path / "c")
+
+
+def test_truncated_shard_is_refused_and_reads_do_not_map_the_cache(image_files, tmp_path):
+    encoder = _frozen_encoder()
+    cache = extract_to_cache(encoder, image_files, tmp_path / "cache", batch_size=2, shard_size=3, verbose=False)
+    expected = cache.gather(np.arange(len(cache)))
+    np.testing.assert_array_equal(FeatureCache(tmp_path / "cache").gather([6, 0, 4]), expected[[6, 0, 4]])
+    import os
+
+    maps = open(f"/proc/{os.getpid()}/maps").read() if os.path.exists("/proc/self/maps") else ""
+    assert "shard-" not in maps and ".npy" not in maps  # positioned reads, no memory maps
+    shard = sorted((tmp_path / "cache").glob("*.npy"))[-1]
+    shard.write_bytes(shard.read_bytes()[:-10])
+    with pytest.raises(StaleCacheError, match="truncated"):
+        FeatureCache(tmp_path / "cache")

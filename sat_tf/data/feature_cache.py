@@ -145,7 +145,10 @@ def extract_features(
 class FeatureCache:
     """Read access to a complete cache: `gather(indices)` -> float32 features [B, L, D].
 
-    Shards are memory-mapped, so the cache can be larger than memory.
+    Rows are read from the shard files with positioned reads (`os.pread`) rather than memory
+    maps: mapped pages count towards the process's resident memory once touched, so an epoch over
+    a memory-mapped cache would grow RSS to the cache's size, while reads leave the data in the
+    OS page cache only. A truncated shard is refused when the cache is opened.
     """
 
     def __init__(self, cache_dir: str | os.PathLike, identity: CacheIdentity | None = None, verify: bool = False):
@@ -161,15 +164,40 @@ class FeatureCache:
         self.shard_size = manifest["shard_size"]
         self.feature_shape = tuple(manifest["feature_shape"])
         self.num_images = manifest["identity"]["num_images"]
-        self._shards = []
+        self._shards = []  # (file descriptor, data offset, dtype) per shard
         for shard in manifest["shards"]:
             path = self.cache_dir / shard["file"]
             if verify and _file_sha256(path) != shard["sha256"]:
                 raise StaleCacheError(f"{path}: checksum mismatch (corrupt shard)")
-            array = np.load(path, mmap_mode="r")
-            if array.shape != (shard["count"], *self.feature_shape):
-                raise StaleCacheError(f"{path}: shape {array.shape} does not match the manifest")
-            self._shards.append(array)
+            self._shards.append(self._open_shard(path, shard["count"]))
+
+    def _open_shard(self, path: Path, count: int) -> tuple[int, int, np.dtype]:
+        try:
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(f)
+                offset = f.tell()
+        except (OSError, ValueError) as exc:
+            raise StaleCacheError(f"{path}: not a readable feature shard ({exc})") from exc
+        if shape != (count, *self.feature_shape):
+            raise StaleCacheError(f"{path}: shape {shape} does not match the manifest")
+        expected = offset + count * int(np.prod(self.feature_shape)) * dtype.itemsize
+        if path.stat().st_size < expected:
+            raise StaleCacheError(f"{path}: truncated ({path.stat().st_size} of {expected} bytes)")
+        return os.open(path, os.O_RDONLY), offset, dtype
+
+    def close(self) -> None:
+        for fd, _, _ in self._shards:
+            os.close(fd)
+        self._shards = []
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
 
     def __len__(self) -> int:
         return self.num_images
@@ -177,7 +205,11 @@ class FeatureCache:
     def gather(self, indices: np.ndarray) -> np.ndarray:
         indices = np.asarray(indices)
         out = np.empty((len(indices), *self.feature_shape), np.float32)
+        row_values = int(np.prod(self.feature_shape))
         for k, index in enumerate(indices):
             shard, row = divmod(int(index), self.shard_size)
-            out[k] = self._shards[shard][row]
+            fd, offset, dtype = self._shards[shard]
+            size = row_values * dtype.itemsize
+            data = os.pread(fd, size, offset + row * size)
+            out[k] = np.frombuffer(data, dtype).reshape(self.feature_shape)
         return out

@@ -8,6 +8,15 @@ import os
 import tensorflow as tf
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+# A collective (gradient all-reduce) that has not completed after this long means a peer is gone.
+COLLECTIVE_TIMEOUT_SECONDS = float(os.environ.get("SAT_TF_COLLECTIVE_TIMEOUT", "300"))
+# The errors a collective raises when a peer died or stopped answering.
+WORKER_FAILURE_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+                         tf.errors.AbortedError)
+
+
+class WorkerFailureError(RuntimeError):
+    """A worker of a multi-worker job failed; restart every worker with --resume."""
 
 
 def make_strategy(name: str = "default") -> tf.distribute.Strategy:
@@ -30,7 +39,10 @@ def make_strategy(name: str = "default") -> tf.distribute.Strategy:
             json.loads(os.environ["TF_CONFIG"])
         except ValueError as exc:
             raise ValueError(f"TF_CONFIG is not valid JSON: {exc}") from None
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        # The timeout turns a dead peer into an error instead of a hang (TF's own health checks
+        # also notice a lost peer, within a minute or so).
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT_SECONDS)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     raise ValueError(f"unknown strategy '{name}'; choose one of {STRATEGIES}")
 
 

@@ -33,8 +33,12 @@ from sat_tf.data.pipeline import EncodedCaptions, count_batches, make_caption_da
 from sat_tf.models.captioner import Captioner, dense_gradients
 from sat_tf.training.config import TrainConfig
 from sat_tf.training.optimizers import make_optimizer
-from sat_tf.training.strategy import is_chief
+from sat_tf.training.strategy import WORKER_FAILURE_ERRORS, WorkerFailureError, is_chief
 from sat_tf.utils.atomic import atomic_path, write_json_atomic
+
+
+class CheckpointError(RuntimeError):
+    """No checkpoint in the directory could be restored."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -155,13 +159,17 @@ def train(
     selection = _ModelSelection(config.early_stopping_patience)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, batch_in_epoch=batch_in_epoch,
                                      random_states=random_state_variables(model), selection=selection)
-    # Every worker takes part in saving (collective ops); only the chief's copy is kept.
-    checkpoint_dir = output_dir / "checkpoints" if chief else Path(tempfile.mkdtemp(prefix="sat_tf_worker_"))
+    # Every worker takes part in saving (collective ops); only the chief's copy is kept. On resume
+    # every worker restores the chief's checkpoints, so `output_dir` must be the same shared folder
+    # for all workers (as TensorFlow's multi-worker checkpointing requires).
+    shared_dir = output_dir / "checkpoints"
+    checkpoint_dir = shared_dir if chief else Path(tempfile.mkdtemp(prefix="sat_tf_worker_"))
     manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=config.keep_checkpoints)
-    if resume and manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    source = manager if chief else tf.train.CheckpointManager(checkpoint, str(shared_dir), max_to_keep=None)
+    if resume and source.checkpoints:
+        restored = _restore_latest_good(checkpoint, source)
         if verbose:
-            print(f"resumed from {manager.latest_checkpoint} at step {_step_of(optimizer)}, "
+            print(f"resumed from {restored} at step {_step_of(optimizer)}, "
                   f"epoch {int(epoch)}, batch {int(batch_in_epoch)}")
 
     train_step = build_train_step(model, optimizer, strategy, config)
@@ -169,13 +177,37 @@ def train(
     meter = _Throughput()
     history: list[dict] = []
     progress = _Progress(total_steps, _step_of(optimizer), config.log_every) if verbose else None
+    try:
+        history = _run_epochs(
+            model=model, optimizer=optimizer, data=data, config=config, strategy=strategy, train_step=train_step,
+            manager=manager, writer=writer, meter=meter, history=history, progress=progress, epoch=epoch,
+            batch_in_epoch=batch_in_epoch, selection=selection, total_steps=total_steps,
+            steps_per_epoch=steps_per_epoch, validate=validate, output_dir=output_dir, chief=chief, verbose=verbose)
+    except WORKER_FAILURE_ERRORS as exc:
+        raise WorkerFailureError(
+            f"a worker failed or stopped answering near step {int(batch_in_epoch)} of epoch {int(epoch)} "
+            f"({type(exc).__name__}); the last checkpoint is {manager.latest_checkpoint}. Restart every worker "
+            f"with the same command and --resume.") from exc
+    if chief:
+        with atomic_path(output_dir / "model.keras") as tmp:
+            model.save(tmp)
+    else:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return TrainResult(model=model, steps=_step_of(optimizer), history=history,
+                       tokens_per_second=meter.tokens_per_second, seconds=meter.wall_seconds)
+
+
+def _run_epochs(*, model, optimizer, data, config, strategy, train_step, manager, writer, meter, history, progress,
+                epoch, batch_in_epoch, selection, total_steps, steps_per_epoch, validate, output_dir, chief,
+                verbose) -> list[dict]:
+    """The epoch loop of `train` (data order from (seed, epoch), checkpoints, model selection)."""
     finished = _step_of(optimizer) >= total_steps
     while not finished and int(epoch) < config.epochs:
         dataset = make_caption_dataset(
             data.images, data.captions, config.batch_size, image_size=data.image_size, seed=config.seed,
             epoch=int(epoch), skip_batches=int(batch_in_epoch), bucket_by_length=config.bucket_by_length,
         )
-        for batch in strategy.experimental_distribute_dataset(dataset):
+        for batch in strategy.experimental_distribute_dataset(dataset.with_options(_sharding_options())):
             with meter.timing():
                 logs = {k: float(v) for k, v in train_step(batch).items()}
             step = _step_of(optimizer)
@@ -211,13 +243,30 @@ def train(
                 break
     manager.save(checkpoint_number=_step_of(optimizer))
     writer.flush()
-    if chief:
-        with atomic_path(output_dir / "model.keras") as tmp:
-            model.save(tmp)
-    else:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return TrainResult(model=model, steps=_step_of(optimizer), history=history,
-                       tokens_per_second=meter.tokens_per_second, seconds=meter.wall_seconds)
+    return history
+
+
+def _sharding_options() -> tf.data.Options:
+    """Multi-worker data sharding, explicitly: every worker builds the same (seed, epoch)-ordered
+    pipeline of global batches, and `experimental_distribute_dataset` splits each global batch
+    into per-worker shares (DATA policy). So global batch k holds the same captions with 1 or N
+    workers, and every caption is seen once per epoch across the workers."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
+
+
+def _restore_latest_good(checkpoint: tf.train.Checkpoint, manager: tf.train.CheckpointManager) -> str:
+    """Restores the newest checkpoint that reads back; a truncated or corrupt one (a crash while
+    it was written, a damaged disk) is reported and the previous one is used."""
+    for path in reversed(manager.checkpoints):
+        try:
+            checkpoint.restore(path).assert_existing_objects_matched()
+            return path
+        except (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError) as exc:
+            print(f"warning: checkpoint {path} is unreadable ({type(exc).__name__}: "
+                  f"{str(exc).splitlines()[0][:200]}); trying the previous one", file=sys.stderr, flush=True)
+    raise CheckpointError(f"no readable checkpoint in {manager.directory}; remove it to start over")
 
 
 def _steps_per_epoch(captions: EncodedCaptions, config: TrainConfig) -> int:
