@@ -165,6 +165,9 @@ def read_karpathy_split(
         for key in ("filename", "split", "sentences"):
             if key not in image:
                 raise CaptionFileError(f"{where}: missing field '{key}'")
+        for key, kind in (("filename", str), ("split", str), ("sentences", list), ("filepath", str)):
+            if key in image and not isinstance(image[key], kind):
+                raise CaptionFileError(f"{where}: field '{key}' must be a {kind.__name__}")
         if image["split"] not in wanted:
             continue
         relative = os.path.join(image.get("filepath", ""), image["filename"])
@@ -189,15 +192,17 @@ def read_coco_captions(path: str | os.PathLike, image_dir: str | os.PathLike) ->
             raise CaptionFileError(f"{path}: field '{key}' must be a list")
     files: dict[object, str] = {}
     for position, image in enumerate(payload["images"]):
-        if not isinstance(image, dict) or "id" not in image or not isinstance(image.get("file_name"), str):
-            raise CaptionFileError(f"{path}: images[{position}] needs 'id' and a string 'file_name'")
+        if (not isinstance(image, dict) or not isinstance(image.get("id"), (int, str))
+                or not isinstance(image.get("file_name"), str)):
+            raise CaptionFileError(f"{path}: images[{position}] needs an integer or string 'id' and a string "
+                                   f"'file_name'")
         files[image["id"]] = image["file_name"]
     records = []
     for position, annotation in enumerate(payload["annotations"]):
         where = f"{path}: annotations[{position}]"
         if not isinstance(annotation, dict) or "image_id" not in annotation or "caption" not in annotation:
             raise CaptionFileError(f"{where}: needs 'image_id' and 'caption'")
-        if annotation["image_id"] not in files:
+        if not isinstance(annotation["image_id"], (int, str)) or annotation["image_id"] not in files:
             raise CaptionFileError(f"{where}: image_id {annotation['image_id']!r} is not in 'images'")
         records.append(_record(files[annotation["image_id"]], annotation["caption"], Path(image_dir), where))
     if not records:
