@@ -112,12 +112,16 @@ def test_caption_files_read_or_fail_with_file_and_line(tmp_path, lines, suffix, 
         assert path.name in str(exc)
         return
     # Empty or enormous captions are valid records; encoding them ends in a counted skip or a kept caption.
-    from sat_tf.data.pipeline import encode_captions
+    from sat_tf.data.pipeline import CaptionDataError, encode_captions
     from sat_tf.data.readers import index_images
     from sat_tf.data.tokenizer import CaptionTokenizer
 
     tokenizer = CaptionTokenizer.from_corpus([r.caption for r in records] + ["fallback words"])
-    encoded = encode_captions(records, tokenizer, index_images(records)[1], max_length=16, skip_invalid=True)
+    try:
+        encoded = encode_captions(records, tokenizer, index_images(records)[1], max_length=16, skip_invalid=True)
+    except CaptionDataError as exc:  # every record was unusable: one clear error
+        assert "no usable caption" in str(exc)
+        return
     assert len(encoded) + len(encoded.skipped) == len(records)
 
 
