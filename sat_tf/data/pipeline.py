@@ -88,6 +88,9 @@ def bucket_boundaries(lengths: np.ndarray, max_buckets: int = 4) -> list[int]:
     return sorted({int(q) + 1 for q in quantiles if int(q) + 1 <= int(lengths.max())})
 
 
+PREFETCH_BATCHES = 2
+
+
 def _image_loader(images, image_size: int | None):
     """Returns (batch key, fn(indices [B]) -> tensor) usable inside tf.data: uint8 "images"
     [B, S, S, 3] from an array or files, or float32 "features" [B, L, D] from a feature cache."""
@@ -150,12 +153,15 @@ def make_caption_dataset(
     if skip_batches:
         dataset = dataset.skip(skip_batches)
     key, load = _image_loader(images, image_size)
+    # Fixed, small parallelism and prefetch: AUTOTUNE may buffer batches up to half the machine's
+    # RAM (measured: peak RSS grew with the dataset), while two batches in flight keep a CPU or
+    # GPU step fed and bound memory to a few batches whatever the dataset size.
     dataset = dataset.map(
         lambda batch: {key: load(batch["image_index"]), "tokens": batch["tokens"]},
-        num_parallel_calls=tf.data.AUTOTUNE,
+        num_parallel_calls=PREFETCH_BATCHES,
         deterministic=True,
     )
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset.prefetch(PREFETCH_BATCHES)
 
 
 def _batched_captions(captions, batch_size, shuffle, seed, epoch, bucket_by_length, drop_remainder):
