@@ -180,3 +180,36 @@ def test_hard_attention_trains_decodes_and_round_trips(tiny_data, tmp_path):
     assert loaded.decoder.attention_mode == "hard" and loaded.reward_baseline is not None
     np.testing.assert_allclose(float(loaded.reward_baseline), float(model.reward_baseline))
     assert GreedyDecoder(loaded, 12)(images=images).texts == GreedyDecoder(model, 12)(images=images).texts
+
+
+def test_hard_attention_trains_with_model_fit(tiny_data):
+    model = make_tiny_model(tiny_data[1], attention_mode="hard")
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    batch = fixed_batch(tiny_data, size=16)
+    dataset = tf.data.Dataset.from_tensors(batch).repeat(20)
+    history = model.fit(dataset, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert float(model.reward_baseline) < 0.0  # updated from sampled minibatches (log-likelihoods < 0)
+
+
+def test_hard_attention_decoder_step_exports_to_tflite(tiny_data, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from sat_tf.export.tflite import export_tflite
+
+    model = make_tiny_model(tiny_data[1], attention_mode="hard")
+    model.decoder.hard_inference = "sample"
+    with pytest.raises(ValueError, match="sample"):
+        export_tflite(model, tmp_path / "refused")
+    model.decoder.hard_inference = "argmax"
+    paths = export_tflite(model, tmp_path / "edge", "fp32", "fp32")
+    encode = Interpreter(model_path=str(paths["encoder"])).get_signature_runner("encode")
+    step = Interpreter(model_path=str(paths["decoder"])).get_signature_runner("step")
+    image = tiny_data[0].images[:1].astype(np.float32)
+    encoded = encode(image=image)
+    out = step(**{k: encoded[k] for k in ("attention_keys", "context_gates", "context_outputs", "hidden", "cell")},
+               previous_token=np.array([1], np.int32))
+    features = model.encode(image)
+    expected = model.decoder.step(model.decoder.step_constants(features), model.decoder.initial_state(features),
+                                  tf.constant([1]))
+    np.testing.assert_allclose(out["log_probs"], expected.log_probs, atol=1e-4)

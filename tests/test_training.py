@@ -37,18 +37,21 @@ def test_mirrored_step_equals_single_device_step(tiny_data):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-def _train(tiny_data, output_dir, resume=False):
+def _train(tiny_data, output_dir, resume=False, attention_mode="soft"):
     data, tokenizer, captions = tiny_data
     config = TrainConfig(batch_size=8, epochs=2, learning_rate=3e-3, schedule="cosine", warmup_steps=2,
                          checkpoint_every=3, seed=4)
     # group normalisation: bucketing by length is safe with it (see build_small_cnn)
-    build = lambda: make_tiny_model(tokenizer, dropout=0.3, seed=2, normalization="group")  # noqa: E731
+    build = lambda: make_tiny_model(tokenizer, dropout=0.3, seed=2, normalization="group",  # noqa: E731
+                                    attention_mode=attention_mode)
     return train(build, TrainingData(data.images, captions),
                  config, output_dir, resume=resume, verbose=False)
 
 
-def test_resume_after_interrupt_matches_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
-    reference = _train(tiny_data, tmp_path / "reference")
+@pytest.mark.parametrize("attention_mode", ["soft", "hard"])
+def test_resume_after_interrupt_matches_uninterrupted_run(tiny_data, tmp_path, monkeypatch, attention_mode):
+    # Hard attention also carries the REINFORCE baseline and the location sampler's RNG state.
+    reference = _train(tiny_data, tmp_path / "reference", attention_mode=attention_mode)
     assert reference.steps >= 8
 
     real_builder = trainer_module.build_train_step
@@ -66,9 +69,9 @@ def test_resume_after_interrupt_matches_uninterrupted_run(tiny_data, tmp_path, m
 
     monkeypatch.setattr(trainer_module, "build_train_step", interrupted_builder)
     with pytest.raises(KeyboardInterrupt):
-        _train(tiny_data, tmp_path / "resumed")
+        _train(tiny_data, tmp_path / "resumed", attention_mode=attention_mode)
     monkeypatch.setattr(trainer_module, "build_train_step", real_builder)
-    resumed = _train(tiny_data, tmp_path / "resumed", resume=True)
+    resumed = _train(tiny_data, tmp_path / "resumed", resume=True, attention_mode=attention_mode)
     assert resumed.steps == reference.steps
     names = [w.path for w in reference.model.weights]
     for name, a, b in zip(names, weights_of(resumed.model), weights_of(reference.model)):
