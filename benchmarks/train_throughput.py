@@ -79,7 +79,7 @@ class NaiveDecoder(AttentionDecoder):
         super().__init__(*args, **kwargs)
         self.precompute_projection = precompute_projection
 
-    def teacher_forcing(self, features, input_tokens, training=False):
+    def teacher_forcing(self, features, input_tokens, training=False, locations=None):
         embeddings = tf.transpose(self.embed(input_tokens), [1, 0, 2])
         projected = self.project_features(features) if self.precompute_projection else None
         steps = tf.shape(input_tokens)[1]
