@@ -108,7 +108,9 @@ class AttentionDecoder(keras.layers.Layer):
         self.hard_inference = hard_inference
         self.expectation_probability = float(expectation_probability)
         # Location samples and the per-minibatch expectation switch (checkpointed with the model).
-        self.location_seed = keras.random.SeedGenerator(name="location_seed")
+        # Only hard attention has one: creating it draws from Keras' global RNG, which would
+        # change a soft model's initial weights for the same seed.
+        self.location_seed = keras.random.SeedGenerator(name="location_seed") if attention_mode == "hard" else None
         self.vocabulary_size = vocabulary_size
         self.embedding_dim = embedding_dim
         self.hidden_dim = hidden_dim
