@@ -64,8 +64,9 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--penalty-target", choices=["one", "length"], default="one")
     group.add_argument("--attention", choices=["soft", "hard"], default="soft",
                        help="soft (deterministic) or hard (stochastic, REINFORCE) attention")
-    group.add_argument("--hard-inference", choices=["argmax", "sample", "expectation"], default="argmax",
-                       help="hard attention at test time: most likely region, a sample, or the expectation")
+    group.add_argument("--hard-inference", choices=["argmax", "sample", "expectation"], default="expectation",
+                       help="hard attention at test time: the expectation (default, best on Flickr8k dev), the "
+                            "most likely region, or a sample")
     group.add_argument("--reward-weight", type=float, default=None,
                        help="hard attention: lambda_r of the REINFORCE term (default: sat_tf's)")
     group.add_argument("--entropy-weight", type=float, default=None,
