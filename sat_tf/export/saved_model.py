@@ -17,7 +17,6 @@ bilinear resizing, rounded to integers like the library's Pillow path (`sat_tf.d
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import keras
@@ -26,6 +25,7 @@ import tensorflow as tf
 from sat_tf.inference.beam_search import BeamSearchDecoder
 from sat_tf.inference.greedy import GreedyDecoder
 from sat_tf.models.captioner import Captioner
+from sat_tf.utils.atomic import atomic_path
 
 SIGNATURES = ("serving_default", "caption_images", "beam_search")
 
@@ -106,13 +106,8 @@ def export_saved_model(
     if version < 1:
         raise ValueError(f"version must be a positive integer, got {version}")
     target = Path(export_dir) / model_name / str(version)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # TF Serving polls the base path: it must never see a half-written version, so write a hidden
-    # sibling and rename it into place.
-    staging = target.parent / f".{version}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    build_export_archive(model, max_length, beam_size).write_out(str(staging), verbose=False)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
+    # TF Serving polls the base path: it must never see a half-written version. atomic_path writes
+    # a hidden (non-numeric, so ignored) sibling and renames it into place.
+    with atomic_path(target) as staging:
+        build_export_archive(model, max_length, beam_size).write_out(str(staging), verbose=False)
     return target

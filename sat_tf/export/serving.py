@@ -24,9 +24,10 @@ import numpy as np
 import tensorflow as tf
 from flask import Flask, jsonify, request
 
+from sat_tf.data.images import MAX_IMAGE_PIXELS
+
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 MAX_INSTANCES = 64
-MAX_IMAGE_PIXELS = 64_000_000
 
 
 class BadRequest(ValueError):
