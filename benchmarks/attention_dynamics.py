@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 import sat_tf.models  # noqa: E402,F401  (registers the classes)
 from sat_tf.data.feature_cache import FeatureCache  # noqa: E402
-from sat_tf.inference.greedy import GreedyDecoder  # noqa: E402
+from sat_tf.inference import generate_captions  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
 
 
@@ -50,7 +50,7 @@ def main() -> None:
     report = {"command": " ".join(["python", *sys.argv]), "images": len(features), "models": {}}
     for path in args.models:
         model = keras.saving.load_model(path)
-        decoded = GreedyDecoder(model, 20)(features=features)
+        decoded = generate_captions(model, features=features, max_length=20).best()
         report["models"][path] = {"attention_mode": model.decoder.attention_mode,
                                   **attention_dynamics(decoded.alphas, decoded.lengths)}
     print(json.dumps(report, indent=2))

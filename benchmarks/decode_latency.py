@@ -21,8 +21,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import sat_tf.models  # noqa: E402,F401  (registers the classes)
-from sat_tf.inference.beam_search import BeamSearchDecoder  # noqa: E402
-from sat_tf.inference.greedy import GreedyDecoder  # noqa: E402
+from sat_tf.inference import BeamSampler, GreedySampler, generate_captions  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
 
 
@@ -54,12 +53,12 @@ def main() -> None:
     # without XLA compilation of the decoding loop.
     for jit_compile in (True, False):
         suffix = "" if jit_compile else "_no_jit"
-        greedy = GreedyDecoder(model, args.max_length, jit_compile=jit_compile)
-        beam = BeamSearchDecoder(model, args.beam_size, args.max_length, jit_compile=jit_compile)
-        result[f"greedy_ms{suffix}"], result["greedy_steps"] = _time(
-            lambda f: greedy(features=f).tokens.shape[1], features, args.runs)
-        result[f"beam{args.beam_size}_ms{suffix}"], result[f"beam{args.beam_size}_steps"] = _time(
-            lambda f: beam(features=f).tokens.shape[2], features, args.runs)
+        for name, sampler in (("greedy", GreedySampler()), (f"beam{args.beam_size}", BeamSampler(args.beam_size))):
+            result[f"{name}_ms{suffix}"], result[f"{name}_steps"] = _time(
+                lambda f, sampler=sampler: generate_captions(model, features=f, sampler=sampler,
+                                                             max_length=args.max_length,
+                                                             jit_compile=jit_compile).tokens.shape[2],
+                features, args.runs)
     print(json.dumps(result, indent=2))
     write_json_atomic(args.output, result)
 

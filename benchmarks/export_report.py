@@ -4,7 +4,7 @@ For a trained model and a folder of test images (Flickr8k dev by default):
 - exports the serving SavedModel and the TFLite encoder + decoder step in fp32, fp16, dynamic
   (dynamic-range int8 weights) and int8 (full integer, calibrated on training images read by the
   library's own image loader), and reports each file's size;
-- captions every test image with the LiteRT edge runtime (export/edge_runtime.py) for each
+- captions every test image with the LiteRT edge runtime (`sat_tf_edge`, installed from export/) for each
   variant and with the Keras model on the same pixels: tokens identical to Keras (count), and the
   BLEU-4 change against the float model (coco-caption);
 - times a whole caption from JPEG bytes at batch 1 (decode, resize, encoder, greedy decoder) with
@@ -29,6 +29,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from sat_tf_edge import EdgeCaptioner  # noqa: E402
+from sat_tf_edge.images import load_image as contract_image  # noqa: E402
 
 import sat_tf.models  # noqa: E402,F401  (registers the classes)
 from sat_tf.data.images import load_image  # noqa: E402
@@ -37,11 +39,14 @@ from sat_tf.data.records import group_references  # noqa: E402
 from sat_tf.evaluation.metrics import caption_metrics  # noqa: E402
 from sat_tf.export.saved_model import export_saved_model  # noqa: E402
 from sat_tf.export.tflite import export_tflite  # noqa: E402
-from sat_tf.inference.greedy import GreedyDecoder, concatenate_decoded  # noqa: E402
+from sat_tf.inference import generate_captions  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
-from edge_runtime import EdgeCaptioner, load_rgb  # noqa: E402
+
+def load_rgb(source, size: int) -> np.ndarray:
+    """The image contract's pixels as the float32 [1, S, S, 3] batch the encoders take."""
+    return contract_image(source, size).astype(np.float32)[np.newaxis]
+
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
 # (encoder, decoder) quantization. Dynamic-range convolutions run as slow hybrid kernels on CPU
@@ -91,8 +96,7 @@ def main() -> None:
 
     # The host-side decode of the edge runtime; Keras gets the very same pixels.
     pixels = np.concatenate([load_rgb(p, size) for p in dev_paths])
-    greedy = GreedyDecoder(model, 20)
-    keras_captions = concatenate_decoded([greedy(images=pixels[i : i + 50]) for i in range(0, len(pixels), 50)])
+    keras_captions = generate_captions(model, images=pixels, max_length=20, batch_size=50).best()
     float_scores = caption_metrics(references, dict(zip(dev_paths, keras_captions.texts)))
     report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "model": args.model,
               "images": len(dev_paths), "command": " ".join(["python", *sys.argv]),
@@ -135,7 +139,8 @@ def main() -> None:
         args.latency_runs)
     image_iter = iter(range(10**9))
     report["keras_caption_from_jpeg_ms"] = _median_ms(
-        lambda: greedy(images=load_rgb(jpeg_bytes[next(image_iter) % len(jpeg_bytes)], size)), args.latency_runs)
+        lambda: generate_captions(model, images=load_rgb(jpeg_bytes[next(image_iter) % len(jpeg_bytes)], size)),
+        args.latency_runs)
     fp32, dynamic = report["variants"]["fp32"], report["variants"]["dynamic"]
     report["dynamic_decoder_size_ratio"] = fp32["decoder_mb"] / dynamic["decoder_mb"]
     report["litert_speedup_over_saved_model"] = {

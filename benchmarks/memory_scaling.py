@@ -46,7 +46,7 @@ def train_one_epoch(cache_dir: Path, num_images: int, output_dir: Path) -> dict:
     from sat_tf.data.pipeline import encode_captions
     from sat_tf.data.records import CaptionRecord
     from sat_tf.data.tokenizer import CaptionTokenizer
-    from sat_tf.models import AttentionDecoder, Captioner, Encoder
+    from sat_tf.models.config import ModelConfig, build_captioner
     from sat_tf.training import TrainConfig, TrainingData, train
 
     rng = np.random.default_rng(0)
@@ -54,12 +54,12 @@ def train_one_epoch(cache_dir: Path, num_images: int, output_dir: Path) -> dict:
     records = [CaptionRecord(image_id=str(i), caption=" ".join(rng.choice(vocabulary, rng.integers(6, 16))),
                              image_path=str(i), image_index=i) for i in range(num_images)]
     tokenizer = CaptionTokenizer(vocabulary)
-    captions = encode_captions(records, tokenizer, list(range(num_images)), max_length=20)
+    captions = encode_captions(records, tokenizer, list(range(num_images)), max_words=18)
 
     def build_model():
-        encoder = Encoder("small_cnn", image_size=224, small_cnn_filters=(8, 8, 8, 8, FEATURE_DIM - 2),
-                          append_coordinates=True)
-        return Captioner(encoder, AttentionDecoder(tokenizer.vocabulary_size, 64, 128, 64), tokenizer)
+        return build_captioner(ModelConfig(image_size=224, cnn_filters=(8, 8, 8, 8, FEATURE_DIM - 2),
+                                           append_coordinates=True, embedding_dim=64, hidden_dim=128,
+                                           attention_dim=64), tokenizer)
 
     config = TrainConfig(batch_size=64, epochs=1, checkpoint_every=10**9, log_every=10**9)
     start = time.perf_counter()

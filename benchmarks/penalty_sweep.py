@@ -34,8 +34,8 @@ def main() -> None:
     rows = []
     for weight, target in settings:
         for seed in args.seeds:
-            config = dataclasses.replace(DemoConfig(), penalty_weight=weight, penalty_target=target, plots=0,
-                                         seed=seed)
+            config = DemoConfig(settings={"model": {"penalty_weight": weight, "penalty_target": target}}, plots=0,
+                                seed=seed)
             with tempfile.TemporaryDirectory() as output_dir:
                 metrics = run_demo(output_dir, config, verbose=False)
             row = {"lambda": weight, "target": target, "seed": seed, "BLEU-4": metrics["BLEU-4"],

@@ -37,8 +37,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from sat_tf.data.tokenizer import CaptionTokenizer  # noqa: E402
-from sat_tf.demo import DemoConfig, build_demo_model  # noqa: E402
-from sat_tf.models import AttentionDecoder, Captioner, Encoder  # noqa: E402
+from sat_tf.models import AttentionDecoder, Captioner  # noqa: E402
+from sat_tf.models.config import ModelConfig, build_captioner  # noqa: E402
+from sat_tf.workflows import resolve_run_config  # noqa: E402
 from sat_tf.training import TrainConfig, build_train_step  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
 
@@ -110,15 +111,20 @@ class UnfusedDecoder(AttentionDecoder):
         return type(state)(tf.sigmoid(o) * tf.tanh(cell), cell), context, alpha, None
 
 
+PAPER_SIZE = ModelConfig(image_size=224, cnn_filters=(8, 8, 8, 8, FEATURE_DIM - 2), append_coordinates=True,
+                         embedding_dim=UNITS, hidden_dim=UNITS, attention_dim=UNITS, dropout=0.5)
+
+
 def _paper_size_model(decoder_class=AttentionDecoder, **decoder_kwargs) -> Captioner:
     """512/512/512 decoder over 49 regions of 1280 features. The encoder only fixes the 7x7 grid and
-    feature size; the benchmark feeds cached-style features, so it never runs."""
+    feature size; the benchmark feeds cached-style features, so it never runs. The ablation rows
+    swap in decoder subclasses that undo one optimisation each."""
     keras.utils.set_random_seed(0)
     tokenizer = CaptionTokenizer([f"w{i}" for i in range(VOCABULARY - 4)])
-    encoder = Encoder("small_cnn", image_size=224, small_cnn_filters=(8, 8, 8, 8, FEATURE_DIM - 2),
-                      append_coordinates=True)
+    if decoder_class is AttentionDecoder and not decoder_kwargs:
+        return build_captioner(PAPER_SIZE, tokenizer)
     decoder = decoder_class(tokenizer.vocabulary_size, UNITS, UNITS, UNITS, dropout=0.5, **decoder_kwargs)
-    return Captioner(encoder, decoder, tokenizer)
+    return Captioner(PAPER_SIZE.build_encoder(), decoder, tokenizer)
 
 
 def _feature_batch(rng, batch_size, lengths):
@@ -206,13 +212,14 @@ def main() -> None:
         results["paper_size"][name] = result
         print(f"{name:32s} {result['tokens_per_second']:7.0f} tok/s", flush=True)
 
-    demo = DemoConfig()
+    demo = resolve_run_config("shapes-demo")
     tokenizer = CaptionTokenizer([f"w{i}" for i in range(21)])
-    demo_tokens = rng.integers(4, tokenizer.vocabulary_size, size=(demo.batch_size, 11)).astype(np.int32)
+    batch_size, image_size = demo.training.batch_size, demo.model.image_size
+    demo_tokens = rng.integers(4, tokenizer.vocabulary_size, size=(batch_size, 11)).astype(np.int32)
     demo_tokens[:, 0], demo_tokens[:, -1] = 1, 2
-    demo_batch = {"images": tf.constant(rng.integers(0, 256, (demo.batch_size, demo.image_size, demo.image_size, 3)),
-                                        tf.uint8), "tokens": tf.constant(demo_tokens)}
-    results["demo_model"] = measure(build_demo_model(demo, tokenizer), [demo_batch], args.steps)
+    demo_batch = {"images": tf.constant(rng.integers(0, 256, (batch_size, image_size, image_size, 3)), tf.uint8),
+                  "tokens": tf.constant(demo_tokens)}
+    results["demo_model"] = measure(build_captioner(demo.model, tokenizer), [demo_batch], args.steps)
     print(json.dumps(results, indent=2))
     write_json_atomic(args.output, results)
 

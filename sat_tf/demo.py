@@ -1,7 +1,8 @@
 """`sat-tf demo`: the whole flow on the embedded synthetic dataset, in minutes on a CPU.
 
-Generates grounded synthetic images, trains a soft-attention captioner with the custom loop,
-captions held-out images, scores BLEU and attention localization, and writes attention plots.
+Generates grounded synthetic images, trains a soft-attention captioner with the custom loop
+(the shipped `shapes-demo` recipe), captions held-out images, scores BLEU and attention
+localization, and writes attention plots.
 """
 
 from __future__ import annotations
@@ -11,92 +12,73 @@ import json
 import time
 from pathlib import Path
 
-from sat_tf.data import synthetic
-from sat_tf.data.pipeline import encode_captions
-from sat_tf.data.tokenizer import CaptionTokenizer
+from sat_tf.data.sources import load_captions
 from sat_tf.evaluation.bleu import corpus_bleu
 from sat_tf.evaluation.localization import attention_localization
+from sat_tf.inference import generate_captions
 from sat_tf.inference.attention_plot import plot_attention
-from sat_tf.inference.greedy import caption_images
-from sat_tf.models import AttentionDecoder, Captioner, Encoder
-from sat_tf.models.captioner import DEFAULT_PENALTY_WEIGHT
-from sat_tf.training import TrainConfig, TrainingData, make_strategy, train
 from sat_tf.utils.atomic import write_json_atomic
+from sat_tf.workflows import resolve_run_config, train_captioner
+from sat_tf.workflows.run_config import RunConfig
+
+TEST_SEED_OFFSET = 10_000  # held-out images: another seed than training's
 
 
 @dataclasses.dataclass
 class DemoConfig:
-    """Sizes of the demo; the defaults were measured to finish within 5 minutes on 2 CPU cores."""
+    """What the demo runs: the `shapes-demo` recipe (measured to finish within 5 minutes on 2 CPU
+    cores), the held-out set and the plots.
 
-    train_images: int = 6000
+    Args:
+        settings: overrides of the recipe, section by section ({"model": {"hidden_dim": 32}}).
+        test_images: held-out images captioned and scored.
+        plots: attention figures written.
+        seed: seed of the data and of training.
+    """
+
+    settings: dict = dataclasses.field(default_factory=dict)
     test_images: int = 500
-    image_size: int = 64
-    grid_size: int = 4
-    captions_per_image: int = 1
-    embedding_dim: int = 64
-    hidden_dim: int = 256
-    attention_dim: int = 128
-    dropout: float = 0.2
-    cnn_filters: tuple = (16, 32, 64)
-    penalty_weight: float = DEFAULT_PENALTY_WEIGHT
-    penalty_target: str = "one"
-    batch_size: int = 64
-    epochs: int = 20
-    learning_rate: float = 3e-3
     plots: int = 4
     seed: int = 0
-    jit_compile: bool = False
-    normalization: str = "batch"
-    # Off: with BatchNorm in training mode, length buckets leak each caption's length (and so the
-    # object count) through the batch statistics; see sat_tf.models.backbones.build_small_cnn.
-    bucket_by_length: bool = False
 
     @classmethod
     def fast(cls) -> "DemoConfig":
         """A tiny configuration for tests: exercises every stage in seconds."""
-        return cls(train_images=96, test_images=16, hidden_dim=32, embedding_dim=16, attention_dim=16,
-                   cnn_filters=(8, 8, 16), batch_size=32, epochs=1, plots=1)
+        return cls(settings={"data": {"num_images": 96},
+                             "model": {"hidden_dim": 32, "embedding_dim": 16, "attention_dim": 16,
+                                       "cnn_filters": [8, 8, 16]},
+                             "training": {"batch_size": 32, "epochs": 1}}, test_images=16, plots=1)
 
-
-def build_demo_model(config: DemoConfig, tokenizer: CaptionTokenizer) -> Captioner:
-    encoder = Encoder("small_cnn", image_size=config.image_size, small_cnn_filters=config.cnn_filters,
-                      small_cnn_normalization=config.normalization, append_coordinates=True)
-    decoder = AttentionDecoder(tokenizer.vocabulary_size, embedding_dim=config.embedding_dim,
-                               hidden_dim=config.hidden_dim, attention_dim=config.attention_dim,
-                               dropout=config.dropout)
-    return Captioner(encoder, decoder, tokenizer, penalty_weight=config.penalty_weight,
-                     penalty_target=config.penalty_target)
+    def run_config(self) -> RunConfig:
+        seeds = {"data": {"data_seed": self.seed}, "training": {"seed": self.seed}}
+        overrides = {name: {**seeds.get(name, {}), **self.settings.get(name, {})}
+                     for name in set(seeds) | set(self.settings)}
+        return resolve_run_config("shapes-demo", overrides=overrides)
 
 
 def run_demo(output_dir: str | Path, config: DemoConfig | None = None, strategy: str = "default",
              verbose: bool = True) -> dict:
     """Runs the demo and returns its metrics (also written to `output_dir/demo_metrics.json`)."""
     config = config or DemoConfig()
+    run = config.run_config()
+    run = dataclasses.replace(run, training=dataclasses.replace(run.training, strategy=strategy))
     output_dir = Path(output_dir)
     started = time.perf_counter()
-    make = dict(image_size=config.image_size, grid_size=config.grid_size,
-                captions_per_image=config.captions_per_image)
-    train_set = synthetic.generate(config.train_images, seed=config.seed, id_prefix="train", **make)
-    test_set = synthetic.generate(config.test_images, seed=config.seed + 10_000, id_prefix="test", **make)
-    tokenizer = CaptionTokenizer.from_corpus(r.caption for r in train_set.records)
-    captions = encode_captions(train_set.records, tokenizer)
-    train_config = TrainConfig(batch_size=config.batch_size, epochs=config.epochs,
-                               learning_rate=config.learning_rate, schedule="cosine",
-                               warmup_steps=50, seed=config.seed, checkpoint_every=1000, log_every=20,
-                               jit_compile=config.jit_compile, bucket_by_length=config.bucket_by_length)
     if verbose:
-        print(f"training on {config.train_images} synthetic images ({len(captions)} captions), "
-              f"vocabulary {tokenizer.vocabulary_size} words")
-    result = train(lambda: build_demo_model(config, tokenizer), TrainingData(train_set.images, captions),
-                   train_config, output_dir, strategy=make_strategy(strategy), verbose=verbose)
+        print(f"training on {run.data.num_images} synthetic images")
+    result = train_captioner(run, output_dir, verbose=verbose, validate=False)
     train_seconds = time.perf_counter() - started
 
-    decoded = caption_images(result.model, test_set.images, max_length=24)
-    image_ids = test_set.image_ids
-    bleu = corpus_bleu(test_set.references(), dict(zip(image_ids, decoded.texts)))
+    image_size = result.model.encoder.image_size
+    test_set = load_captions(run.data, image_size, id_prefix="test", seed_offset=TEST_SEED_OFFSET,
+                             num_images=config.test_images)
+    decoded = generate_captions(result.model, images=test_set.images, sampler=run.decoding.sampler(),
+                                max_length=run.decoding.max_length).best()
+    image_ids, references = test_set.image_ids, test_set.references()
+    bleu = corpus_bleu(references, dict(zip(image_ids, decoded.texts)))
     grid = result.model.feature_grid
     localization = attention_localization([t.split() for t in decoded.texts], decoded.alphas,
-                                          test_set.objects, grid, config.image_size)
+                                          test_set.objects, grid, image_size)
     plot_dir = output_dir / "attention_plots"
     for index in range(min(config.plots, config.test_images)):
         plot_attention(test_set.images[index], decoded.words(index), decoded.alphas[index], grid,
@@ -110,9 +92,9 @@ def run_demo(output_dir: str | Path, config: DemoConfig | None = None, strategy:
         "train_tokens_per_second": result.tokens_per_second,
         "train_seconds": train_seconds,
         "total_seconds": time.perf_counter() - started,
-        "examples": [{"image": image_ids[i], "caption": decoded.texts[i],
-                      "references": test_set.references()[image_ids[i]]} for i in range(min(5, len(image_ids)))],
-        "config": dataclasses.asdict(config),
+        "examples": [{"image": image_ids[i], "caption": decoded.texts[i], "references": references[image_ids[i]]}
+                     for i in range(min(5, len(image_ids)))],
+        "config": {**dataclasses.asdict(config), "run": run.to_dict()},
     }
     write_json_atomic(output_dir / "demo_metrics.json", metrics)
     if verbose:

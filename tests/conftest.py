@@ -5,7 +5,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -18,7 +17,7 @@ tf.config.experimental.enable_op_determinism()
 from sat_tf.data import synthetic  # noqa: E402
 from sat_tf.data.pipeline import encode_captions  # noqa: E402
 from sat_tf.data.tokenizer import CaptionTokenizer  # noqa: E402
-from sat_tf.models import AttentionDecoder, Captioner, Encoder  # noqa: E402
+from sat_tf.models.config import ModelConfig, build_captioner  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -34,11 +33,13 @@ def make_tiny_model(tokenizer, penalty_weight=0.01, dropout=0.0, seed=0, normali
     import keras
 
     keras.utils.set_random_seed(seed)
-    encoder = Encoder("small_cnn", image_size=32, small_cnn_filters=(4, 8, 8), append_coordinates=True,
-                      small_cnn_normalization=normalization)
-    decoder = AttentionDecoder(tokenizer.vocabulary_size, embedding_dim=8, hidden_dim=16, attention_dim=8,
-                               dropout=dropout, attention_mode=attention_mode, **decoder_kwargs)
-    return Captioner(encoder, decoder, tokenizer, penalty_weight=penalty_weight)
+    config = ModelConfig(image_size=32, cnn_filters=(4, 8, 8), append_coordinates=True,
+                         cnn_normalization=normalization, embedding_dim=8, hidden_dim=16, attention_dim=8,
+                         dropout=dropout, attention=attention_mode, penalty_weight=penalty_weight)
+    model = build_captioner(config, tokenizer)
+    for name, value in decoder_kwargs.items():  # decoder settings ModelConfig does not carry
+        setattr(model.decoder, name, value)
+    return model
 
 
 @pytest.fixture

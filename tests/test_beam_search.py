@@ -8,8 +8,7 @@ import pytest
 import tensorflow as tf
 
 from sat_tf.data.tokenizer import CaptionTokenizer
-from sat_tf.inference.beam_search import BeamSearchDecoder
-from sat_tf.inference.greedy import GreedyDecoder
+from sat_tf.inference import BeamSampler, generate_captions
 from sat_tf.models import AttentionDecoder, Captioner, Encoder
 
 
@@ -57,8 +56,8 @@ def test_wide_beam_equals_exhaustive_search(random_model, image_seed):
     max_length, vocabulary = 3, random_model.tokenizer.vocabulary_size
     best_score, best_log_prob, best_sequence = _exhaustive_best(random_model, features, max_length)
     # with k = V^(max_length-1) no prefix is ever pruned, so beam search is exact
-    result = BeamSearchDecoder(random_model, beam_size=vocabulary ** (max_length - 1), max_length=max_length)(
-        features=features)
+    result = generate_captions(random_model, features=features, max_length=max_length,
+                               sampler=BeamSampler(beam_size=vocabulary ** (max_length - 1)))
     length = int(result.lengths[0, 0])
     assert result.tokens[0, 0, :length].tolist() == best_sequence
     np.testing.assert_allclose(result.scores[0, 0], best_score, rtol=1e-4)
@@ -69,16 +68,16 @@ def test_length_penalty_ranks_by_normalised_score(random_model):
     features = tf.constant(np.random.default_rng(5).normal(size=(1, 16, 2)), tf.float32)
     max_length, vocabulary = 3, random_model.tokenizer.vocabulary_size
     best_score, best_log_prob, best_sequence = _exhaustive_best(random_model, features, max_length, 1.0)
-    result = BeamSearchDecoder(random_model, vocabulary ** (max_length - 1), max_length, length_penalty=1.0)(
-        features=features)
+    result = generate_captions(random_model, features=features, max_length=max_length,
+                               sampler=BeamSampler(vocabulary ** (max_length - 1), length_penalty=1.0))
     np.testing.assert_allclose(result.scores[0, 0], best_score, rtol=1e-4)
     np.testing.assert_allclose(result.log_probs[0, 0], best_log_prob, rtol=1e-4)
 
 
 def test_beam_of_one_equals_greedy(random_model):
     features = tf.constant(np.random.default_rng(2).normal(size=(4, 16, 2)), tf.float32)
-    greedy = GreedyDecoder(random_model, max_length=6)(features=features)
-    beam = BeamSearchDecoder(random_model, beam_size=1, max_length=6)(features=features)
+    greedy = generate_captions(random_model, features=features, max_length=6).best()
+    beam = generate_captions(random_model, features=features, max_length=6, sampler=BeamSampler(beam_size=1))
     steps = greedy.tokens.shape[1]
     np.testing.assert_array_equal(beam.tokens[:, 0, :steps], greedy.tokens)
     np.testing.assert_allclose(beam.scores[:, 0], greedy.log_probs.sum(axis=1), rtol=1e-5)

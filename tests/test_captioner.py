@@ -1,9 +1,10 @@
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from conftest import fixed_batch, make_tiny_model
-from sat_tf.training import TrainConfig, build_train_step
+from sat_tf.training import CaptioningTask, TrainConfig, build_train_step
 
 
 def test_keras_file_round_trip_gives_identical_outputs(tiny_data, tiny_model, tmp_path):
@@ -21,7 +22,7 @@ def test_keras_file_round_trip_gives_identical_outputs(tiny_data, tiny_model, tm
 
 def test_loss_combines_cross_entropy_and_penalty(tiny_data, tiny_model):
     batch = fixed_batch(tiny_data)
-    loss, logs = tiny_model.compute_caption_loss(batch)
+    loss, logs = CaptioningTask(tiny_model).compute_caption_loss(batch)
     outputs = tiny_model(batch)
     targets = batch["tokens"].numpy()[:, 1:]
     mask = targets != 0
@@ -48,13 +49,15 @@ def test_overfits_a_tiny_batch(tiny_data):
     assert first > 2.0 and last < 0.05, (first, last)
 
 
-def test_fit_and_custom_loop_give_the_same_loss_and_update(tiny_data):
+@pytest.mark.parametrize("clip_norm", [None, 0.01])
+def test_fit_and_custom_loop_give_the_same_loss_and_update(tiny_data, clip_norm):
     batch = fixed_batch(tiny_data)
-    config = TrainConfig(learning_rate=1e-3, clip_norm=None)
+    config = TrainConfig(learning_rate=1e-3, clip_norm=clip_norm)
     # model.fit path
     fit_model = make_tiny_model(tiny_data[1], seed=7)
-    fit_model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-    history = fit_model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)
+    task = CaptioningTask(fit_model, clip_norm=clip_norm)
+    task.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    history = task.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)
     # custom loop path, same initial weights
     loop_model = make_tiny_model(tiny_data[1], seed=7)
     optimizer = keras.optimizers.Adam(config.learning_rate)
@@ -63,11 +66,20 @@ def test_fit_and_custom_loop_give_the_same_loss_and_update(tiny_data):
     np.testing.assert_allclose(history.history["loss"][0], float(logs["loss"]), rtol=1e-6)
     for a, b in zip(fit_model.weights, loop_model.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+    if clip_norm is not None:  # the clip was active: the raw gradient is far larger than the bound
+        assert float(logs["gradient_norm"]) > 10 * clip_norm
 
 
 def test_fit_learns(tiny_data):
     model = make_tiny_model(tiny_data[1])
-    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    task = CaptioningTask(model)
+    task.compile(optimizer=keras.optimizers.Adam(1e-2))
     dataset = tf.data.Dataset.from_tensors(fixed_batch(tiny_data)).repeat(30)
-    history = model.fit(dataset, epochs=2, verbose=0)
+    history = task.fit(dataset, epochs=2, verbose=0)
     assert history.history["loss"][-1] < 0.8 * history.history["loss"][0]
+
+
+def test_a_captioner_alone_refuses_fit_and_points_to_the_task(tiny_data, tiny_model):
+    tiny_model.compile(optimizer="adam")
+    with pytest.raises(TypeError, match="CaptioningTask"):
+        tiny_model.fit(tf.data.Dataset.from_tensors(fixed_batch(tiny_data)), epochs=1, verbose=0)

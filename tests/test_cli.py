@@ -1,6 +1,7 @@
 """The command line, end to end: demo (fast mode), caption, evaluate, and bad input."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -108,8 +109,22 @@ def test_extract_then_train_on_the_feature_cache(tmp_path, capsys):
                  "--batch-size", "3", "--epochs", "1", "--hidden-dim", "8", "--embedding-dim", "4",
                  "--attention-dim", "4", "--no-append-coordinates"]) == 0
     assert (run / "model.keras").is_file()
+    # the encoder settings come from the cache: no encoder flags needed
+    assert main(["train", "--captions", str(tmp_path / "tokens.txt"), "--image-dir", str(images), "--feature-cache",
+                 str(tmp_path / "cache"), "--output-dir", str(tmp_path / "run2"), "--batch-size", "3", "--epochs", "1",
+                 "--hidden-dim", "8", "--embedding-dim", "4", "--attention-dim", "4"]) == 0
+    model = keras.saving.load_model(tmp_path / "run2" / "model.keras")
+    assert model.encoder.backbone_name == "efficientnet_lite0" and model.encoder.image_size == 64
+    # a setting that contradicts the cache is named
+    assert main(["train", *common, "--feature-cache", str(tmp_path / "cache"), "--output-dir", str(run),
+                 "--feature-layer", "stride16"]) == 2
+    assert "model.feature_layer is 'stride16' but the feature cache" in capsys.readouterr().err
     # a cache from other weights is refused with a clear message
-    assert main(["train", *common[:-2], "--feature-cache", str(tmp_path / "cache"), "--output-dir",
+    manifest_path = tmp_path / "cache" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["identity"]["encoder_fingerprint"] = "0" * 64
+    manifest_path.write_text(json.dumps(manifest))
+    assert main(["train", *common, "--feature-cache", str(tmp_path / "cache"), "--output-dir",
                  str(run), "--no-append-coordinates"]) == 2
     assert "different encoder fingerprint" in capsys.readouterr().err
 
@@ -122,3 +137,28 @@ def test_train_selects_on_validation_bleu(tmp_path):
     best = json.loads((run / "best.json").read_text())
     assert best["epoch"] in (1, 2) and 0.0 <= best["score"] <= 100.0
     assert (run / "best_model.keras").is_file() and (run / "model.keras").is_file()
+
+
+def test_console_is_quiet_and_bugs_keep_their_traceback(monkeypatch, capsys):
+    # a fresh process, as a user runs it: no TensorFlow C++ start-up lines before the help text
+    result = subprocess.run([sys.executable, "-m", "sat_tf.cli", "train", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stderr == "", result.stderr[:500]
+    assert re.search(r"--hidden-dim INT\s+decoder sizes.*?\(default:\s+512\)", result.stdout, re.S)
+    assert "--val-captions" in result.stdout
+    verbose = subprocess.run([sys.executable, "-m", "sat_tf.cli", "--verbose", "demo", "--help"],
+                             capture_output=True, text=True, timeout=120)
+    assert verbose.returncode == 0
+    # a user error is one line with exit status 2; any other exception is a bug and propagates
+    import sat_tf.cli as cli
+
+    assert main(["evaluate", "--model", "/nonexistent/model.keras"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model file not found" in err and "Traceback" not in err
+
+    def buggy(args):
+        raise ValueError("a bug, not the user's fault")
+
+    monkeypatch.setattr(cli, "cmd_serve", buggy)
+    with pytest.raises(ValueError, match="a bug"):
+        main(["serve", "--model-dir", "x"])

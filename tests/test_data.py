@@ -1,4 +1,3 @@
-import io
 
 import numpy as np
 import pytest
@@ -52,8 +51,8 @@ def _encoded(captions=("a b", "a b c d", "a", "a b c")):
 def test_encode_captions_rejects_or_skips_empty_and_long_captions():
     records, tokenizer = _encoded(("a b", "...", "a b c d e f"))
     with pytest.raises(CaptionDataError, match="file:2: empty caption"):
-        encode_captions(records, tokenizer, max_length=6)
-    encoded = encode_captions(records, tokenizer, max_length=6, skip_invalid=True)
+        encode_captions(records, tokenizer, max_words=4)
+    encoded = encode_captions(records, tokenizer, max_words=4, skip_invalid=True)
     assert len(encoded) == 1 and encoded.image_index.tolist() == [0]
     assert set(encoded.skipped) == {"file:2", "file:3"}
     assert "over the limit" in encoded.skipped["file:3"]

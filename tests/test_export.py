@@ -16,10 +16,9 @@ import tensorflow as tf
 from PIL import Image
 
 from sat_tf.export.saved_model import export_saved_model
-from sat_tf.export.serving import create_app
+from sat_tf.serving.server import create_app
 from sat_tf.export.tflite import QUANTIZATIONS, export_tflite
-from sat_tf.inference.beam_search import BeamSearchDecoder
-from sat_tf.inference.greedy import GreedyDecoder
+from sat_tf.inference import BeamSampler, generate_captions
 
 REPO = Path(__file__).resolve().parents[1]
 # Closeness of each variant's log-probs to the Keras model's (float32 reference).
@@ -70,12 +69,13 @@ def test_saved_model_loads_with_tensorflow_only_and_matches_the_library(
     served = json.loads(result.stdout.strip().splitlines()[-1])
     assert served["imported"] == []
     assert served["signatures"] == ["beam_search", "caption_images", "serving_default"]
-    library = GreedyDecoder(trained_tiny_model, 12)(images=images)
+    library = generate_captions(trained_tiny_model, images=images, max_length=12).best()
     assert served["greedy"] == library.texts
     assert len(set(library.texts)) > 1  # not a constant caption
     steps = library.tokens.shape[1]
     assert [row[:steps] for row in served["tokens"]] == library.tokens.tolist()
-    assert served["beam"] == BeamSearchDecoder(trained_tiny_model, 2, 12)(images=images).best_texts
+    beam = generate_captions(trained_tiny_model, images=images, sampler=BeamSampler(2), max_length=12)
+    assert served["beam"] == beam.best_texts
     cli = subprocess.run(["saved_model_cli", "show", "--dir", str(saved_model_dir), "--all"],
                          capture_output=True, text=True, timeout=300)
     for name in ("serving_default", "caption_images", "beam_search", "image_bytes", "caption", "alphas"):
@@ -139,19 +139,20 @@ def test_edge_runtime_without_tensorflow_matches_keras(trained_tiny_model, tflit
     env = _without_tensorflow(tmp_path)
     runs = {}
     for beam in (1, 2):
-        result = subprocess.run([sys.executable, str(REPO / "export" / "edge_runtime.py"), model_dir, *files,
+        result = subprocess.run([sys.executable, "-m", "sat_tf_edge.cli", model_dir, *files,
                                  "--beam-size", str(beam), "--json"],
                                 capture_output=True, text=True, timeout=300, env=env)
         assert result.returncode == 0, result.stderr[-2000:]
         runs[beam] = [json.loads(line) for line in result.stdout.splitlines()]
-    library = GreedyDecoder(trained_tiny_model, 12)(images=images)
+    library = generate_captions(trained_tiny_model, images=images, max_length=12).best()
     assert [r["caption"] for r in runs[1]] == library.texts
     for row, tokens, length in zip(runs[1], library.tokens, library.lengths):
         assert row["tokens"] == tokens[:length].tolist()
-    assert [r["caption"] for r in runs[2]] == BeamSearchDecoder(trained_tiny_model, 2, 12)(images=images).best_texts
+    beam = generate_captions(trained_tiny_model, images=images, sampler=BeamSampler(2), max_length=12)
+    assert [r["caption"] for r in runs[2]] == beam.best_texts
     probe = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True, env=env)
     assert probe.returncode != 0  # the block really was in place
-    bad = subprocess.run([sys.executable, str(REPO / "export" / "edge_runtime.py"), model_dir, str(tmp_path)],
+    bad = subprocess.run([sys.executable, "-m", "sat_tf_edge.cli", model_dir, str(tmp_path)],
                          capture_output=True, text=True, timeout=300, env=env)
     assert bad.returncode == 2 and "not a readable image" in bad.stderr
 
@@ -166,7 +167,7 @@ def test_rest_server_follows_tf_serving_contract_and_survives_bad_requests(
     response = client.post("/v1/models/captioner:predict", json=payload)
     assert response.status_code == 200
     predictions = response.get_json()["predictions"]
-    assert [p["caption"] for p in predictions] == GreedyDecoder(trained_tiny_model, 12)(images=images[:3]).texts
+    assert [p["caption"] for p in predictions] == generate_captions(trained_tiny_model, images=images[:3], max_length=12).best().texts
     assert {"caption", "tokens", "log_probs", "alphas"} <= set(predictions[0])
     bad_requests = [
         (b"not json", "JSON object"),
@@ -187,3 +188,36 @@ def test_rest_server_follows_tf_serving_contract_and_survives_bad_requests(
     assert plain.status_code == 200 and plain.get_json()["predictions"] == predictions
     beam = client.post("/v1/models/captioner:predict", json={"signature_name": "beam_search", **payload})
     assert "score" in beam.get_json()["predictions"][0]
+
+
+def test_the_manifest_sat_tf_writes_is_the_one_the_edge_package_reads(trained_tiny_model, tflite_dirs):
+    from sat_tf_edge.manifest import EdgeManifest
+
+    manifest = EdgeManifest.read(tflite_dirs["dynamic"]["manifest"])
+    tokenizer = trained_tiny_model.tokenizer
+    assert manifest.vocabulary == list(tokenizer.vocabulary)
+    assert manifest.special_ids == {"pad": tokenizer.pad_id, "start": tokenizer.start_id, "end": tokenizer.end_id,
+                                    "unknown": tokenizer.unk_id}
+    assert manifest.image_size == trained_tiny_model.encoder.image_size
+    assert manifest.feature_grid == trained_tiny_model.feature_grid
+    assert manifest.quantization == {"encoder": "dynamic", "decoder": "dynamic"}  # the fixture quantizes both
+    assert all((tflite_dirs["dynamic"]["manifest"].parent / name).is_file() for name in manifest.files.values())
+
+
+def test_edge_manifest_refuses_other_formats_and_names_missing_fields(tmp_path):
+    from sat_tf_edge.manifest import EdgeManifest, ManifestError
+
+    manifest = EdgeManifest(image_size=32, feature_grid=(4, 4), max_length=12, vocabulary=["<pad>", "<start>", "<end>",
+                            "<unk>", "dog"], special_ids={"pad": 0, "start": 1, "end": 2, "unknown": 3},
+                            quantization={"encoder": "fp32", "decoder": "dynamic"})
+    manifest.write(tmp_path / "m.json")
+    assert EdgeManifest.read(tmp_path / "m.json") == manifest
+    values = manifest.to_json()
+    with pytest.raises(ManifestError, match="not a sat_tf_edge/1 manifest"):
+        EdgeManifest.from_json({**values, "format": "other/9"})
+    del values["vocabulary"]
+    with pytest.raises(ManifestError, match="missing field"):
+        EdgeManifest.from_json(values)
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(ManifestError, match="broken.json"):
+        EdgeManifest.read(tmp_path / "broken.json")

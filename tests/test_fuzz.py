@@ -8,7 +8,6 @@ import io
 import json
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,7 +117,7 @@ def test_caption_files_read_or_fail_with_file_and_line(tmp_path, lines, suffix, 
 
     tokenizer = CaptionTokenizer.from_corpus([r.caption for r in records] + ["fallback words"])
     try:
-        encoded = encode_captions(records, tokenizer, index_images(records)[1], max_length=16, skip_invalid=True)
+        encoded = encode_captions(records, tokenizer, index_images(records)[1], max_words=14, skip_invalid=True)
     except CaptionDataError as exc:  # every record was unusable: one clear error
         assert "no usable caption" in str(exc)
         return
@@ -208,7 +207,7 @@ def test_cli_arguments_end_in_a_clear_error(tmp_path, capsys, command, options):
 @pytest.fixture(scope="module")
 def rest_client(trained_tiny_model, tmp_path_factory):
     from sat_tf.export.saved_model import export_saved_model
-    from sat_tf.export.serving import create_app
+    from sat_tf.serving.server import create_app
 
     path = export_saved_model(trained_tiny_model, tmp_path_factory.mktemp("fuzz_serving"), "fuzz", 1, max_length=8)
     return create_app(path.parent).test_client()
@@ -234,15 +233,12 @@ def test_rest_payloads_get_200_or_400_and_the_server_keeps_serving(rest_client, 
 @FUZZ
 @given(data=image_bytes())
 def test_edge_runtime_decoding_reads_or_fails_clearly(data):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
-    from edge_runtime import load_rgb
+    from sat_tf_edge.images import ImageDecodeError, load_image
 
     _count("edge image bytes")
     try:
-        pixels = load_rgb(data, 16)
-    except ValueError as exc:
+        pixels = load_image(data, 16)
+    except ImageDecodeError as exc:
         assert "not a readable image" in str(exc)
         return
-    assert pixels.shape == (1, 16, 16, 3) and pixels.dtype == np.float32
+    assert pixels.shape == (16, 16, 3) and pixels.dtype == np.uint8

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from sat_tf.data.tokenizer import CaptionTokenizer
-from sat_tf.inference.greedy import GreedyDecoder
+from sat_tf.inference import generate_captions
 from sat_tf.models import AttentionDecoder, Captioner, Encoder
 
 
@@ -26,7 +26,7 @@ def _hand_set_model():
 def test_hand_set_weights_emit_the_expected_sentence():
     model = _hand_set_model()
     features = tf.constant(np.random.default_rng(0).normal(size=(2, 5, model.encoder.feature_dim)), tf.float32)
-    decoded = GreedyDecoder(model, max_length=10)(features=features)
+    decoded = generate_captions(model, features=features, max_length=10).best()
     np.testing.assert_array_equal(decoded.tokens, [[4, 5, 6, 2]] * 2)
     assert decoded.texts == ["alpha beta gamma"] * 2
     np.testing.assert_array_equal(decoded.lengths, [4, 4])
@@ -41,6 +41,6 @@ def test_hand_set_weights_emit_the_expected_sentence():
 def test_max_length_stops_a_caption_without_end():
     model = _hand_set_model()
     features = tf.zeros([1, 64, model.encoder.feature_dim])
-    decoded = GreedyDecoder(model, max_length=2)(features=features)
+    decoded = generate_captions(model, features=features, max_length=2).best()
     np.testing.assert_array_equal(decoded.tokens, [[4, 5]])
     assert decoded.lengths.tolist() == [2] and decoded.texts == ["alpha beta"]

@@ -9,8 +9,7 @@ import pytest
 import tensorflow as tf
 from conftest import fixed_batch, make_tiny_model
 
-from sat_tf.inference.beam_search import BeamSearchDecoder
-from sat_tf.inference.greedy import GreedyDecoder
+from sat_tf.inference import BeamSampler, generate_captions
 from sat_tf.models.decoder import AttentionDecoder
 from sat_tf.models.hard_attention import (
     attention_entropy,
@@ -19,7 +18,7 @@ from sat_tf.models.hard_attention import (
     sample_locations,
     updated_baseline,
 )
-from sat_tf.training import TrainConfig, build_train_step
+from sat_tf.training import CaptioningTask, TrainConfig, build_train_step
 
 REGIONS, STEPS = 3, 2
 
@@ -151,7 +150,7 @@ def test_baseline_moves_only_after_samples(tiny_data, expectation_probability):
     model = make_tiny_model(tiny_data[1], attention_mode="hard", expectation_probability=expectation_probability)
     model.reward_baseline.assign(-2.0)
     batch = fixed_batch(tiny_data)
-    _, logs = model.compute_caption_loss(batch, training=True)
+    _, logs = CaptioningTask(model).compute_caption_loss(batch, training=True)
     captions = float(batch["tokens"].shape[0])
     mean_log_likelihood = -float(logs["cross_entropy"]) * float(logs["tokens"]) / captions
     expected = -2.0 if expectation_probability == 1.0 else 0.9 * -2.0 + 0.1 * mean_log_likelihood
@@ -169,8 +168,8 @@ def test_hard_attention_trains_decodes_and_round_trips(tiny_data, tmp_path):
     images = batch["images"][:4]
     for mode in ("argmax", "sample", "expectation"):
         model.decoder.hard_inference = mode
-        greedy = GreedyDecoder(model, 12)(images=images)
-        beam = BeamSearchDecoder(model, 2, 12)(images=images)
+        greedy = generate_captions(model, images=images, max_length=12).best()
+        beam = generate_captions(model, images=images, sampler=BeamSampler(2), max_length=12)
         assert len(greedy.texts) == 4 and len(beam.best_texts) == 4
         assert np.allclose(greedy.alphas.sum(-1)[greedy.tokens > 0], 1.0, atol=1e-5)
     model.decoder.hard_inference = "argmax"
@@ -179,15 +178,17 @@ def test_hard_attention_trains_decodes_and_round_trips(tiny_data, tmp_path):
     loaded = keras.saving.load_model(path)
     assert loaded.decoder.attention_mode == "hard" and loaded.reward_baseline is not None
     np.testing.assert_allclose(float(loaded.reward_baseline), float(model.reward_baseline))
-    assert GreedyDecoder(loaded, 12)(images=images).texts == GreedyDecoder(model, 12)(images=images).texts
+    reloaded = generate_captions(loaded, images=images, max_length=12).best().texts
+    assert reloaded == generate_captions(model, images=images, max_length=12).best().texts
 
 
 def test_hard_attention_trains_with_model_fit(tiny_data):
     model = make_tiny_model(tiny_data[1], attention_mode="hard")
-    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    task = CaptioningTask(model)
+    task.compile(optimizer=keras.optimizers.Adam(1e-2))
     batch = fixed_batch(tiny_data, size=16)
     dataset = tf.data.Dataset.from_tensors(batch).repeat(20)
-    history = model.fit(dataset, epochs=1, verbose=0)
+    history = task.fit(dataset, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     assert float(model.reward_baseline) < 0.0  # updated from sampled minibatches (log-likelihoods < 0)
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import pytest
 
 from sat_tf.training import TrainConfig, TrainingData, train
 

@@ -24,13 +24,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from sat_tf.errors import SatTfError
 from sat_tf.utils.atomic import atomic_path, write_json_atomic
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
-class StaleCacheError(ValueError):
+class StaleCacheError(SatTfError, ValueError):
     """The cache was made by another encoder, another image list, or is incomplete."""
 
 
@@ -76,9 +77,27 @@ def _read_manifest(cache_dir: Path) -> dict | None:
 def _check_identity(manifest: dict, identity: CacheIdentity, cache_dir: Path) -> None:
     recorded = manifest["identity"]
     for key, value in dataclasses.asdict(identity).items():
-        if recorded.get(key) != value:
-            raise StaleCacheError(f"{cache_dir}: cache was made with a different {key.replace('_', ' ')}; "
-                                  f"delete it or extract to another folder")
+        if recorded.get(key) == value:
+            continue
+        what = key.replace("_", " ")
+        if isinstance(value, dict) and isinstance(recorded.get(key), dict):
+            differing = sorted(k for k in set(value) | set(recorded[key]) if value.get(k) != recorded[key].get(k))
+            details = "; ".join(f"{k}: cache has {recorded[key].get(k)!r}, this run has {value.get(k)!r}"
+                                for k in differing)
+        elif key == "encoder_fingerprint":
+            details = "the encoder's weights differ (other pretrained weights, or none)"
+        else:
+            details = f"cache has {recorded.get(key)!r}, this run has {value!r}"
+        raise StaleCacheError(f"{cache_dir}: cache was made with a different {what} ({details}); use the "
+                              f"settings it was made with, or extract to another folder")
+
+
+def cache_settings(cache_dir: str | os.PathLike) -> dict:
+    """The encoder settings a cache was extracted with (`settings` given to `extract_features`)."""
+    manifest = _read_manifest(Path(cache_dir))
+    if manifest is None:
+        raise StaleCacheError(f"{cache_dir}: no feature cache here (missing {MANIFEST})")
+    return dict(manifest.get("settings", {}))
 
 
 def extract_features(
@@ -90,6 +109,7 @@ def extract_features(
     batch_size: int = 32,
     shard_size: int = 1024,
     verbose: bool = True,
+    settings: dict | None = None,
 ) -> dict:
     """Fills `cache_dir` with features of `image_paths`, resuming after the last complete shard.
 
@@ -101,6 +121,7 @@ def extract_features(
         identity: what produced the features; a mismatch with an existing cache is an error.
         batch_size: images per encoder call.
         shard_size: images per shard file.
+        settings: what a run needs to rebuild the encoder (recorded, not checked: the identity is).
     Returns:
         The manifest.
     """
@@ -109,7 +130,7 @@ def extract_features(
     manifest = _read_manifest(cache_dir)
     if manifest is None:
         manifest = {"format_version": FORMAT_VERSION, "identity": dataclasses.asdict(identity),
-                    "shard_size": shard_size, "shards": [], "complete": False}
+                    "settings": settings or {}, "shard_size": shard_size, "shards": [], "complete": False}
     else:
         _check_identity(manifest, identity, cache_dir)
         shard_size = manifest["shard_size"]

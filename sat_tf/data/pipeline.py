@@ -17,9 +17,10 @@ from sat_tf.data.feature_cache import FeatureCache
 from sat_tf.data.images import load_image
 from sat_tf.data.records import CaptionRecord
 from sat_tf.data.tokenizer import CaptionTokenizer, pad_token_ids
+from sat_tf.errors import SatTfError
 
 
-class CaptionDataError(ValueError):
+class CaptionDataError(SatTfError, ValueError):
     """A caption record is unusable; the message names the record."""
 
 
@@ -40,17 +41,20 @@ def encode_captions(
     records: Sequence[CaptionRecord],
     tokenizer: CaptionTokenizer,
     image_index: Sequence[int] | None = None,
-    max_length: int = 32,
+    max_words: int = 30,
     skip_invalid: bool = False,
+    drop_long: bool = False,
 ) -> EncodedCaptions:
-    """Tokenizes records; empty captions and captions over `max_length` tokens are errors (or skips).
+    """Tokenizes records; empty captions and captions over `max_words` words are errors (or skips).
 
     Args:
         records: caption records.
         tokenizer: maps captions to ids.
         image_index: row of each record's image in the image source; defaults to `record.image_index`.
-        max_length: most tokens per caption, `<start>` and `<end>` included.
+        max_words: most words per caption (`<start>` and `<end>` not counted).
         skip_invalid: skip and count bad records instead of raising.
+        drop_long: skip and count captions over `max_words` (a long caption is not bad data, just
+            more than the model is trained on), even without `skip_invalid`.
     """
     if image_index is None:
         image_index = [r.image_index for r in records]
@@ -60,14 +64,14 @@ def encode_captions(
     lengths = ragged.row_lengths().numpy() if records else np.zeros(0, np.int64)
     keep, skipped = [], {}
     for position, (record, length) in enumerate(zip(records, lengths)):
-        problem = None
-        if length <= 2:
+        problem, words = None, int(length) - 2
+        if words <= 0:
             problem = "empty caption (no words after removing punctuation)"
-        elif length > max_length:
-            problem = f"caption has {length - 2} words, over the limit of {max_length - 2}"
+        elif words > max_words:
+            problem = f"caption has {words} words, over the limit of {max_words} words (max_caption_words)"
         if problem is None:
             keep.append(position)
-        elif skip_invalid:
+        elif skip_invalid or (drop_long and words > max_words):
             skipped[record.where()] = problem
         else:
             raise CaptionDataError(f"{record.where()}: {problem}")

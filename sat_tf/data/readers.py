@@ -14,9 +14,10 @@ import os
 from pathlib import Path
 
 from sat_tf.data.records import CaptionRecord
+from sat_tf.errors import SatTfError
 
 
-class CaptionFileError(ValueError):
+class CaptionFileError(SatTfError, ValueError):
     """A caption file is malformed; the message names the file and line."""
 
 

@@ -18,12 +18,14 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
 
+from sat_tf.errors import SatTfError
 from sat_tf.evaluation.bleu import normalize_for_scoring
+from sat_tf.utils.quiet import silenced_stderr
 
 TOKENIZATIONS = ("auto", "ptb", "python")
 
 
-class JavaNotFoundError(RuntimeError):
+class JavaNotFoundError(SatTfError, RuntimeError):
     """PTB tokenization was requested but Java is not installed."""
 
 
@@ -42,6 +44,7 @@ def caption_metrics(
     hypotheses: Mapping[str, str],
     tokenization: str = "auto",
     meteor: bool = True,
+    quiet: bool = True,
 ) -> dict:
     """Scores one hypothesis per image against that image's references.
 
@@ -50,6 +53,7 @@ def caption_metrics(
         hypotheses: image id -> generated caption (same ids).
         tokenization: "ptb" (Java), "python", or "auto" (PTB when Java is installed).
         meteor: compute METEOR (needs Java).
+        quiet: hide the Java tools' progress lines (they write to the process's stderr).
 
     Returns:
         {"BLEU-1".."BLEU-4", "ROUGE-L", "CIDEr", ["METEOR"]} on 0-100, plus "tokenization" and,
@@ -73,12 +77,13 @@ def caption_metrics(
     gts = {i: list(references[i]) for i in ids}
     res = {i: [hypotheses[i]] for i in ids}
     if use_ptb:
-        gts, res = _ptb_tokenize(gts), _ptb_tokenize(res)
+        with silenced_stderr(quiet):
+            gts, res = _ptb_tokenize(gts), _ptb_tokenize(res)
     else:
         gts = {i: normalize_for_scoring(v) for i, v in gts.items()}
         res = {i: normalize_for_scoring(v) for i, v in res.items()}
     scores: dict = {"tokenization": "ptb" if use_ptb else "python"}
-    with contextlib.redirect_stdout(io.StringIO()):  # the scorers print progress
+    with contextlib.redirect_stdout(io.StringIO()), silenced_stderr(quiet):  # the scorers print progress
         bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
         scores.update({f"BLEU-{n + 1}": 100.0 * float(b) for n, b in enumerate(bleu)})
         scores["ROUGE-L"] = 100.0 * float(Rouge().compute_score(gts, res)[0])

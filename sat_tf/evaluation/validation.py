@@ -7,29 +7,37 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from sat_tf.evaluation.bleu import corpus_bleu
-from sat_tf.inference.greedy import caption_images
+from sat_tf.inference import generate_captions
 from sat_tf.models.captioner import Captioner
 
 
 def bleu4_validator(
-    images: np.ndarray,
+    images: np.ndarray | None,
     image_ids: Sequence[str],
     references: Mapping[str, Sequence[str]],
     max_length: int = 20,
+    features: np.ndarray | None = None,
+    forbid_unknown: bool = False,
 ) -> Callable[[Captioner], float]:
-    """Returns model -> corpus BLEU-4 (0-100) of greedy captions of `images`, for `train(validate=)`.
+    """Returns model -> corpus BLEU-4 (0-100) of greedy captions, for `train(validate=)`.
+
+    The decoding function is compiled once and reused every epoch (`generate_captions` caches it).
 
     Args:
-        images: validation images [N, S, S, 3] (uint8).
-        image_ids: id of each image, in the order of `images`.
+        images: validation images [N, S, S, 3] (uint8), or None with `features`.
+        image_ids: id of each image, in the order of `images` (or `features`).
         references: image id -> reference captions.
         max_length: most tokens per generated caption.
+        features: precomputed region features [N, L, D] of the validation images.
+        forbid_unknown: never emit `<unk>` (as the final decoding does).
     """
-    if len(images) != len(image_ids):
-        raise ValueError(f"{len(images)} validation images but {len(image_ids)} ids")
+    count = len(images) if images is not None else len(features)
+    if len(image_ids) != count:
+        raise ValueError(f"{count} validation images but {len(image_ids)} ids")
 
     def validate(model: Captioner) -> float:
-        decoded = caption_images(model, images, max_length)
+        decoded = generate_captions(model, images=images, features=features, max_length=max_length,
+                                    forbid_unknown=forbid_unknown).best()
         return corpus_bleu(references, dict(zip(image_ids, decoded.texts)))["BLEU-4"]
 
     return validate

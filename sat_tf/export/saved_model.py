@@ -10,8 +10,8 @@ each returning caption (string [B]), tokens (int32 [B, T]), log_probs (float32 [
 (float32 [B, T, L]); beam_search adds score (float32 [B]). The graph holds only core TensorFlow
 ops (no tensorflow_text), so `tf.saved_model.load` works with nothing but `tensorflow` imported.
 
-Images are decoded with `tf.io.decode_image` and resized to the encoder's input with antialiased
-bilinear resizing, rounded to integers like the library's Pillow path (`sat_tf.data.images`).
+Images are decoded in the graph under the image contract of `sat_tf_edge.images` (see
+`decode_image_bytes`), within one grey level of the library's Pillow path.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from sat_tf.inference.beam_search import BeamSearchDecoder
-from sat_tf.inference.greedy import GreedyDecoder
+from sat_tf.inference import BeamSampler, GreedySampler
 from sat_tf.models.captioner import Captioner
 from sat_tf.utils.atomic import atomic_path
 
@@ -31,10 +30,26 @@ SIGNATURES = ("serving_default", "caption_images", "beam_search")
 
 
 def decode_image_bytes(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
-    """string [B] of JPEG/PNG/GIF/BMP bytes -> float32 [B, S, S, 3] in 0..255."""
+    """string [B] of JPEG/PNG/GIF/BMP bytes -> float32 [B, S, S, 3] in 0..255, following the image
+    contract (`sat_tf_edge.images`) in graph ops: grayscale to RGB, 16-bit scaled to 8 bits,
+    transparency composited over black, antialiased bilinear resize, rounded to integers. EXIF
+    orientation is not applied here (`tf.io.decode_image` ignores it): clients send upright
+    images, as `sat-tf serve` does for them."""
 
     def decode_one(data):
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        def jpeg():  # libjpeg's accurate integer DCT, as Pillow decodes
+            return tf.cast(tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"), tf.float32)
+
+        def png():  # 16-bit samples scaled by 255/65535 like the contract, alpha composited over black
+            rgba = tf.floor(tf.cast(tf.io.decode_png(data, channels=4, dtype=tf.uint16), tf.float32) / 257.0)
+            return tf.round(rgba[..., :3] * rgba[..., 3:] / 255.0)
+
+        def other():  # GIF, BMP
+            return tf.cast(tf.io.decode_image(data, channels=3, expand_animations=False), tf.float32)
+
+        is_png = tf.equal(tf.strings.substr(data, 0, 4), b"\x89PNG")
+        image = tf.cond(tf.io.is_jpeg(data), jpeg, lambda: tf.cond(is_png, png, other))
+        image.set_shape([None, None, 3])
         image = tf.image.resize(image, (image_size, image_size), antialias=True)
         return tf.round(tf.clip_by_value(image, 0.0, 255.0))
 
@@ -50,22 +65,23 @@ def _caption_outputs(model: Captioner, tokens, log_probs, alphas) -> dict:
 def build_export_archive(model: Captioner, max_length: int = 20, beam_size: int = 3) -> keras.export.ExportArchive:
     """The serving endpoints of `model` as a `keras.export.ExportArchive` (not yet written)."""
     size = model.encoder.image_size
-    # Plain graphs in the SavedModel: XLA-compiled functions would tie it to this CPU.
-    greedy = GreedyDecoder(model, max_length, jit_compile=False)
-    beam = BeamSearchDecoder(model, beam_size, max_length, jit_compile=False)
+    # Plain graphs in the SavedModel (the library's loop, not XLA-compiled: that would tie it to this CPU).
+    greedy, beam = GreedySampler(), BeamSampler(beam_size)
+
+    def best_caption(sampler, features):
+        outputs = sampler.run(model, features, max_length)
+        return _caption_outputs(model, outputs["tokens"][:, 0], outputs["token_log_probs"][:, 0],
+                                outputs["alphas"][:, 0]), outputs["scores"][:, 0]
 
     def caption_images(images):
-        features = model.encode(tf.cast(images, tf.float32), training=False)
-        return _caption_outputs(model, *greedy._decode(features))
+        return best_caption(greedy, model.encode(tf.cast(images, tf.float32), training=False))[0]
 
     def caption_bytes(image_bytes):
         return caption_images(decode_image_bytes(image_bytes, size))
 
     def beam_search(image_bytes):
-        features = model.encode(decode_image_bytes(image_bytes, size), training=False)
-        tokens, scores, _, token_log_probs, alphas, _ = beam._beam_search(features)
-        outputs = _caption_outputs(model, tokens[:, 0], token_log_probs[:, 0], alphas[:, 0])
-        return {**outputs, "score": scores[:, 0]}
+        outputs, score = best_caption(beam, model.encode(decode_image_bytes(image_bytes, size), training=False))
+        return {**outputs, "score": score}
 
     archive = keras.export.ExportArchive()
     archive.track(model)

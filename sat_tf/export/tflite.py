@@ -11,7 +11,8 @@ Two files with named signatures, builtin ops only (no Flex / SELECT_TF_OPS):
                         previous_token int32 [B] -> log_probs [B, V], hidden, cell, alpha [B, L].
 
 plus `sat_tf_edge.json` (vocabulary, special ids, image size, region grid, max length), everything
-the TensorFlow-free runtime in `export/edge_runtime.py` needs.
+the TensorFlow-free runtime (`sat_tf_edge`, installed from `export/`) needs; its format is
+`sat_tf_edge.manifest.EdgeManifest`, shared by both sides.
 
 Quantization types follow TF Model Garden: "fp32", "fp16" (float16 weights), "dynamic"
 (dynamic-range int8 weights, float activations; the decoder's default) and "int8" (full integer
@@ -22,7 +23,6 @@ an int8 kernel). Conversion goes through a SavedModel (`keras.export.ExportArchi
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -31,13 +31,14 @@ from typing import Callable, Iterable, Iterator
 import keras
 import numpy as np
 import tensorflow as tf
+from sat_tf_edge.manifest import DECODER_FILE, ENCODER_FILE, MANIFEST_FILE, EdgeManifest
 
+from sat_tf.inference import generate_captions
 from sat_tf.models.captioner import Captioner
 from sat_tf.models.decoder import DecoderState, StepConstants
-from sat_tf.utils.atomic import atomic_path, write_json_atomic
+from sat_tf.utils.atomic import atomic_path
 
 QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
-ENCODER_FILE, DECODER_FILE, MANIFEST_FILE = "image_encoder.tflite", "decoder_step.tflite", "sat_tf_edge.json"
 PER_IMAGE_INPUTS = ("attention_keys", "context_gates", "context_outputs")
 
 
@@ -130,19 +131,16 @@ def representative_inputs(model: Captioner, images: Iterable[np.ndarray], max_le
         image = np.asarray(image, np.float32)[np.newaxis]
         encoder_samples.append({"image": image})
         features = model.encode(image, training=False)
-        constants = decoder.step_constants(features)
-        state = decoder.initial_state(features)
-        token = tf.constant([tokenizer.start_id], tf.int32)
-        for _ in range(max_length):
-            step_samples.append({"attention_keys": constants.attention_keys.numpy(),
-                                 "context_gates": constants.context_gates.numpy(),
-                                 "context_outputs": constants.context_outputs.numpy(),
-                                 "hidden": state.hidden.numpy(), "cell": state.cell.numpy(),
+        caption = generate_captions(model, features=features, max_length=max_length).best()
+        constants, state = decoder.step_constants(features), decoder.initial_state(features)
+        per_image = {name: getattr(constants, name).numpy() for name in PER_IMAGE_INPUTS}
+        # The inputs of every step that produced the greedy caption, replayed word by word.
+        previous = [tokenizer.start_id] + caption.tokens[0, : int(caption.lengths[0]) - 1].tolist()
+        for token in previous:
+            token = tf.constant([token], tf.int32)
+            step_samples.append({**per_image, "hidden": state.hidden.numpy(), "cell": state.cell.numpy(),
                                  "previous_token": token.numpy()})
-            out = decoder.step(constants, state, token)
-            state, token = out.state, tf.argmax(out.log_probs, axis=-1, output_type=tf.int32)
-            if int(token[0]) == tokenizer.end_id:
-                break
+            state = decoder.step(constants, state, token).state
     return encoder_samples, step_samples
 
 
@@ -169,7 +167,7 @@ def export_tflite(
 
     Example:
         >>> paths = export_tflite(model, "edge", decoder_quantization="dynamic")
-        >>> # then, without TensorFlow: python export/edge_runtime.py edge photo.jpg
+        >>> # then, without TensorFlow: sat-tf-edge edge photo.jpg
     """
     _check_exportable(model)
     output_dir = Path(output_dir)
@@ -192,18 +190,16 @@ def export_tflite(
             paths[key] = output_dir / name
             with atomic_path(paths[key]) as tmp:
                 Path(tmp).write_bytes(flatbuffer)
-    height, width = model.feature_grid
     tokenizer = model.tokenizer
-    manifest = {
-        "format": "sat_tf_edge/1", "image_size": model.encoder.image_size, "feature_grid": [height, width],
-        "max_length": max_length, "vocabulary": list(tokenizer.vocabulary),
-        "special_ids": {"pad": tokenizer.pad_id, "start": tokenizer.start_id, "end": tokenizer.end_id,
-                        "unknown": tokenizer.unk_id},
-        "quantization": {"encoder": encoder_quantization, "decoder": decoder_quantization},
-        "files": {"encoder": ENCODER_FILE, "decoder": DECODER_FILE},
-        "attention_mode": model.decoder.attention_mode,
-    }
+    manifest = EdgeManifest(
+        image_size=model.encoder.image_size, feature_grid=model.feature_grid, max_length=max_length,
+        vocabulary=list(tokenizer.vocabulary),
+        special_ids={"pad": tokenizer.pad_id, "start": tokenizer.start_id, "end": tokenizer.end_id,
+                     "unknown": tokenizer.unk_id},
+        quantization={"encoder": encoder_quantization, "decoder": decoder_quantization},
+        files={"encoder": ENCODER_FILE, "decoder": DECODER_FILE}, attention_mode=model.decoder.attention_mode)
     paths["manifest"] = output_dir / MANIFEST_FILE
-    write_json_atomic(paths["manifest"], manifest)
+    with atomic_path(paths["manifest"]) as tmp:
+        manifest.write(tmp)
     return paths
 

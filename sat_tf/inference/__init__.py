@@ -1,6 +1,22 @@
-"""Inference layer: decoding and attention plots (imports data and models)."""
+"""Inference layer: one decoding loop with greedy, beam and sampling strategies, ensembles,
+feature extraction and attention plots (imports data and models)."""
 
-from sat_tf.inference.beam_search import BeamSearchDecoder, BeamSearchResult
-from sat_tf.inference.greedy import DecodedCaptions, GreedyDecoder, caption_images
+from sat_tf.inference.beam_sampler import BeamSampler
+from sat_tf.inference.ensemble import CaptionerEnsemble
+from sat_tf.inference.generate import compiled_decoder, generate_captions
+from sat_tf.inference.greedy_sampler import GreedySampler
+from sat_tf.inference.random_sampler import RandomSampler
+from sat_tf.inference.results import CaptionCandidates, DecodedCaptions
+from sat_tf.inference.sampler import Sampler
 
-__all__ = ["BeamSearchDecoder", "BeamSearchResult", "DecodedCaptions", "GreedyDecoder", "caption_images"]
+__all__ = [
+    "BeamSampler",
+    "CaptionCandidates",
+    "CaptionerEnsemble",
+    "DecodedCaptions",
+    "GreedySampler",
+    "RandomSampler",
+    "Sampler",
+    "compiled_decoder",
+    "generate_captions",
+]

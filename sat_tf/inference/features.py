@@ -34,6 +34,7 @@ def extract_to_cache(
     batch_size: int = 32,
     shard_size: int = 1024,
     verbose: bool = True,
+    settings: dict | None = None,
 ) -> FeatureCache:
     """Extracts (or resumes extracting) features of every image; returns the complete cache.
 
@@ -52,5 +53,5 @@ def extract_to_cache(
         return np.stack([load_image(p, encoder.image_size) for p in paths])
 
     extract_features(lambda images: encode(tf.constant(images)).numpy(), load_batch, list(image_paths), cache_dir,
-                     identity, batch_size=batch_size, shard_size=shard_size, verbose=verbose)
+                     identity, batch_size=batch_size, shard_size=shard_size, verbose=verbose, settings=settings)
     return FeatureCache(cache_dir, identity)

@@ -228,6 +228,18 @@ class AttentionDecoder(keras.layers.Layer):
             hidden_kernel=self.fused_hidden_kernel(),
         )
 
+    @staticmethod
+    def repeat_constants(constants: StepConstants, times: int) -> StepConstants:
+        """Repeats each image's constants `times` times (hypotheses of one image adjacent); the
+        fused hidden kernel is shared by all images."""
+        per_image = ("attention_keys", "context_gates", "context_outputs")
+        return constants._replace(**{name: tf.repeat(getattr(constants, name), times, axis=0) for name in per_image})
+
+    @staticmethod
+    def num_regions(features: tf.Tensor):
+        """L, the number of attended regions (what each step's alpha is over)."""
+        return tf.shape(features)[1]
+
     def step(self, constants: StepConstants, state: DecoderState, previous_tokens) -> StepOutput:
         """One inference step: previous tokens [B] -> log-probs [B, V], new state, alpha [B, L].
 

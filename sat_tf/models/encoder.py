@@ -47,7 +47,7 @@ class Encoder(keras.layers.Layer):
         feature_layer: str | None = None,
         trainable_backbone: bool = False,
         fine_tune_top_blocks: int = 0,
-        small_cnn_filters=(32, 64, 128),
+        small_cnn_filters=(16, 32, 64),
         small_cnn_kernel_size: int = 3,
         small_cnn_normalization: str = "batch",
         append_coordinates: bool = False,

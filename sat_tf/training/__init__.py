@@ -1,13 +1,17 @@
-"""Training layer: the custom distributed loop, strategies, optimizers (imports data and models)."""
+"""Training layer: the captioning task (loss and step), the custom distributed loop, strategies,
+optimizers (imports data and models)."""
 
 from sat_tf.training.config import TrainConfig
 from sat_tf.training.strategy import is_chief, make_strategy
-from sat_tf.training.trainer import NonFiniteLossError, TrainingData, TrainResult, build_train_step, train
+from sat_tf.training.task import CaptioningTask
+from sat_tf.training.trainer import NonFiniteLossError, Trainer, TrainingData, TrainResult, build_train_step, train
 
 __all__ = [
+    "CaptioningTask",
     "NonFiniteLossError",
     "TrainConfig",
     "TrainResult",
+    "Trainer",
     "TrainingData",
     "build_train_step",
     "is_chief",

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
+from sat_tf.errors import ConfigError
+
 OPTIMIZERS = ("adam", "rmsprop")
 SCHEDULES = ("constant", "cosine", "exponential")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 @dataclasses.dataclass
@@ -27,10 +30,13 @@ class TrainConfig:
         keep_checkpoints: checkpoints kept on disk.
         log_every: steps between TensorBoard summaries and progress-bar updates.
         bucket_by_length: batch captions of similar length together (less padding). Not with an
-            encoder that normalises with batch statistics; see `build_small_cnn`.
+            encoder that normalises with batch statistics; see `build_small_cnn`. None: on,
+            except for such an encoder (decided by `sat_tf.workflows`).
         jit_compile: compile the training step with XLA.
         early_stopping_patience: with a `validate` function, stop after this many epochs without
             a better validation score (None: never stop early).
+        strategy: "default" (one device), "mirrored" (all local GPUs) or "multi_worker" (TF_CONFIG).
+        deterministic: deterministic TensorFlow ops: a resumed or repeated run gives the same weights.
     """
 
     batch_size: int = 64
@@ -45,19 +51,23 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     log_every: int = 10
-    bucket_by_length: bool = True
+    bucket_by_length: bool | None = True
     jit_compile: bool = False
     early_stopping_patience: int | None = None
+    strategy: str = "default"
+    deterministic: bool = False
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got '{self.optimizer}'")
+            raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got '{self.optimizer}'")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got '{self.schedule}'")
+            raise ConfigError(f"schedule must be one of {SCHEDULES}, got '{self.schedule}'")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy must be one of {STRATEGIES}, got '{self.strategy}'")
         for name in ("batch_size", "epochs", "checkpoint_every", "keep_checkpoints", "log_every"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.clip_norm is not None and self.clip_norm <= 0:
-            raise ValueError(f"clip_norm must be positive or None, got {self.clip_norm}")
+            raise ConfigError(f"clip_norm must be positive or None, got {self.clip_norm}")

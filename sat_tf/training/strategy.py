@@ -7,7 +7,9 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
+from sat_tf.errors import SatTfError
+from sat_tf.training.config import STRATEGIES
+
 # A collective (gradient all-reduce) that has not completed after this long means a peer is gone.
 COLLECTIVE_TIMEOUT_SECONDS = float(os.environ.get("SAT_TF_COLLECTIVE_TIMEOUT", "300"))
 # The errors a collective raises when a peer died or stopped answering.
@@ -15,7 +17,7 @@ WORKER_FAILURE_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededE
                          tf.errors.AbortedError)
 
 
-class WorkerFailureError(RuntimeError):
+class WorkerFailureError(SatTfError, RuntimeError):
     """A worker of a multi-worker job failed; restart every worker with --resume."""
 
 

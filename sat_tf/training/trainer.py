@@ -1,10 +1,8 @@
 """The custom training loop: a tf.function GradientTape step under a tf.distribute strategy.
 
-Loss scaling: each replica divides its summed losses by the *global* number of target tokens and
-captions (`Captioner.compute_caption_loss` all-reduces the counts), so the sum of the replicas'
-gradients is exactly the gradient of the global-batch loss. The step all-reduces gradients itself,
-clips their global norm once, and divides by the replica count before `apply_gradients`, because
-the Keras optimizer sums gradients across replicas again.
+The loss and the step belong to `CaptioningTask` (see its module for the global-batch loss
+scaling); the `Trainer` here owns everything around it: the data order, checkpoints, logs,
+validation and model selection.
 
 Resume: the checkpoint stores the model, the optimizer (with its step counter), the epoch and the
 number of batches already consumed in that epoch. The data order is a function of (seed, epoch),
@@ -29,29 +27,38 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from sat_tf.data.feature_cache import FeatureCache
 from sat_tf.data.pipeline import EncodedCaptions, count_batches, make_caption_dataset
-from sat_tf.models.captioner import Captioner, dense_gradients
+from sat_tf.errors import SatTfError
+from sat_tf.models.captioner import Captioner
 from sat_tf.training.config import TrainConfig
 from sat_tf.training.optimizers import make_optimizer
 from sat_tf.training.strategy import WORKER_FAILURE_ERRORS, WorkerFailureError, is_chief
+from sat_tf.training.task import CaptioningTask
 from sat_tf.utils.atomic import atomic_path, write_json_atomic
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(SatTfError, RuntimeError):
     """No checkpoint in the directory could be restored."""
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(SatTfError, RuntimeError):
     """Training produced a NaN or Inf loss."""
 
 
 @dataclasses.dataclass
 class TrainingData:
-    """Images (array or file paths) and the encoded captions that index into them."""
+    """What the model trains on: a source of images or cached features, and the encoded captions
+    that index into it. The source's type decides, once, whether batches hold "images" or
+    "features" (see `make_caption_dataset`)."""
 
-    images: np.ndarray | Sequence[str]
+    images: np.ndarray | Sequence[str] | FeatureCache
     captions: EncodedCaptions
     image_size: int | None = None
+
+    @property
+    def reads_features(self) -> bool:
+        return isinstance(self.images, FeatureCache)
 
 
 @dataclasses.dataclass
@@ -64,28 +71,12 @@ class TrainResult:
 
 
 def build_train_step(model: Captioner, optimizer, strategy: tf.distribute.Strategy, config: TrainConfig):
-    """Returns a tf.function running one distributed training step on a distributed batch."""
-
-    def replica_step(batch):
-        # Batches of cached features never reach the encoder: train the decoder only.
-        variables = model.decoder.trainable_variables if "features" in batch else model.trainable_variables
-        with tf.GradientTape() as tape:
-            loss, logs = model.compute_caption_loss(batch, training=True)
-        gradients = dense_gradients(tape.gradient(loss, variables))
-        context = tf.distribute.get_replica_context()
-        replicas = context.num_replicas_in_sync
-        if replicas > 1:
-            gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
-        gradient_norm = tf.linalg.global_norm(gradients)
-        if config.clip_norm is not None:
-            gradients, _ = tf.clip_by_global_norm(gradients, config.clip_norm, use_norm=gradient_norm)
-        if replicas > 1:
-            gradients = [g / replicas for g in gradients]
-        optimizer.apply_gradients(zip(gradients, variables))
-        return {**logs, "gradient_norm": gradient_norm}
+    """Returns a tf.function running one distributed training step (`CaptioningTask.replica_step`
+    on every replica) on a distributed batch."""
+    task = CaptioningTask(model, clip_norm=config.clip_norm)
 
     def step(distributed_batch):
-        per_replica = strategy.run(replica_step, args=(distributed_batch,))
+        per_replica = strategy.run(lambda batch: task.replica_step(batch, optimizer), args=(distributed_batch,))
         # Every replica holds the same global values; take the first.
         return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], per_replica)
 
@@ -98,14 +89,165 @@ def random_state_variables(model: keras.Model) -> list[tf.Variable]:
     return [v.value for v in model.non_trainable_variables if "seed_generator" in v.path]
 
 
-def _step_of(optimizer) -> int:
-    """The optimizer's step counter as an int (under a strategy it is a mirrored variable)."""
-    return int(optimizer.iterations.numpy())
-
-
 def _learning_rate_value(optimizer) -> float:
     rate = optimizer.learning_rate
     return float(rate.numpy() if hasattr(rate, "numpy") else rate)
+
+
+class Trainer:
+    """Runs the custom loop for one captioner; its state is what a checkpoint holds.
+
+    State: `model`, `optimizer` (its step counter is the global step), `epoch` and
+    `batch_in_epoch` (the data position), `selection` (best validation score so far), the model's
+    random-generator states, and the checkpoint `manager`. Everything is created in the
+    constructor, inside `strategy.scope()` where it must be; `fit` runs the epochs.
+
+    Args:
+        build_model: creates the (untrained) captioner; called inside `strategy.scope()`.
+        data: training images or cached features, and encoded captions.
+        config: hyper-parameters.
+        output_dir: checkpoints go to `output_dir/checkpoints`, TensorBoard logs to
+            `output_dir/logs`, the final model to `output_dir/model.keras`.
+        strategy: a tf.distribute strategy (default: no distribution).
+        validate: scores a model, higher is better (for example validation BLEU-4 of greedy
+            captions); with it, the best epoch is kept as `output_dir/best_model.keras`.
+        verbose: show a progress bar.
+    """
+
+    def __init__(self, build_model: Callable[[], Captioner], data: TrainingData, config: TrainConfig,
+                 output_dir: str | os.PathLike, strategy: tf.distribute.Strategy | None = None,
+                 validate: Callable[[Captioner], float] | None = None, verbose: bool = True):
+        self.data, self.config, self.validate, self.verbose = data, config, validate, verbose
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.output_dir = Path(output_dir)
+        self.chief = is_chief(self.strategy)
+        keras.utils.set_random_seed(config.seed)
+        self.steps_per_epoch = _steps_per_epoch(data.captions, config)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        if config.max_steps is not None:
+            self.total_steps = min(self.total_steps, config.max_steps)
+        with self.strategy.scope():
+            self.model = build_model()
+            _warn_on_batch_statistics_leak(self.model, config, data)
+            self.optimizer = make_optimizer(config, self.total_steps)
+            self.optimizer.build(self.model.trainable_variables)  # before the first tf.function step (Keras 3)
+        # Host-side counters, created outside the scope so they stay plain (not mirrored) variables.
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.batch_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
+        self.selection = _ModelSelection(config.early_stopping_patience)
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model, optimizer=self.optimizer, epoch=self.epoch, batch_in_epoch=self.batch_in_epoch,
+            random_states=random_state_variables(self.model), selection=self.selection)
+        # Every worker takes part in saving (collective ops); only the chief's copy is kept. On resume
+        # every worker restores the chief's checkpoints, so `output_dir` must be the same shared folder
+        # for all workers (as TensorFlow's multi-worker checkpointing requires).
+        self.shared_checkpoint_dir = self.output_dir / "checkpoints"
+        self.checkpoint_dir = (self.shared_checkpoint_dir if self.chief
+                               else Path(tempfile.mkdtemp(prefix="sat_tf_worker_")))
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.checkpoint_dir),
+                                                  max_to_keep=config.keep_checkpoints)
+        self.writer = (tf.summary.create_file_writer(str(self.output_dir / "logs")) if self.chief
+                       else tf.summary.create_noop_writer())
+        self.meter = _Throughput()
+        self.history: list[dict] = []
+
+    @property
+    def step(self) -> int:
+        """The global step (the optimizer's counter; under a strategy it is a mirrored variable)."""
+        return int(self.optimizer.iterations.numpy())
+
+    def restore(self) -> str | None:
+        """Restores the latest readable checkpoint of `output_dir`, if any; returns its path."""
+        source = (self.manager if self.chief
+                  else tf.train.CheckpointManager(self.checkpoint, str(self.shared_checkpoint_dir), max_to_keep=None))
+        if not source.checkpoints:
+            return None
+        restored = _restore_latest_good(self.checkpoint, source)
+        if self.verbose:
+            print(f"resumed from {restored} at step {self.step}, epoch {int(self.epoch)}, "
+                  f"batch {int(self.batch_in_epoch)}")
+        return restored
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        """Trains to the end of the schedule (or early stopping) and saves `output_dir/model.keras`.
+
+        Raises:
+            NonFiniteLossError: the loss became NaN or Inf (the last good checkpoint is kept).
+            WorkerFailureError: a worker of a multi-worker job failed.
+        """
+        if resume:
+            self.restore()
+        train_step = build_train_step(self.model, self.optimizer, self.strategy, self.config)
+        progress = _Progress(self.total_steps, self.step, self.config.log_every) if self.verbose else None
+        try:
+            self._run_epochs(train_step, progress)
+        except WORKER_FAILURE_ERRORS as exc:
+            raise WorkerFailureError(
+                f"a worker failed or stopped answering near step {int(self.batch_in_epoch)} of epoch "
+                f"{int(self.epoch)} ({type(exc).__name__}); the last checkpoint is {self.manager.latest_checkpoint}. "
+                f"Restart every worker with the same command and --resume.") from exc
+        if self.chief:
+            with atomic_path(self.output_dir / "model.keras") as tmp:
+                self.model.save(tmp)
+        else:
+            shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+        return TrainResult(model=self.model, steps=self.step, history=self.history,
+                           tokens_per_second=self.meter.tokens_per_second, seconds=self.meter.wall_seconds)
+
+    def _run_epochs(self, train_step, progress) -> None:
+        """The epoch loop: data order from (seed, epoch), checkpoints, model selection."""
+        config = self.config
+        finished = self.step >= self.total_steps
+        while not finished and int(self.epoch) < config.epochs:
+            finished = self._run_epoch(train_step, progress)
+            if finished and int(self.batch_in_epoch) < self.steps_per_epoch:
+                break  # stopped inside an epoch (max_steps)
+            self.epoch.assign_add(1)
+            self.batch_in_epoch.assign(0)
+            if self.validate is not None and self._validate_and_select():
+                break
+        self.manager.save(checkpoint_number=self.step)
+        self.writer.flush()
+
+    def _run_epoch(self, train_step, progress) -> bool:
+        """Runs the rest of the current epoch; returns whether the schedule's last step was reached."""
+        config = self.config
+        dataset = make_caption_dataset(
+            self.data.images, self.data.captions, config.batch_size, image_size=self.data.image_size,
+            seed=config.seed, epoch=int(self.epoch), skip_batches=int(self.batch_in_epoch),
+            bucket_by_length=config.bucket_by_length,
+        )
+        for batch in self.strategy.experimental_distribute_dataset(dataset.with_options(_sharding_options())):
+            with self.meter.timing():
+                logs = {k: float(v) for k, v in train_step(batch).items()}
+            step = self.step
+            if not math.isfinite(logs["loss"]):
+                raise NonFiniteLossError(f"loss became {logs['loss']} at step {step}; "
+                                         f"the last good checkpoint is {self.manager.latest_checkpoint}")
+            self.batch_in_epoch.assign_add(1)
+            self.meter.add_tokens(logs["tokens"])
+            if step % config.log_every == 0 or step == self.total_steps:
+                self.history.append(_log_scalars(self.writer, step, logs, self.optimizer,
+                                                 self.meter.tokens_per_second))
+            if progress is not None:
+                progress.update(step, logs["loss"], self.meter.tokens_per_second)
+            if step % config.checkpoint_every == 0:
+                self.manager.save(checkpoint_number=step)
+            if step >= self.total_steps:
+                return True
+        return False  # the epoch's data ran out: the epoch is complete
+
+    def _validate_and_select(self) -> bool:
+        """Scores the model after an epoch, keeps the best one; returns whether to stop early."""
+        self.history.append(_select_model(self.validate, self.model, self.selection, int(self.epoch), self.step,
+                                          self.output_dir, self.chief, self.writer, self.verbose))
+        self.manager.save(checkpoint_number=self.step)
+        if self.selection.should_stop():
+            if self.verbose:
+                print(f"early stopping: no better validation score for {self.config.early_stopping_patience} "
+                      f"epoch(s)", flush=True)
+            return True
+        return False
 
 
 def train(
@@ -118,132 +260,13 @@ def train(
     verbose: bool = True,
     validate: Callable[[Captioner], float] | None = None,
 ) -> TrainResult:
-    """Trains a captioner with the custom loop and saves `output_dir/model.keras`.
+    """Trains a captioner with the custom loop: `Trainer(...).fit(resume)`. See `Trainer`.
 
-    Model selection (the paper's: on validation BLEU): with `validate`, the model is scored after
-    every epoch, the best one is written to `output_dir/best_model.keras` (its epoch and score to
-    `best.json`), and `config.early_stopping_patience` epochs without improvement end training.
-
-    Args:
-        build_model: creates the (untrained) captioner; called inside `strategy.scope()`.
-        data: training images and encoded captions.
-        config: hyper-parameters.
-        output_dir: checkpoints go to `output_dir/checkpoints`, TensorBoard logs to
-            `output_dir/logs`, the final model to `output_dir/model.keras`.
-        strategy: a tf.distribute strategy (default: no distribution).
-        resume: continue from the latest checkpoint in `output_dir/checkpoints`, at the same step
-            and data position.
-        verbose: show a progress bar.
-        validate: scores a model, higher is better (for example validation BLEU-4 of greedy
-            captions, built from `sat_tf.inference` and `sat_tf.evaluation`).
-
-    Raises:
-        NonFiniteLossError: the loss became NaN or Inf (the last good checkpoint is kept).
+    Example:
+        >>> result = train(lambda: build_captioner(ModelConfig(), tokenizer), data, TrainConfig(),
+        ...                "runs/demo", validate=bleu4_validator(images, ids, references))
     """
-    strategy = strategy or tf.distribute.get_strategy()
-    output_dir = Path(output_dir)
-    chief = is_chief(strategy)
-    keras.utils.set_random_seed(config.seed)
-    steps_per_epoch = _steps_per_epoch(data.captions, config)
-    total_steps = steps_per_epoch * config.epochs
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-    with strategy.scope():
-        model = build_model()
-        _warn_on_batch_statistics_leak(model, config)
-        optimizer = make_optimizer(config, total_steps)
-        optimizer.build(model.trainable_variables)  # before the first tf.function step (Keras 3)
-    # Host-side counters, created outside the scope so they stay plain (not mirrored) variables.
-    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    batch_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
-    selection = _ModelSelection(config.early_stopping_patience)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, batch_in_epoch=batch_in_epoch,
-                                     random_states=random_state_variables(model), selection=selection)
-    # Every worker takes part in saving (collective ops); only the chief's copy is kept. On resume
-    # every worker restores the chief's checkpoints, so `output_dir` must be the same shared folder
-    # for all workers (as TensorFlow's multi-worker checkpointing requires).
-    shared_dir = output_dir / "checkpoints"
-    checkpoint_dir = shared_dir if chief else Path(tempfile.mkdtemp(prefix="sat_tf_worker_"))
-    manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=config.keep_checkpoints)
-    source = manager if chief else tf.train.CheckpointManager(checkpoint, str(shared_dir), max_to_keep=None)
-    if resume and source.checkpoints:
-        restored = _restore_latest_good(checkpoint, source)
-        if verbose:
-            print(f"resumed from {restored} at step {_step_of(optimizer)}, "
-                  f"epoch {int(epoch)}, batch {int(batch_in_epoch)}")
-
-    train_step = build_train_step(model, optimizer, strategy, config)
-    writer = tf.summary.create_file_writer(str(output_dir / "logs")) if chief else tf.summary.create_noop_writer()
-    meter = _Throughput()
-    history: list[dict] = []
-    progress = _Progress(total_steps, _step_of(optimizer), config.log_every) if verbose else None
-    try:
-        history = _run_epochs(
-            model=model, optimizer=optimizer, data=data, config=config, strategy=strategy, train_step=train_step,
-            manager=manager, writer=writer, meter=meter, history=history, progress=progress, epoch=epoch,
-            batch_in_epoch=batch_in_epoch, selection=selection, total_steps=total_steps,
-            steps_per_epoch=steps_per_epoch, validate=validate, output_dir=output_dir, chief=chief, verbose=verbose)
-    except WORKER_FAILURE_ERRORS as exc:
-        raise WorkerFailureError(
-            f"a worker failed or stopped answering near step {int(batch_in_epoch)} of epoch {int(epoch)} "
-            f"({type(exc).__name__}); the last checkpoint is {manager.latest_checkpoint}. Restart every worker "
-            f"with the same command and --resume.") from exc
-    if chief:
-        with atomic_path(output_dir / "model.keras") as tmp:
-            model.save(tmp)
-    else:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return TrainResult(model=model, steps=_step_of(optimizer), history=history,
-                       tokens_per_second=meter.tokens_per_second, seconds=meter.wall_seconds)
-
-
-def _run_epochs(*, model, optimizer, data, config, strategy, train_step, manager, writer, meter, history, progress,
-                epoch, batch_in_epoch, selection, total_steps, steps_per_epoch, validate, output_dir, chief,
-                verbose) -> list[dict]:
-    """The epoch loop of `train` (data order from (seed, epoch), checkpoints, model selection)."""
-    finished = _step_of(optimizer) >= total_steps
-    while not finished and int(epoch) < config.epochs:
-        dataset = make_caption_dataset(
-            data.images, data.captions, config.batch_size, image_size=data.image_size, seed=config.seed,
-            epoch=int(epoch), skip_batches=int(batch_in_epoch), bucket_by_length=config.bucket_by_length,
-        )
-        for batch in strategy.experimental_distribute_dataset(dataset.with_options(_sharding_options())):
-            with meter.timing():
-                logs = {k: float(v) for k, v in train_step(batch).items()}
-            step = _step_of(optimizer)
-            if not math.isfinite(logs["loss"]):
-                raise NonFiniteLossError(f"loss became {logs['loss']} at step {step}; "
-                                         f"the last good checkpoint is {manager.latest_checkpoint}")
-            batch_in_epoch.assign_add(1)
-            meter.add_tokens(logs["tokens"])
-            if step % config.log_every == 0 or step == total_steps:
-                history.append(_log_scalars(writer, step, logs, optimizer, meter.tokens_per_second))
-            if progress is not None:
-                progress.update(step, logs["loss"], meter.tokens_per_second)
-            if step % config.checkpoint_every == 0:
-                manager.save(checkpoint_number=step)
-            finished = step >= total_steps
-            if finished:
-                break
-        else:
-            finished = False  # the epoch's data ran out: the epoch is complete
-        if finished and int(batch_in_epoch) < steps_per_epoch:
-            break  # stopped inside an epoch (max_steps)
-        epoch.assign_add(1)
-        batch_in_epoch.assign(0)
-        if validate is not None:
-            selection_logs = _select_model(validate, model, selection, int(epoch), _step_of(optimizer),
-                                           output_dir, chief, writer, verbose)
-            history.append(selection_logs)
-            manager.save(checkpoint_number=_step_of(optimizer))
-            if selection.should_stop():
-                if verbose:
-                    print(f"early stopping: no better validation score for {config.early_stopping_patience} "
-                          f"epoch(s)", flush=True)
-                break
-    manager.save(checkpoint_number=_step_of(optimizer))
-    writer.flush()
-    return history
+    return Trainer(build_model, data, config, output_dir, strategy, validate, verbose).fit(resume)
 
 
 def _sharding_options() -> tf.data.Options:
@@ -292,8 +315,8 @@ def _select_model(validate, model, selection, epoch: int, step: int, output_dir:
     return {"step": step, "epoch": epoch, "validation_score": score}
 
 
-def _warn_on_batch_statistics_leak(model: Captioner, config: TrainConfig) -> None:
-    if config.bucket_by_length and model.encoder.uses_batch_statistics:
+def _warn_on_batch_statistics_leak(model: Captioner, config: TrainConfig, data: TrainingData) -> None:
+    if config.bucket_by_length and model.encoder.uses_batch_statistics and not data.reads_features:
         warnings.warn(
             "bucket_by_length=True with a BatchNorm encoder trained from scratch: batch statistics "
             "reveal each bucket's caption length, a shortcut that fails at test time; use "

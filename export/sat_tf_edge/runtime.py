@@ -1,19 +1,16 @@
-"""Caption images on a device without TensorFlow: LiteRT + numpy + Pillow only.
+"""Captioning on a device without TensorFlow: LiteRT + numpy + Pillow only.
 
 Reads what `sat-tf export --tflite-dir DIR` writes: `image_encoder.tflite` (signature "encode"),
-`decoder_step.tflite` (signature "step") and `sat_tf_edge.json` (vocabulary, special ids, image
-size, max length). JPEG/PNG decoding and resizing happen here on the host (decoding is not a
-TFLite builtin); the encoder runs once per image and the decoder step once per word, with greedy
-or beam search in numpy.
+`decoder_step.tflite` (signature "step") and `sat_tf_edge.json` (`EdgeManifest`). Images follow
+the one image contract (`sat_tf_edge.images`) on the host (decoding is not a TFLite builtin);
+the encoder runs once per image and the decoder step once per word, with greedy or beam search
+in numpy.
 
-Library:
-    >>> from edge_runtime import EdgeCaptioner
+Example:
+    >>> from sat_tf_edge import EdgeCaptioner
     >>> captioner = EdgeCaptioner("edge_model_dir")
     >>> captioner.caption("photo.jpg").text                 # greedy
     >>> captioner.caption("photo.jpg", beam_size=3).text
-
-Command line:
-    python export/edge_runtime.py edge_model_dir photo.jpg [more.jpg ...] [--beam-size 3] [--json]
 
 On Android/iOS, the same two files and signatures run with the LiteRT interpreter
 (`Interpreter.getSignatureRunner("encode")` / `("step")`); port `caption_greedy` (15 lines).
@@ -21,21 +18,13 @@ On Android/iOS, the same two files and signatures run with the LiteRT interprete
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-try:
-    from ai_edge_litert.interpreter import Interpreter
-except ImportError as exc:  # pragma: no cover - depends on the device
-    raise ImportError("the edge runtime needs `pip install ai-edge-litert numpy pillow`") from exc
-
-MAX_IMAGE_PIXELS = 64_000_000  # refuse decompression bombs (same limit as sat_tf.data.images)
+from sat_tf_edge.images import load_image
+from sat_tf_edge.manifest import MANIFEST_FILE, EdgeManifest
 
 
 @dataclasses.dataclass
@@ -50,32 +39,6 @@ class EdgeCaption:
     score: float
 
 
-def load_rgb(path_or_bytes, size: int) -> np.ndarray:
-    """Decodes an image file (or bytes) to float32 [1, size, size, 3] in 0..255, like sat_tf's
-    Pillow path (grayscale/RGBA/palette -> RGB, bilinear resize)."""
-    import io
-
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-    source = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else path_or_bytes
-    try:
-        with Image.open(source) as image:
-            image.load()
-            if image.mode in ("RGBA", "LA", "P"):
-                image = image.convert("RGBA")
-                background = Image.new("RGBA", image.size, (0, 0, 0, 255))
-                image = Image.alpha_composite(background, image)
-            if image.mode == "I;16" or image.mode == "I":
-                pixels = np.asarray(image, np.float64)
-                image = Image.fromarray((pixels / max(pixels.max(), 1) * 255).astype(np.uint8))
-            rgb = image.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        name = "<bytes>" if isinstance(path_or_bytes, (bytes, bytearray)) else str(path_or_bytes)
-        raise ValueError(f"{name}: not a readable image ({exc})") from exc
-    if rgb.size != (size, size):
-        rgb = rgb.resize((size, size), Image.BILINEAR)
-    return np.asarray(rgb, np.float32)[np.newaxis]
-
-
 class EdgeCaptioner:
     """Greedy and beam-search captioning with the two TFLite files.
 
@@ -85,18 +48,19 @@ class EdgeCaptioner:
     """
 
     def __init__(self, model_dir: str | Path, num_threads: int | None = None):
-        model_dir = Path(model_dir)
-        manifest_path = model_dir / "sat_tf_edge.json"
         try:
-            self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{manifest_path}: not a sat_tf edge manifest ({exc})") from exc
-        self.vocabulary = self.manifest["vocabulary"]
-        ids = self.manifest["special_ids"]
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as exc:  # pragma: no cover - depends on the device
+            raise ImportError("the edge runtime needs `pip install ai-edge-litert numpy pillow`") from exc
+
+        model_dir = Path(model_dir)
+        self.manifest = EdgeManifest.read(model_dir / MANIFEST_FILE)
+        self.vocabulary = self.manifest.vocabulary
+        ids = self.manifest.special_ids
         self.pad_id, self.start_id, self.end_id = ids["pad"], ids["start"], ids["end"]
-        self.image_size = int(self.manifest["image_size"])
-        self.max_length = int(self.manifest["max_length"])
-        files = self.manifest["files"]
+        self.image_size = int(self.manifest.image_size)
+        self.max_length = int(self.manifest.max_length)
+        files = self.manifest.files
         self._encoder = Interpreter(model_path=str(model_dir / files["encoder"]), num_threads=num_threads)
         self._decoder = Interpreter(model_path=str(model_dir / files["decoder"]), num_threads=num_threads)
         self.encode = self._encoder.get_signature_runner("encode")
@@ -109,7 +73,7 @@ class EdgeCaptioner:
 
     def caption(self, image, beam_size: int = 1) -> EdgeCaption:
         """Captions a path, bytes, or a float32 [1, S, S, 3] array."""
-        pixels = image if isinstance(image, np.ndarray) else load_rgb(image, self.image_size)
+        pixels = image if isinstance(image, np.ndarray) else load_image(image, self.image_size)[np.newaxis]
         encoded = self.encode_image(pixels)
         return self.caption_greedy(encoded) if beam_size <= 1 else self.caption_beam(encoded, beam_size)
 
@@ -172,35 +136,3 @@ class EdgeCaptioner:
             if token not in (self.pad_id, self.start_id):
                 words.append(self.vocabulary[token])
         return " ".join(words)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Caption images with sat_tf's TFLite models (no TensorFlow).")
-    parser.add_argument("model_dir")
-    parser.add_argument("images", nargs="+")
-    parser.add_argument("--beam-size", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--json", action="store_true", help="one JSON object per image")
-    args = parser.parse_args(argv)
-    try:
-        captioner = EdgeCaptioner(args.model_dir, args.threads)
-    except (ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    status = 0
-    for path in args.images:
-        try:
-            result = captioner.caption(path, beam_size=args.beam_size)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            status = 2
-            continue
-        if args.json:
-            print(json.dumps({"image": path, "caption": result.text, "tokens": result.tokens, "score": result.score}))
-        else:
-            print(f"{path}\t{result.text}")
-    return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,7 +9,9 @@
 So a client written against `tensorflow/serving` works unchanged. Built on Flask; in production
 run the real TF Serving container on the same export (see the README). Bad requests (invalid
 JSON, not base64, not an image, too large, wrong shape) get HTTP 400 with {"error": "..."}, and
-the server keeps serving.
+the server keeps serving. Images follow the one image contract (`sat_tf_edge.images`): the server
+applies the EXIF orientation before the graph sees the bytes, and converts formats the graph
+cannot decode (TIFF, WebP, ...) to PNG.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 from flask import Flask, jsonify, request
+from sat_tf_edge.images import ImageDecodeError, graph_ready_bytes
 
-from sat_tf.data.images import MAX_IMAGE_PIXELS
+from sat_tf.errors import SatTfError
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 MAX_INSTANCES = 64
@@ -34,15 +37,23 @@ class BadRequest(ValueError):
     """A client error: reported as HTTP 400."""
 
 
+class ModelDirectoryError(SatTfError, FileNotFoundError):
+    """The folder to serve holds no SavedModel in TF Serving's layout."""
+
+
 def latest_version(model_base: Path) -> tuple[int, Path]:
+    if not model_base.is_dir():
+        raise ModelDirectoryError(f"{model_base}: model folder not found")
     versions = [int(p.name) for p in model_base.iterdir() if p.is_dir() and p.name.isdigit()]
     if not versions:
-        raise FileNotFoundError(f"{model_base}: no numbered version folder (TF Serving layout <name>/<version>/)")
+        raise ModelDirectoryError(f"{model_base}: no numbered version folder (TF Serving layout <name>/<version>/)")
     return max(versions), model_base / str(max(versions))
 
 
 def _image_bytes(instance, index: int) -> bytes:
-    """One instance -> raw image bytes; accepts {"b64": ...} or {"image_bytes": {"b64": ...}}."""
+    """One instance -> image bytes the graph decodes under the image contract (EXIF orientation
+    applied here, since the graph's decoder ignores it); accepts {"b64": ...} or
+    {"image_bytes": {"b64": ...}}."""
     if isinstance(instance, dict) and "image_bytes" in instance:
         instance = instance["image_bytes"]
     if not isinstance(instance, dict) or not isinstance(instance.get("b64"), str):
@@ -51,26 +62,10 @@ def _image_bytes(instance, index: int) -> bytes:
         data = base64.b64decode(instance["b64"], validate=True)
     except (binascii.Error, ValueError) as exc:
         raise BadRequest(f"instances[{index}]: not valid base64 ({exc})") from exc
-    _check_image_header(data, index)
-    return data
-
-
-def _check_image_header(data: bytes, index: int) -> None:
-    """Rejects non-images and decompression bombs before TensorFlow decodes anything."""
-    import io
-
-    from PIL import Image
-
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-            image_format = image.format
-    except Exception as exc:  # noqa: BLE001 - any parser failure means "not an image"
-        raise BadRequest(f"instances[{index}]: not a decodable image ({type(exc).__name__})") from exc
-    if image_format not in ("JPEG", "PNG", "GIF", "BMP"):
-        raise BadRequest(f"instances[{index}]: unsupported image format {image_format} (JPEG, PNG, GIF, BMP)")
-    if width * height > MAX_IMAGE_PIXELS:
-        raise BadRequest(f"instances[{index}]: {width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS}")
+        return graph_ready_bytes(data)
+    except ImageDecodeError as exc:
+        raise BadRequest(f"instances[{index}]: not a decodable image ({exc.reason})") from None
 
 
 def _to_json(outputs: dict) -> list[dict]:

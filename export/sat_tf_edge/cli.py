@@ -1,0 +1,44 @@
+"""`sat-tf-edge MODEL_DIR photo.jpg ...`: caption images with the exported TFLite pair."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from sat_tf_edge.images import ImageDecodeError
+from sat_tf_edge.manifest import ManifestError
+from sat_tf_edge.runtime import EdgeCaptioner
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sat-tf-edge",
+                                     description="Caption images with sat_tf's TFLite models (no TensorFlow).")
+    parser.add_argument("model_dir", help="folder with sat_tf_edge.json and the two .tflite files")
+    parser.add_argument("images", nargs="+")
+    parser.add_argument("--beam-size", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", action="store_true", help="one JSON object per image")
+    args = parser.parse_args(argv)
+    try:
+        captioner = EdgeCaptioner(args.model_dir, args.threads)
+    except (ManifestError, ValueError) as exc:
+        print(f"sat-tf-edge: error: {exc}", file=sys.stderr)
+        return 2
+    status = 0
+    for path in args.images:
+        try:
+            result = captioner.caption(path, beam_size=args.beam_size)
+        except ImageDecodeError as exc:
+            print(f"sat-tf-edge: error: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        if args.json:
+            print(json.dumps({"image": path, "caption": result.text, "tokens": result.tokens, "score": result.score}))
+        else:
+            print(f"{path}\t{result.text}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

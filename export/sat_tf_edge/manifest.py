@@ -1,0 +1,83 @@
+"""`sat_tf_edge.json`: what an exported TFLite pair needs besides its two model files.
+
+Written by `sat_tf.export.tflite.export_tflite` and read by `EdgeCaptioner`, both through this
+class, so the exporter and the runtime cannot disagree on the format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+FORMAT = "sat_tf_edge/1"
+MANIFEST_FILE = "sat_tf_edge.json"
+ENCODER_FILE, DECODER_FILE = "image_encoder.tflite", "decoder_step.tflite"
+
+
+class ManifestError(ValueError):
+    """A manifest is missing, unreadable, of another format, or lacks a field (named)."""
+
+
+@dataclasses.dataclass
+class EdgeManifest:
+    """The vocabulary and settings of an exported captioner.
+
+    Args:
+        image_size: the encoder's square input size in pixels.
+        feature_grid: (rows, columns) of the attention grid.
+        max_length: most tokens per caption, `<end>` included.
+        vocabulary: words by token id (ids 0-3 are `<pad>`, `<start>`, `<end>`, `<unk>`).
+        special_ids: {"pad", "start", "end", "unknown"} -> token id.
+        quantization: {"encoder", "decoder"} -> "fp32", "fp16", "dynamic" or "int8".
+        files: {"encoder", "decoder"} -> file name beside the manifest.
+        attention_mode: "soft" or "hard".
+    """
+
+    image_size: int
+    feature_grid: tuple[int, int]
+    max_length: int
+    vocabulary: list[str]
+    special_ids: dict[str, int]
+    quantization: dict[str, str]
+    files: dict[str, str] = dataclasses.field(
+        default_factory=lambda: {"encoder": ENCODER_FILE, "decoder": DECODER_FILE})
+    attention_mode: str = "soft"
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT, **dataclasses.asdict(self), "feature_grid": list(self.feature_grid)}
+
+    @classmethod
+    def from_json(cls, values: dict, where: str = MANIFEST_FILE) -> "EdgeManifest":
+        if not isinstance(values, dict) or values.get("format") != FORMAT:
+            found = values.get("format") if isinstance(values, dict) else type(values).__name__
+            raise ManifestError(f"{where}: not a {FORMAT} manifest (format: {found!r})")
+        names = {f.name for f in dataclasses.fields(cls)}
+        required = {f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        missing = sorted(required - set(values))
+        if missing:
+            raise ManifestError(f"{where}: missing field(s) {', '.join(missing)}")
+        for key in ("pad", "start", "end", "unknown"):
+            if not isinstance(values["special_ids"].get(key), int):
+                raise ManifestError(f"{where}: special_ids.{key} must be an integer token id")
+        fields = {k: v for k, v in values.items() if k in names}
+        fields["feature_grid"] = tuple(fields["feature_grid"])
+        return cls(**fields)
+
+    def write(self, path: str | os.PathLike) -> None:
+        """Writes the manifest atomically (a temporary file renamed into place)."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2), encoding="utf-8")
+        os.replace(tmp, path)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "EdgeManifest":
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ManifestError(f"{path}: not a readable sat_tf edge manifest ({exc})") from None
+        return cls.from_json(values, str(path))

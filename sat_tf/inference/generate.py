@@ -1,0 +1,133 @@
+"""The public decoding entry point: batching, compiled-function caching, detokenization.
+
+    candidates = generate_captions(model, images=images, sampler=BeamSampler(3))
+    captions = candidates.best()          # one DecodedCaptions, best candidate per image
+
+Compiled functions are cached per (model, sampler, settings); TensorFlow then keeps one trace
+per batch shape. So validation that captions the same images every epoch compiles once.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from sat_tf.inference.ensemble import CaptionerEnsemble
+from sat_tf.inference.greedy_sampler import GreedySampler
+from sat_tf.inference.results import CaptionCandidates
+from sat_tf.inference.sampler import Sampler
+
+# model -> {(sampler, max_length, forbidden ids, jit_compile) or "encode": tf.function}
+_COMPILED: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
+
+
+def compiled_decoder(model, sampler: Sampler, max_length: int, forbidden_ids: tuple[int, ...] = (),
+                     jit_compile: bool = True) -> Callable:
+    """The cached `tf.function` features, seed -> `sampler.run(...)` outputs for `model`.
+
+    XLA (`jit_compile`) matters on CPU: a step is a few small ops, so without it per-op dispatch
+    dominates; with it, each new batch shape compiles once (seconds).
+    """
+    # Python attributes read while tracing (hard attention's test-time mode) are part of the key.
+    key = (sampler, max_length, tuple(forbidden_ids), jit_compile, _traced_settings(model))
+    functions = _COMPILED.setdefault(model, {})
+    if key not in functions:
+        def decode(features, seed):
+            return sampler.run(model, features, max_length, seed, forbidden_ids)
+
+        functions[key] = tf.function(decode, reduce_retracing=True, jit_compile=jit_compile)
+    return functions[key]
+
+
+def _traced_settings(model) -> tuple:
+    members = model.models if isinstance(model, CaptionerEnsemble) else [model]
+    return tuple(getattr(m.decoder, "hard_inference", None) for m in members)
+
+
+def _compiled_encoder(model) -> Callable:
+    functions = _COMPILED.setdefault(model, {})
+    if "encode" not in functions:
+        functions["encode"] = tf.function(lambda images: model.encode(images, training=False), reduce_retracing=True)
+    return functions["encode"]
+
+
+def forbidden_token_ids(model, forbid_unknown: bool) -> tuple[int, ...]:
+    """Token ids decoding must not emit: `<unk>` when asked (it says nothing about the image)."""
+    return (model.tokenizer.unk_id,) if forbid_unknown else ()
+
+
+def region_features(model, images=None, features=None):
+    """Features for decoding from images [B, H, W, 3] (0..255) or precomputed features."""
+    if (images is None) == (features is None):
+        raise ValueError("pass exactly one of images= or features=")
+    if features is None:
+        return _compiled_encoder(model)(tf.convert_to_tensor(images))
+    if isinstance(model, CaptionerEnsemble):
+        return model.member_features(features)
+    return tf.convert_to_tensor(features, tf.float32)
+
+
+def generate_captions(
+    model,
+    images=None,
+    features=None,
+    sampler: Sampler | None = None,
+    max_length: int = 20,
+    batch_size: int = 64,
+    forbid_unknown: bool = False,
+    seed: int = 0,
+    jit_compile: bool = True,
+) -> CaptionCandidates:
+    """Captions images (or precomputed region features), in batches, with any decoding strategy.
+
+    Args:
+        model: a trained `Captioner` or a `CaptionerEnsemble`.
+        images: [N, H, W, 3] pixels in 0..255 (any size: the encoder resizes), or
+        features: [N, L, D] region features (a per-member list for an ensemble).
+        sampler: `GreedySampler()` (default), `BeamSampler(k, length_penalty)` or
+            `RandomSampler(num_samples, temperature, top_k)`.
+        max_length: most tokens per caption, `<end>` included.
+        batch_size: images decoded per compiled call.
+        forbid_unknown: never emit `<unk>`.
+        seed: seed of random strategies; batch i uses (seed, i), so results do not depend on
+            anything but the seed and the batch size.
+        jit_compile: compile the decoding loop with XLA.
+
+    Returns:
+        `CaptionCandidates` with k candidates per image (`.best()` for one caption per image).
+    """
+    sampler = sampler or GreedySampler()
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    source = images if images is not None else features
+    if source is None or (images is not None and features is not None):
+        raise ValueError("pass exactly one of images= or features=")
+    count = len(source[0]) if isinstance(source, (list, tuple)) and isinstance(model, CaptionerEnsemble) \
+        else len(source)
+    decode = compiled_decoder(model, sampler, max_length, forbidden_token_ids(model, forbid_unknown), jit_compile)
+    parts = []
+    for index, start in enumerate(range(0, count, batch_size)):
+        window = slice(start, start + batch_size)
+        if images is not None:
+            batch_features = region_features(model, images=images[window])
+        elif isinstance(features, (list, tuple)):
+            batch_features = region_features(model, features=[f[window] for f in features])
+        else:
+            batch_features = region_features(model, features=features[window])
+        outputs = decode(batch_features, tf.constant([seed, index], tf.int32))
+        parts.append(_to_candidates(model, {key: value.numpy() for key, value in outputs.items()}))
+    if not parts:
+        raise ValueError("no images to caption")
+    return parts[0] if len(parts) == 1 else CaptionCandidates.concatenate(parts)
+
+
+def _to_candidates(model, outputs: dict[str, np.ndarray]) -> CaptionCandidates:
+    tokens = outputs["tokens"]
+    batch, k, steps = tokens.shape
+    texts = model.tokenizer.decode(tokens.reshape(batch * k, steps)) if steps else [""] * (batch * k)
+    return CaptionCandidates(tokens=tokens, scores=outputs["scores"], log_probs=outputs["log_probs"],
+                             token_log_probs=outputs["token_log_probs"], alphas=outputs["alphas"],
+                             lengths=outputs["lengths"], texts=[texts[i * k:(i + 1) * k] for i in range(batch)])

@@ -1,0 +1,77 @@
+"""What decoding returns: the k candidate captions of every image, and the best one of each."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class DecodedCaptions:
+    """One caption per image for a batch of B images, T = steps decoded (<= max_length).
+
+    tokens: int32 [B, T], `<pad>` after each caption's `<end>`.
+    log_probs: float32 [B, T], log-probability of each emitted token (0 after `<end>`).
+    alphas: float32 [B, T, L], attention of the step that emitted each token.
+    lengths: int32 [B], tokens emitted including `<end>` (max_length if it never ended).
+    texts: detokenized captions.
+    """
+
+    tokens: np.ndarray
+    log_probs: np.ndarray
+    alphas: np.ndarray
+    lengths: np.ndarray
+    texts: list[str]
+
+    def words(self, index: int) -> list[str]:
+        return self.texts[index].split()
+
+
+@dataclasses.dataclass
+class CaptionCandidates:
+    """k candidate captions per image (best first for beam search, draw order for sampling).
+
+    B images, k candidates, T steps. tokens: int32 [B, k, T] (`<pad>` after `<end>`); scores:
+    float32 [B, k], the ranking score (sum of log-probs, divided by length**length_penalty when
+    normalising); log_probs: float32 [B, k], the plain sum of log-probs; token_log_probs: float32
+    [B, k, T], log-probability of each emitted token under the model; alphas: float32
+    [B, k, T, L]; lengths: int32 [B, k] (tokens including `<end>`); texts: candidate captions per
+    image.
+    """
+
+    tokens: np.ndarray
+    scores: np.ndarray
+    log_probs: np.ndarray
+    token_log_probs: np.ndarray
+    alphas: np.ndarray
+    lengths: np.ndarray
+    texts: list[list[str]]
+
+    @property
+    def best_texts(self) -> list[str]:
+        return [candidates[0] for candidates in self.texts]
+
+    def best(self) -> DecodedCaptions:
+        """The first candidate of each image, in the one-caption-per-image form."""
+        return DecodedCaptions(tokens=self.tokens[:, 0], log_probs=self.token_log_probs[:, 0],
+                               alphas=self.alphas[:, 0], lengths=self.lengths[:, 0], texts=self.best_texts)
+
+    @staticmethod
+    def concatenate(parts: list["CaptionCandidates"]) -> "CaptionCandidates":
+        """Joins the results of consecutive batches, padding the step axis to the longest."""
+        steps = max(p.tokens.shape[2] for p in parts)
+
+        def pad(array):
+            widths = [(0, 0), (0, 0), (0, steps - array.shape[2])] + [(0, 0)] * (array.ndim - 3)
+            return np.pad(array, widths)
+
+        return CaptionCandidates(
+            tokens=np.concatenate([pad(p.tokens) for p in parts]),
+            scores=np.concatenate([p.scores for p in parts]),
+            log_probs=np.concatenate([p.log_probs for p in parts]),
+            token_log_probs=np.concatenate([pad(p.token_log_probs) for p in parts]),
+            alphas=np.concatenate([pad(p.alphas) for p in parts]),
+            lengths=np.concatenate([p.lengths for p in parts]),
+            texts=[t for p in parts for t in p.texts],
+        )

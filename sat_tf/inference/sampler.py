@@ -1,0 +1,147 @@
+"""The one decoding loop: k hypotheses per image advanced one word per step by a strategy.
+
+Every decoding strategy (greedy, beam search, sampling) is this loop with a different `select`,
+the rule that turns the step's log-probabilities into each hypothesis' parent and next word. The
+loop runs in the graph over the single-step API that a `Captioner`'s decoder (or a
+`CaptionerEnsemble`) exposes: `step_constants(features)`, `initial_state(features)`,
+`repeat_constants(constants, k)` and `step(constants, state, previous_tokens)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import tensorflow as tf
+
+NEG_INF = -1e9
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampler:
+    """Base class of decoding strategies (keras-hub style: one loop, strategies as objects).
+
+    A subclass sets `num_hypotheses` and implements `select`; it may override `initial_scores`
+    (which hypotheses are live at step 0) and `final_order` (how the finished hypotheses are
+    ranked). Samplers are immutable and compared by value, so a compiled decoding function can be
+    cached per (model, sampler, batch shape).
+    """
+
+    @property
+    def num_hypotheses(self) -> int:
+        raise NotImplementedError
+
+    def initial_scores(self, batch: tf.Tensor) -> tf.Tensor:
+        """Scores [B, k] before the first word: every hypothesis live."""
+        return tf.zeros([batch, self.num_hypotheses])
+
+    def select(self, log_probs: tf.Tensor, scores: tf.Tensor, step: tf.Tensor, seed: tf.Tensor):
+        """Chooses each hypothesis' continuation.
+
+        Args:
+            log_probs: float32 [B, k, V] of the step (forbidden words and finished hypotheses'
+                non-`<pad>` words are already at a large negative value).
+            scores: float32 [B, k], the hypotheses' scores so far.
+            step: int32 scalar, the step index.
+            seed: int32 [2], the call's seed (for random strategies).
+
+        Returns:
+            (parent int32 [B, k], word int32 [B, k], new scores float32 [B, k]).
+        """
+        raise NotImplementedError
+
+    def final_order(self, scores: tf.Tensor, lengths: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """(ranking scores [B, k], order [B, k] or None to keep the hypotheses' order)."""
+        return scores, None
+
+    def get_config(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Sampler":
+        return cls(**config)
+
+    # ----- the loop ---------------------------------------------------------------------------
+    def run(self, model, features, max_length: int, seed: tf.Tensor | None = None,
+            forbidden_ids: Sequence[int] = ()) -> dict[str, tf.Tensor]:
+        """Decodes a batch in the graph (call it inside a `tf.function`, or eagerly).
+
+        Args:
+            model: a `Captioner` or `CaptionerEnsemble` (its `decoder` step API and `tokenizer`).
+            features: region features [B, L, D] (a tuple of them for an ensemble).
+            max_length: most tokens per caption, `<end>` included.
+            seed: int32 [2] for random strategies (default [0, 0]).
+            forbidden_ids: token ids never emitted (for example `<unk>`).
+
+        Returns:
+            {"tokens" int32 [B, k, T], "scores" [B, k], "log_probs" [B, k], "token_log_probs"
+            [B, k, T], "alphas" [B, k, T, L], "lengths" int32 [B, k]}; T <= max_length is the
+            number of steps run (the loop stops early once every hypothesis has ended).
+        """
+        if max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {max_length}")
+        decoder, tokenizer, k = model.decoder, model.tokenizer, self.num_hypotheses
+        seed = tf.zeros([2], tf.int32) if seed is None else tf.cast(seed, tf.int32)
+        initial = decoder.initial_state(features)
+        batch = tf.shape(tf.nest.flatten(initial)[0])[0]
+        vocabulary = tokenizer.vocabulary_size
+        # Per-image constants computed once, then repeated per hypothesis (an image's are adjacent).
+        constants = decoder.repeat_constants(decoder.step_constants(features), k)
+        state = tf.nest.map_structure(lambda x: tf.repeat(x, k, axis=0), initial)
+        regions = decoder.num_regions(features)
+        # A finished hypothesis has exactly one continuation, <pad>, at no cost.
+        pad_only = tf.one_hot(tokenizer.pad_id, vocabulary, on_value=0.0, off_value=NEG_INF)
+        forbidden = tf.zeros([vocabulary])
+        if forbidden_ids:
+            forbidden = tf.reduce_sum(tf.one_hot(list(forbidden_ids), vocabulary, on_value=NEG_INF), axis=0)
+        # Fixed-size buffers written at step t (not grown by concat), so shapes stay static for XLA.
+        carried = (
+            tf.fill([batch * k], tokenizer.start_id),  # previous word of each hypothesis
+            self.initial_scores(batch),
+            tf.zeros([batch, k], tf.bool),  # finished
+            tf.zeros([batch, k], tf.int32),  # lengths
+            tf.zeros([batch, k, max_length], tf.int32),  # tokens
+            tf.zeros([batch, k, max_length]),  # token log-probs
+            tf.zeros([batch, k, max_length, regions]),  # alphas
+        )
+
+        def step(t, state, previous, scores, finished, lengths, tokens, token_log_probs, alphas):
+            out = decoder.step(constants, state, previous)
+            log_probs = tf.reshape(tf.cast(out.log_probs, tf.float32), [batch, k, vocabulary])
+            allowed = tf.where(finished[:, :, tf.newaxis], pad_only, log_probs + forbidden)
+            parent, word, scores = self.select(allowed, scores, t, seed)
+            gather = lambda x: tf.gather(x, parent, batch_dims=1)  # noqa: E731
+            # Recorded per token: the model's own log-probability (0 for <pad> after <end>).
+            model_log_probs = tf.where(finished[:, :, tf.newaxis], pad_only, log_probs)
+            chosen_log_prob = tf.gather(gather(model_log_probs), word, batch_dims=2)
+            was_finished = gather(finished)
+            at_t = tf.one_hot(t, max_length)  # [T]
+            tokens = gather(tokens) + word[:, :, tf.newaxis] * tf.cast(at_t, tf.int32)
+            token_log_probs = gather(token_log_probs) + chosen_log_prob[:, :, tf.newaxis] * at_t
+            alpha = tf.reshape(tf.cast(out.alpha, tf.float32), [batch, k, -1])
+            step_alpha = tf.where(was_finished[:, :, tf.newaxis], 0.0, gather(alpha))
+            alphas = gather(alphas) + step_alpha[:, :, tf.newaxis, :] * at_t[:, tf.newaxis]
+            lengths = gather(lengths) + tf.cast(~was_finished, tf.int32)
+            finished = was_finished | tf.equal(word, tokenizer.end_id)
+            flat_parent = tf.reshape(parent + tf.range(batch)[:, tf.newaxis] * k, [-1])
+            state = tf.nest.map_structure(lambda x: tf.gather(x, flat_parent), out.state)
+            return state, tf.reshape(word, [-1]), scores, finished, lengths, tokens, token_log_probs, alphas
+
+        def body(t, state, *carried):
+            outputs = step(t, state, *carried)
+            # Gathers lose static shapes; restating them keeps the loop shape-invariant.
+            new_state = tf.nest.map_structure(lambda new, old: tf.ensure_shape(new, old.shape), outputs[0], state)
+            return (t + 1, new_state, *(tf.ensure_shape(new, old.shape) for new, old in zip(outputs[1:], carried)))
+
+        steps, _, _, scores, _, lengths, tokens, token_log_probs, alphas = tf.while_loop(
+            lambda t, _state, _previous, _scores, finished, *_: (t < max_length) & ~tf.reduce_all(finished),
+            body, (tf.constant(0), state, *carried), maximum_iterations=max_length,
+        )
+        tokens, token_log_probs, alphas = tokens[:, :, :steps], token_log_probs[:, :, :steps], alphas[:, :, :steps]
+        log_probs = tf.reduce_sum(token_log_probs, axis=2)
+        ranking, order = self.final_order(scores, lengths)
+        outputs = {"tokens": tokens, "scores": ranking, "log_probs": log_probs, "token_log_probs": token_log_probs,
+                   "alphas": alphas, "lengths": lengths}
+        if order is not None:
+            outputs = {key: tf.gather(value, order, batch_dims=1) for key, value in outputs.items()}
+        return outputs

@@ -1,0 +1,138 @@
+"""Evaluation, captioning and feature extraction from settings: what `sat-tf evaluate`,
+`sat-tf caption` and `sat-tf extract` run."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from sat_tf.data.feature_cache import FeatureCache
+from sat_tf.data.images import ImageLoadError, load_image
+from sat_tf.data.sources import CaptionData, DataConfig, load_captions
+from sat_tf.errors import ConfigError
+from sat_tf.evaluation.metrics import caption_metrics
+from sat_tf.inference import CaptionCandidates, CaptionerEnsemble, generate_captions
+from sat_tf.inference.features import encoder_identity, extract_to_cache
+from sat_tf.models.config import ModelConfig
+from sat_tf.utils.atomic import write_json_atomic
+from sat_tf.workflows.features import encoder_settings_record
+from sat_tf.workflows.models import load_captioners, model_file
+from sat_tf.workflows.run_config import RUN_CONFIG_FILE, DecodingConfig, RunConfig, read_json_file
+from sat_tf.workflows.train import validation_data_config
+
+
+def decode(model, decoding: DecodingConfig, images=None, features=None) -> CaptionCandidates:
+    """Captions with the configured strategy (beam size, length penalty, `<unk>` filtering)."""
+    return generate_captions(model, images=images, features=features, sampler=decoding.sampler(),
+                             max_length=decoding.max_length, batch_size=decoding.decode_batch_size,
+                             forbid_unknown=decoding.forbid_unknown)
+
+
+def run_config_of(model_path: str | os.PathLike) -> RunConfig | None:
+    """The settings a model was trained with, when it sits in (or is) a run folder."""
+    path = Path(model_path)
+    folder = path if path.is_dir() else path.parent
+    if not (folder / RUN_CONFIG_FILE).is_file():
+        return None
+    return RunConfig.from_dict(read_json_file(folder / RUN_CONFIG_FILE), str(folder / RUN_CONFIG_FILE))
+
+
+def default_evaluation_data(model_path: str | os.PathLike) -> DataConfig | None:
+    """The validation split of the run that trained the model (with its feature cache folder),
+    so `sat-tf evaluate --model RUN` scores the data the run selected on."""
+    config = run_config_of(model_path)
+    if config is None:
+        return None
+    data = validation_data_config(config)
+    if data is not None and data.feature_cache == "auto":
+        folder = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
+        data = dataclasses.replace(data, feature_cache=str(folder / "features" / "validation"))
+    return data
+
+
+def _images_or_features(model, data: CaptionData, feature_cache: str | None) -> dict:
+    """{"features": ...} read from a cache checked against every member's encoder, or {"images": ...}."""
+    members = model.models if isinstance(model, CaptionerEnsemble) else [model]
+    size = members[0].encoder.image_size
+    if feature_cache is None:
+        if isinstance(data.images, np.ndarray):
+            return {"images": data.images}
+        return {"images": np.stack([load_image(p, size) for p in data.images])}
+    cache = None
+    for member in members:
+        cache = FeatureCache(feature_cache, encoder_identity(member.encoder, data.image_paths))
+    return {"features": cache.gather(np.arange(len(cache)))}
+
+
+def evaluate_captioner(model_paths: Sequence[str], data: DataConfig, decoding: DecodingConfig,
+                       tokenization: str = "auto", output: str | os.PathLike | None = None,
+                       verbose: bool = True) -> dict:
+    """Decodes a split and scores it with coco-caption's metrics (0-100).
+
+    Args:
+        model_paths: one model (file or run folder), or several for an ensemble.
+        data: the split to score (reads `data.feature_cache` when set).
+        decoding: strategy and limits.
+        tokenization: "auto", "ptb" or "python" (see `caption_metrics`).
+        output: also write the report (scores, models, decoding, image count, every caption) as JSON.
+
+    Returns:
+        The report: the metrics at the top level, plus "models", "decoding", "images" and "captions".
+    """
+    model = load_captioners(model_paths)
+    members = model.models if isinstance(model, CaptionerEnsemble) else [model]
+    captions = load_captions(data, members[0].encoder.image_size, verbose=verbose)
+    inputs = _images_or_features(model, captions, data.feature_cache)
+    texts = decode(model, decoding, **inputs).best_texts
+    hypotheses = dict(zip(captions.image_ids, texts))
+    scores = caption_metrics(captions.references(), hypotheses, tokenization=tokenization)
+    report = {**scores, "models": [str(model_file(p)) for p in model_paths], "decoding": dataclasses.asdict(decoding),
+              "images": len(captions), "data": dataclasses.asdict(data), "captions": hypotheses}
+    if output:
+        write_json_atomic(output, report)
+    return report
+
+
+@dataclasses.dataclass
+class CaptionedFiles:
+    """Captions of image files: the readable ones, their candidates, and why others were skipped."""
+
+    paths: list[str]
+    candidates: CaptionCandidates
+    skipped: list[str]
+
+
+def caption_files(model, paths: Sequence[str], decoding: DecodingConfig, skip_bad: bool = False) -> CaptionedFiles:
+    """Reads image files (through the library's one image contract) and captions them."""
+    size = model.encoder.image_size
+    loaded, pixels, skipped = [], [], []
+    for path in paths:
+        try:
+            pixels.append(load_image(path, size))
+            loaded.append(str(path))
+        except ImageLoadError as exc:
+            if not skip_bad:
+                raise
+            skipped.append(str(exc))
+    if not loaded:
+        raise ConfigError("no readable images")
+    return CaptionedFiles(loaded, decode(model, decoding, images=np.stack(pixels)), skipped)
+
+
+def extract_split_features(model: ModelConfig, data: DataConfig, cache_dir: str | os.PathLike,
+                           batch_size: int = 32, shard_size: int = 1024, verbose: bool = True) -> FeatureCache:
+    """Caches a frozen encoder's features of a split (resumable); records the encoder settings so
+    that `sat-tf train --feature-cache` rebuilds the same encoder."""
+    if data.is_synthetic:
+        raise ConfigError("extract needs a caption file (--captions): generated data is made on the fly")
+    encoder = model.build_encoder()
+    captions = load_captions(data, encoder.image_size, verbose=verbose)
+    if verbose:
+        print(f"extracting features of {len(captions)} images", file=sys.stderr)
+    return extract_to_cache(encoder, captions.image_paths, cache_dir, batch_size=batch_size, shard_size=shard_size,
+                            verbose=verbose, settings=encoder_settings_record(model, encoder))

@@ -1,0 +1,57 @@
+"""Loading trained captioners by path: a `.keras` file or a training run folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+
+import sat_tf.models  # noqa: F401  (registers the custom classes)
+from sat_tf.errors import SatTfError
+from sat_tf.models.captioner import Captioner
+
+MODEL_FILES = ("best_model.keras", "model.keras")  # in a run folder, in order of preference
+
+
+class ModelLoadError(SatTfError, ValueError):
+    """A model path does not hold a loadable sat_tf captioner."""
+
+
+def model_file(path: str | os.PathLike) -> Path:
+    """The model file of `path`: itself, or in a run folder the model selected on validation
+    (`best_model.keras`), else the last epoch's (`model.keras`)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in MODEL_FILES:
+            if (path / name).is_file():
+                return path / name
+        raise ModelLoadError(f"{path}: model file not found (no {' or '.join(MODEL_FILES)} in this folder)")
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: model file not found")
+    return path
+
+
+def load_captioner(path: str | os.PathLike) -> Captioner:
+    """Loads a trained captioner; see `model_file` for what a folder resolves to."""
+    path = model_file(path)
+    try:
+        model = keras.saving.load_model(path)
+    except Exception as exc:  # Keras raises many types for damaged archives
+        raise ModelLoadError(f"{path}: not a loadable sat_tf model ({type(exc).__name__}: {exc})") from None
+    if not isinstance(model, Captioner):
+        raise ModelLoadError(f"{path}: holds a {type(model).__name__}, not a sat_tf Captioner")
+    return model
+
+
+def load_captioners(paths) -> object:
+    """One captioner, or a `CaptionerEnsemble` of several (same vocabulary)."""
+    from sat_tf.inference import CaptionerEnsemble
+
+    models = [load_captioner(p) for p in paths]
+    if len(models) == 1:
+        return models[0]
+    try:
+        return CaptionerEnsemble(models)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from None
