@@ -83,3 +83,12 @@ def test_a_captioner_alone_refuses_fit_and_points_to_the_task(tiny_data, tiny_mo
     tiny_model.compile(optimizer="adam")
     with pytest.raises(TypeError, match="CaptioningTask"):
         tiny_model.fit(tf.data.Dataset.from_tensors(fixed_batch(tiny_data)), epochs=1, verbose=0)
+
+
+def test_task_config_round_trips(tiny_model):
+    task = CaptioningTask(tiny_model, clip_norm=2.5)
+    again = CaptioningTask.from_config(task.get_config())
+    assert again.clip_norm == 2.5
+    assert again.captioner.get_config()["decoder"] == tiny_model.get_config()["decoder"]
+    with pytest.raises(ValueError, match="clip_norm"):
+        CaptioningTask(tiny_model, clip_norm=0.0)

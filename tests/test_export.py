@@ -221,3 +221,24 @@ def test_edge_manifest_refuses_other_formats_and_names_missing_fields(tmp_path):
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(ManifestError, match="broken.json"):
         EdgeManifest.read(tmp_path / "broken.json")
+
+
+def test_rest_server_accepts_the_columnar_format_and_refuses_deep_nesting(trained_tiny_model, images, tmp_path):
+    export_saved_model(trained_tiny_model, tmp_path, "cols", 1, max_length=12)
+    client = create_app(tmp_path / "cols").test_client()
+    encoded = []
+    for image in images[:2]:
+        png = io.BytesIO()
+        Image.fromarray(image).save(png, format="PNG")
+        encoded.append({"b64": base64.b64encode(png.getvalue()).decode()})
+    rows = client.post("/v1/models/cols:predict", json={"instances": encoded}).get_json()["predictions"]
+    columns = client.post("/v1/models/cols:predict", json={"inputs": {"image_bytes": encoded}}).get_json()["outputs"]
+    assert columns["caption"] == [row["caption"] for row in rows]
+    assert columns["tokens"] == [row["tokens"] for row in rows]
+    assert client.post("/v1/models/cols:predict", json={"inputs": encoded}).get_json()["outputs"]["caption"] == \
+        columns["caption"]
+    deep = client.post("/v1/models/cols:predict", data=b"[" * 100_000 + b"]" * 100_000)
+    assert deep.status_code == 400 and "nested too deeply" in deep.get_json()["error"]
+    both = client.post("/v1/models/cols:predict", json={"inputs": encoded, "instances": encoded})
+    assert both.status_code == 400 and "not both" in both.get_json()["error"]
+    assert client.get("/v1/models/cols").status_code == 200

@@ -220,6 +220,9 @@ def rest_client(trained_tiny_model, tmp_path_factory):
     st.lists(st.one_of(image_bytes().map(lambda b: {"b64": base64.b64encode(b).decode()}),
                        st.builds(lambda s: {"b64": s}, st.text(max_size=20)), json_values), max_size=3).map(
         lambda instances: json.dumps({"instances": instances}).encode()),
+    st.lists(st.one_of(image_bytes().map(lambda b: {"b64": base64.b64encode(b).decode()}), json_values),
+             max_size=3).map(lambda column: json.dumps({"inputs": {"image_bytes": column}}).encode()),
+    st.integers(1, 200_000).map(lambda depth: b"[" * depth + b"]" * depth),  # deeply nested JSON
 ))
 def test_rest_payloads_get_200_or_400_and_the_server_keeps_serving(rest_client, body):
     _count("REST payloads")

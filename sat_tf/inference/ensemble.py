@@ -10,7 +10,7 @@ from sat_tf.models.captioner import Captioner
 from sat_tf.models.decoder import StepOutput
 
 
-class EnsembleSteps:
+class _EnsembleDecoder:
     """The single-step decoding API over several decoders; each keeps its own state and attention.
 
     Constants and states are tuples with one entry per member. A step's log-probabilities are
@@ -68,7 +68,7 @@ class CaptionerEnsemble:
                                  f"members must be trained with the same tokenizer")
         self.models = models
         self.tokenizer = models[0].tokenizer
-        self.decoder = EnsembleSteps([m.decoder for m in models])
+        self.decoder = _EnsembleDecoder([m.decoder for m in models])
 
     def __len__(self) -> int:
         return len(self.models)

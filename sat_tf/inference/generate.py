@@ -102,25 +102,23 @@ def generate_captions(
     sampler = sampler or GreedySampler()
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    source = images if images is not None else features
-    if source is None or (images is not None and features is not None):
+    if (images is None) == (features is None):
         raise ValueError("pass exactly one of images= or features=")
-    count = len(source[0]) if isinstance(source, (list, tuple)) and isinstance(model, CaptionerEnsemble) \
-        else len(source)
+    per_member = isinstance(features, (list, tuple))  # an ensemble's features, one array per member
+    count = len(images) if images is not None else len(features[0] if per_member else features)
+    if count == 0:
+        raise ValueError("no images to caption")
     decode = compiled_decoder(model, sampler, max_length, forbidden_token_ids(model, forbid_unknown), jit_compile)
     parts = []
     for index, start in enumerate(range(0, count, batch_size)):
         window = slice(start, start + batch_size)
         if images is not None:
             batch_features = region_features(model, images=images[window])
-        elif isinstance(features, (list, tuple)):
-            batch_features = region_features(model, features=[f[window] for f in features])
         else:
-            batch_features = region_features(model, features=features[window])
+            batch_features = region_features(model, features=[f[window] for f in features] if per_member
+                                             else features[window])
         outputs = decode(batch_features, tf.constant([seed, index], tf.int32))
         parts.append(_to_candidates(model, {key: value.numpy() for key, value in outputs.items()}))
-    if not parts:
-        raise ValueError("no images to caption")
     return parts[0] if len(parts) == 1 else CaptionCandidates.concatenate(parts)
 
 

@@ -5,6 +5,8 @@
     POST /v1/models/<name>:predict    {"instances": [{"b64": "..."}, ...]}  (or {"signature_name": ...,
                                       "instances": [{"image_bytes": {"b64": "..."}}, ...]})
                                       -> {"predictions": [{"caption": ..., "tokens": [...], ...}, ...]}
+                                      columnar: {"inputs": {"image_bytes": [{"b64": "..."}, ...]}}
+                                      -> {"outputs": {"caption": [...], "tokens": [...], ...}}
 
 So a client written against `tensorflow/serving` works unchanged. Built on Flask; in production
 run the real TF Serving container on the same export (see the README). Bad requests (invalid
@@ -68,6 +70,26 @@ def _image_bytes(instance, index: int) -> bytes:
         raise BadRequest(f"instances[{index}]: not a decodable image ({exc.reason})") from None
 
 
+def _request_instances(payload: dict) -> tuple[list, bool]:
+    """The instances of a request in TF Serving's row format ({"instances": [...]}) or columnar
+    format ({"inputs": {"image_bytes": [...]}} or {"inputs": [...]}); and whether it was columnar."""
+    if "instances" in payload and "inputs" in payload:
+        raise BadRequest('give either "instances" (row format) or "inputs" (columnar format), not both')
+    if "inputs" in payload:
+        inputs = payload["inputs"]
+        if isinstance(inputs, dict):
+            if set(inputs) != {"image_bytes"}:
+                raise BadRequest(f'"inputs" must have exactly the input "image_bytes", got {sorted(inputs)[:5]}')
+            inputs = inputs["image_bytes"]
+        if not isinstance(inputs, list) or not inputs:
+            raise BadRequest('expected "inputs": {"image_bytes": [{"b64": ...}, ...]} with at least one image')
+        return inputs, True
+    instances = payload.get("instances")
+    if not isinstance(instances, list) or not instances:
+        raise BadRequest('expected a non-empty "instances" list (or the columnar "inputs")')
+    return instances, False
+
+
 def _to_json(outputs: dict) -> list[dict]:
     columns = {k: v.numpy() for k, v in outputs.items()}
     batch = len(next(iter(columns.values())))
@@ -121,19 +143,20 @@ def create_app(model_dir: str | os.PathLike, model_name: str | None = None) -> F
     @app.post(f"/v1/models/{name}:predict")
     @app.post(f"/v1/models/{name}/versions/<int:_version>:predict")
     def predict(_version=None):
-        payload = request.get_json(force=True, silent=True)  # TF Serving ignores Content-Type
+        try:
+            payload = request.get_json(force=True, silent=True)  # TF Serving ignores Content-Type
+        except RecursionError:
+            return error("request JSON is nested too deeply")
         if not isinstance(payload, dict):
             return error("request body must be a JSON object")
         signature_name = payload.get("signature_name", "serving_default")
         if signature_name not in signatures or signature_name == "caption_images":
             image_signatures = sorted(s for s in signatures if s != "caption_images")
             return error(f"unknown signature_name '{signature_name}' (image-bytes signatures: {image_signatures})")
-        instances = payload.get("instances")
-        if not isinstance(instances, list) or not instances:
-            return error('expected a non-empty "instances" list')
-        if len(instances) > MAX_INSTANCES:
-            return error(f"at most {MAX_INSTANCES} instances per request, got {len(instances)}")
         try:
+            instances, columnar = _request_instances(payload)
+            if len(instances) > MAX_INSTANCES:
+                raise BadRequest(f"at most {MAX_INSTANCES} instances per request, got {len(instances)}")
             images = [_image_bytes(instance, i) for i, instance in enumerate(instances)]
             with lock:
                 outputs = signatures[signature_name](image_bytes=tf.constant(images))
@@ -141,7 +164,10 @@ def create_app(model_dir: str | os.PathLike, model_name: str | None = None) -> F
             return error(str(exc))
         except tf.errors.InvalidArgumentError as exc:
             return error(f"could not decode an image: {exc.message.splitlines()[0]}")
-        return jsonify({"predictions": _to_json(outputs)})
+        rows = _to_json(outputs)
+        if columnar:  # TF Serving answers the columnar format with columns
+            return jsonify({"outputs": {key: [row[key] for row in rows] for key in rows[0]}})
+        return jsonify({"predictions": rows})
 
     @app.errorhandler(413)
     def too_large(_exc):
