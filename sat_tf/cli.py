@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output-dir", required=True, help="the run folder: checkpoints, logs, models, run_config.json")
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
     add_config_arguments(train)
-    for section in ("data", "model", "training", "validation", "decoding"):
+    for section in ("data", "model", "training", "validation", "decoding", "scst"):
         add_section_flags(train, section)
 
     extract = command("extract", cmd_extract, "cache a frozen encoder's features of a dataset (resumable)")

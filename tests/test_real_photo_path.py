@@ -65,6 +65,15 @@ def test_recipe_train_evaluate_caption(flickr_like, tmp_path, capsys):
                  "--tokenization", "python"]) == 0
     assert json.loads(from_images.read_text())["captions"].keys() == report["captions"].keys()
 
+    # self-critical fine-tuning of that model, from the run's own feature caches, selected on dev CIDEr
+    scst = tmp_path / "scst"
+    assert main(["train", "--recipe", "flickr8k-lite0-scst", "--data-root", str(flickr_like), "--scst-init-from",
+                 str(run), "--output-dir", str(scst), "--epochs", "2", "--batch-size", "4", "--feature-cache",
+                 str(run / "features" / "train"), "--val-feature-cache", str(run / "features" / "validation")]) == 0
+    assert json.loads((scst / "run_config.json").read_text())["scst"]["init_from"] == str(run)
+    assert (scst / "best_model.keras").is_file() and 0.0 <= json.loads((scst / "best.json").read_text())["score"]
+    assert not (scst / "features").exists()  # the caches were reused, not extracted again
+
     photo = flickr_like / "images" / "1013_photo.jpg"
     assert main(["caption", str(photo), "--model", str(run), "--output", str(tmp_path / "c.json")]) == 0
     caption = json.loads((tmp_path / "c.json").read_text())["captions"][0]

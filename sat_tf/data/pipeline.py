@@ -139,8 +139,9 @@ def make_caption_dataset(
     bucket_by_length: bool = True,
     drop_remainder: bool = True,
 ) -> tf.data.Dataset:
-    """Builds one epoch of batches {"images": uint8 [B, S, S, 3], "tokens": int32 [B, T]}, or
-    {"features": float32 [B, L, D], "tokens"} when reading a feature cache.
+    """Builds one epoch of batches {"images": uint8 [B, S, S, 3], "tokens": int32 [B, T],
+    "image_index": int32 [B]}, or {"features": float32 [B, L, D], "tokens", "image_index"} when
+    reading a feature cache (`image_index` lets a task look up each image's references).
 
     Args:
         images: an in-memory uint8 array [N, S, S, 3], a list of image file paths (check them
@@ -161,7 +162,7 @@ def make_caption_dataset(
     # RAM (measured: peak RSS grew with the dataset), while two batches in flight keep a CPU or
     # GPU step fed and bound memory to a few batches whatever the dataset size.
     dataset = dataset.map(
-        lambda batch: {key: load(batch["image_index"]), "tokens": batch["tokens"]},
+        lambda batch: {key: load(batch["image_index"]), "tokens": batch["tokens"], "image_index": batch["image_index"]},
         num_parallel_calls=PREFETCH_BATCHES,
         deterministic=True,
     )

@@ -6,9 +6,33 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from sat_tf.evaluation.bleu import corpus_bleu
+from sat_tf.evaluation.bleu import corpus_bleu, normalize_for_scoring
+from sat_tf.evaluation.cider import CiderD
 from sat_tf.inference import generate_captions
 from sat_tf.models.captioner import Captioner
+
+
+def cider_validator(
+    image_ids: Sequence[str],
+    references: Mapping[str, Sequence[str]],
+    max_length: int = 20,
+    images: np.ndarray | None = None,
+    features: np.ndarray | None = None,
+    forbid_unknown: bool = False,
+) -> Callable[[Captioner], float]:
+    """Returns model -> CIDEr-D (0-100, coco-caption's arithmetic, document frequencies from the
+    validation references) of greedy captions: model selection for self-critical training."""
+    ids = list(image_ids)
+    tokenized = [[caption.split() for caption in normalize_for_scoring(references[i])] for i in ids]
+    cider = CiderD(tokenized)
+
+    def validate(model: Captioner) -> float:
+        decoded = generate_captions(model, images=images, features=features, max_length=max_length,
+                                    forbid_unknown=forbid_unknown).best()
+        hypotheses = [text.split() for text in normalize_for_scoring(decoded.texts)]
+        return 100.0 * float(np.mean(cider.scores(hypotheses, tokenized)))
+
+    return validate
 
 
 def bleu4_validator(

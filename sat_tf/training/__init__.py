@@ -1,13 +1,16 @@
-"""Training layer: the captioning task (loss and step), the custom distributed loop, strategies,
-optimizers (imports data and models)."""
+"""Training layer: the captioning tasks (cross-entropy and self-critical: loss and step), the custom
+distributed loop, strategies, optimizers (imports data, models, inference, evaluation)."""
 
 from sat_tf.training.config import TrainConfig
+from sat_tf.training.self_critical import CiderReward, SelfCriticalTask
 from sat_tf.training.strategy import is_chief, make_strategy
 from sat_tf.training.task import CaptioningTask
 from sat_tf.training.trainer import NonFiniteLossError, Trainer, TrainingData, TrainResult, build_train_step, train
 
 __all__ = [
     "CaptioningTask",
+    "CiderReward",
+    "SelfCriticalTask",
     "NonFiniteLossError",
     "TrainConfig",
     "TrainResult",

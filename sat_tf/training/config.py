@@ -30,8 +30,8 @@ class TrainConfig:
         keep_checkpoints: checkpoints kept on disk.
         log_every: steps between TensorBoard summaries and progress-bar updates.
         bucket_by_length: batch captions of similar length together (less padding). Not with an
-            encoder that normalises with batch statistics; see `build_small_cnn`. None: on,
-            except for such an encoder (decided by `sat_tf.workflows`).
+            encoder that normalises with batch statistics; see `build_small_cnn`. None (the
+            default): on, except for such an encoder reading images (decided by the `Trainer`).
         jit_compile: compile the training step with XLA.
         early_stopping_patience: with a `validate` function, stop after this many epochs without
             a better validation score (None: never stop early).
@@ -51,7 +51,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     log_every: int = 10
-    bucket_by_length: bool | None = True
+    bucket_by_length: bool | None = None
     jit_compile: bool = False
     early_stopping_patience: int | None = None
     strategy: str = "default"

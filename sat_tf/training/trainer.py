@@ -70,10 +70,11 @@ class TrainResult:
     seconds: float
 
 
-def build_train_step(model: Captioner, optimizer, strategy: tf.distribute.Strategy, config: TrainConfig):
-    """Returns a tf.function running one distributed training step (`CaptioningTask.replica_step`
-    on every replica) on a distributed batch."""
-    task = CaptioningTask(model, clip_norm=config.clip_norm)
+def build_train_step(model: Captioner, optimizer, strategy: tf.distribute.Strategy, config: TrainConfig,
+                     task: CaptioningTask | None = None):
+    """Returns a tf.function running one distributed training step (`task.replica_step` on every
+    replica; by default the cross-entropy `CaptioningTask`) on a distributed batch."""
+    task = task or CaptioningTask(model, clip_norm=config.clip_norm)
 
     def step(distributed_batch):
         per_replica = strategy.run(lambda batch: task.replica_step(batch, optimizer), args=(distributed_batch,))
@@ -112,32 +113,41 @@ class Trainer:
         validate: scores a model, higher is better (for example validation BLEU-4 of greedy
             captions); with it, the best epoch is kept as `output_dir/best_model.keras`.
         verbose: show a progress bar.
+        build_task: the task (loss and step) for the model; default the cross-entropy
+            `CaptioningTask` with `config.clip_norm` (`SelfCriticalTask` for self-critical training).
     """
 
     def __init__(self, build_model: Callable[[], Captioner], data: TrainingData, config: TrainConfig,
                  output_dir: str | os.PathLike, strategy: tf.distribute.Strategy | None = None,
-                 validate: Callable[[Captioner], float] | None = None, verbose: bool = True):
+                 validate: Callable[[Captioner], float] | None = None, verbose: bool = True,
+                 build_task: Callable[[Captioner], CaptioningTask] | None = None):
         self.data, self.config, self.validate, self.verbose = data, config, validate, verbose
         self.strategy = strategy or tf.distribute.get_strategy()
         self.output_dir = Path(output_dir)
         self.chief = is_chief(self.strategy)
         keras.utils.set_random_seed(config.seed)
-        self.steps_per_epoch = _steps_per_epoch(data.captions, config)
-        self.total_steps = self.steps_per_epoch * config.epochs
-        if config.max_steps is not None:
-            self.total_steps = min(self.total_steps, config.max_steps)
         with self.strategy.scope():
             self.model = build_model()
+            self.task = (build_task or (lambda m: CaptioningTask(m, clip_norm=config.clip_norm)))(self.model)
+            if config.bucket_by_length is None:  # auto: not with batch statistics that would leak lengths
+                config = dataclasses.replace(config, bucket_by_length=data.reads_features
+                                             or not self.model.encoder.uses_batch_statistics)
+                self.config = config
             _warn_on_batch_statistics_leak(self.model, config, data)
+            self.steps_per_epoch = _steps_per_epoch(data.captions, config)
+            self.total_steps = self.steps_per_epoch * config.epochs
+            if config.max_steps is not None:
+                self.total_steps = min(self.total_steps, config.max_steps)
             self.optimizer = make_optimizer(config, self.total_steps)
             self.optimizer.build(self.model.trainable_variables)  # before the first tf.function step (Keras 3)
         # Host-side counters, created outside the scope so they stay plain (not mirrored) variables.
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.batch_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
         self.selection = _ModelSelection(config.early_stopping_patience)
+        task_state = {"task_draws": self.task.draws} if hasattr(self.task, "draws") else {}
         self.checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer=self.optimizer, epoch=self.epoch, batch_in_epoch=self.batch_in_epoch,
-            random_states=random_state_variables(self.model), selection=self.selection)
+            random_states=random_state_variables(self.model), selection=self.selection, **task_state)
         # Every worker takes part in saving (collective ops); only the chief's copy is kept. On resume
         # every worker restores the chief's checkpoints, so `output_dir` must be the same shared folder
         # for all workers (as TensorFlow's multi-worker checkpointing requires).
@@ -177,7 +187,7 @@ class Trainer:
         """
         if resume:
             self.restore()
-        train_step = build_train_step(self.model, self.optimizer, self.strategy, self.config)
+        train_step = build_train_step(self.model, self.optimizer, self.strategy, self.config, self.task)
         progress = _Progress(self.total_steps, self.step, self.config.log_every) if self.verbose else None
         try:
             self._run_epochs(train_step, progress)
@@ -259,6 +269,7 @@ def train(
     resume: bool = False,
     verbose: bool = True,
     validate: Callable[[Captioner], float] | None = None,
+    build_task: Callable[[Captioner], CaptioningTask] | None = None,
 ) -> TrainResult:
     """Trains a captioner with the custom loop: `Trainer(...).fit(resume)`. See `Trainer`.
 
@@ -266,7 +277,7 @@ def train(
         >>> result = train(lambda: build_captioner(ModelConfig(), tokenizer), data, TrainConfig(),
         ...                "runs/demo", validate=bleu4_validator(images, ids, references))
     """
-    return Trainer(build_model, data, config, output_dir, strategy, validate, verbose).fit(resume)
+    return Trainer(build_model, data, config, output_dir, strategy, validate, verbose, build_task).fit(resume)
 
 
 def _sharding_options() -> tf.data.Options:
@@ -325,17 +336,15 @@ def _warn_on_batch_statistics_leak(model: Captioner, config: TrainConfig, data: 
         )
 
 
-_SCALARS = ("loss", "cross_entropy", "penalty", "gradient_norm", "learning_rate", "tokens_per_second")
-
-
 def _log_scalars(writer, step: int, logs: dict, optimizer, tokens_per_second: float) -> dict:
-    """Writes the step's TensorBoard scalars; returns them as a history entry."""
-    entry = {**logs, "step": step, "learning_rate": _learning_rate_value(optimizer),
-             "tokens_per_second": tokens_per_second}
+    """Writes the step's TensorBoard scalars (every value the task logs, the learning rate and
+    the throughput); returns them as a history entry."""
+    entry = {**logs, "learning_rate": _learning_rate_value(optimizer), "tokens_per_second": tokens_per_second}
     with writer.as_default(step=step):
-        for name in _SCALARS:
-            tf.summary.scalar(name, entry[name])
-    return entry
+        for name, value in entry.items():
+            if name != "tokens":
+                tf.summary.scalar(name, value)
+    return {**entry, "step": step}
 
 
 class _ModelSelection(tf.Module):

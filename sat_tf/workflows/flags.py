@@ -18,7 +18,7 @@ import typing
 from sat_tf.workflows.run_config import SECTIONS, recipe_names
 
 # Settings sections that become flags, and the flag prefix of each.
-SECTION_PREFIXES = {"data": "", "model": "", "training": "", "validation": "val-", "decoding": ""}
+SECTION_PREFIXES = {"data": "", "model": "", "training": "", "validation": "val-", "decoding": "", "scst": "scst-"}
 NONE_WORDS = ("none", "null")
 
 

@@ -1,6 +1,7 @@
 """A run described by one file: data, model, training, validation and decoding settings.
 
-    {"data": {...}, "model": {...}, "training": {...}, "validation": {...}, "decoding": {...}}
+    {"data": {...}, "model": {...}, "training": {...}, "validation": {...}, "decoding": {...},
+     "scst": {...}}
 
 Each section is a dataclass whose fields are the config keys (and the command line's flags). A
 config is built from a shipped recipe (`recipe_names()`), a JSON file, or both (the file's keys
@@ -78,8 +79,34 @@ class DecodingConfig:
         return GreedySampler() if self.beam_size == 1 else BeamSampler(self.beam_size, self.length_penalty)
 
 
+@dataclasses.dataclass
+class SelfCriticalConfig:
+    """Self-critical sequence training (Rennie et al. 2017) on CIDEr-D, after cross-entropy.
+
+    Args:
+        init_from: the cross-entropy model to fine-tune (a `.keras` file or its run folder); set,
+            `sat-tf train` runs self-critical training (one record per image, model selection on
+            validation CIDEr) with the training section's optimizer settings.
+        num_samples: captions sampled per image (k).
+        baseline: "leave_one_out" (mean reward of the image's other samples), "greedy" (the
+            greedy caption's reward) or "none".
+        max_length: most tokens per sampled caption.
+    """
+
+    init_from: str | None = None
+    num_samples: int = 5
+    baseline: str = "leave_one_out"
+    max_length: int = 16
+
+    def __post_init__(self):
+        if self.baseline not in ("leave_one_out", "greedy", "none"):
+            raise ConfigError(f"scst.baseline must be leave_one_out, greedy or none; got '{self.baseline}'")
+        if self.num_samples < 1 or (self.baseline == "leave_one_out" and self.num_samples < 2):
+            raise ConfigError(f"scst.num_samples must be >= 2 with the leave-one-out baseline; got {self.num_samples}")
+
+
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "training": TrainConfig,
-                             "validation": ValidationConfig, "decoding": DecodingConfig}
+                             "validation": ValidationConfig, "decoding": DecodingConfig, "scst": SelfCriticalConfig}
 
 
 @dataclasses.dataclass
@@ -91,6 +118,7 @@ class RunConfig:
     training: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
     decoding: DecodingConfig = dataclasses.field(default_factory=DecodingConfig)
+    scst: SelfCriticalConfig = dataclasses.field(default_factory=SelfCriticalConfig)
 
     def to_dict(self) -> dict:
         return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}

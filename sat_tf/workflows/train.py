@@ -14,10 +14,12 @@ from sat_tf.data.images import load_image
 from sat_tf.data.pipeline import encode_captions
 from sat_tf.data.sources import DataConfig, load_captions
 from sat_tf.data.tokenizer import CaptionTokenizer
-from sat_tf.evaluation.validation import bleu4_validator
+from sat_tf.evaluation.validation import bleu4_validator, cider_validator
 from sat_tf.models.config import build_captioner
 from sat_tf.training import TrainingData, TrainResult, make_strategy, train
+from sat_tf.training.self_critical import CiderReward, SelfCriticalTask
 from sat_tf.workflows.features import cache_folder, features_source, model_config_for_cache
+from sat_tf.workflows.models import load_captioner
 from sat_tf.workflows.run_config import RUN_CONFIG_FILE, RunConfig
 
 # Held-out generated images use another seed than the training images.
@@ -32,6 +34,8 @@ def train_captioner(config: RunConfig, output_dir: str | os.PathLike, resume: bo
     `model.keras` (last epoch) and, with validation, `best_model.keras` and `best.json` (the
     epoch selected on validation BLEU-4, which `sat-tf evaluate/caption --model <folder>` use).
 
+    With `config.scst.init_from` set, runs `train_self_critical` instead.
+
     Args:
         config: every setting of the run.
         output_dir: the run folder.
@@ -39,6 +43,8 @@ def train_captioner(config: RunConfig, output_dir: str | os.PathLike, resume: bo
         verbose: progress and skip reports.
         validate: select on validation BLEU-4 when the config has validation data.
     """
+    if config.scst.init_from is not None:
+        return train_self_critical(config, output_dir, resume, verbose)
     if config.training.deterministic:
         import tensorflow as tf
 
@@ -58,15 +64,11 @@ def train_captioner(config: RunConfig, output_dir: str | os.PathLike, resume: bo
         print(f"left out {len(captions.skipped)} caption(s), e.g. "
               f"{'; '.join(f'{k}: {v}' for k, v in list(captions.skipped.items())[:3])}", file=sys.stderr)
     source = features_source(data, probe, config.model, config.data.feature_cache, output_dir, "train", verbose)
-    training = config.training
-    if training.bucket_by_length is None:
-        training = dataclasses.replace(training, bucket_by_length=not probe.uses_batch_statistics)
-    config = dataclasses.replace(config, training=training)
     validator = validation_scorer(config, probe, output_dir, verbose) if validate else None
     output_dir.mkdir(parents=True, exist_ok=True)
     config.save(output_dir / RUN_CONFIG_FILE)
     return train(lambda: build_captioner(config.model, tokenizer), TrainingData(source, captions, probe.image_size),
-                 training, output_dir, strategy=strategy, resume=resume, verbose=verbose, validate=validator)
+                 config.training, output_dir, strategy=strategy, resume=resume, verbose=verbose, validate=validator)
 
 
 def validation_data_config(config: RunConfig) -> DataConfig | None:
@@ -80,24 +82,61 @@ def validation_data_config(config: RunConfig) -> DataConfig | None:
                       feature_cache=validation.feature_cache, skip_bad=config.data.skip_bad)
 
 
-def validation_scorer(config: RunConfig, encoder, output_dir: Path, verbose: bool = True):
-    """model -> validation BLEU-4 of greedy captions, or None when the run has no validation data."""
+def validation_scorer(config: RunConfig, encoder, output_dir: Path, verbose: bool = True, metric: str = "BLEU-4"):
+    """model -> validation BLEU-4 (or CIDEr-D) of greedy captions, or None when the run has no
+    validation data."""
     decoding = config.decoding
     data_config = validation_data_config(config)
     if data_config is None:
         if not config.data.is_synthetic:
             return None
         count = config.validation.num_images or max(64, config.data.num_images // 10)
-        held_out = load_captions(config.data, encoder.image_size, id_prefix="validation",
-                                 seed_offset=VALIDATION_SEED_OFFSET, num_images=count)
-        return bleu4_validator(held_out.images, held_out.image_ids, held_out.references(), decoding.max_length,
-                               forbid_unknown=decoding.forbid_unknown)
-    data = load_captions(data_config, encoder.image_size, verbose=verbose)
-    source = features_source(data, encoder, config.model, data_config.feature_cache, output_dir, "validation",
-                             verbose)
-    if isinstance(source, FeatureCache):
-        return bleu4_validator(None, data.image_ids, data.references(), decoding.max_length,
-                               features=source.gather(np.arange(len(source))), forbid_unknown=decoding.forbid_unknown)
-    images = np.stack([load_image(p, encoder.image_size) for p in source])
-    return bleu4_validator(images, data.image_ids, data.references(), decoding.max_length,
-                           forbid_unknown=decoding.forbid_unknown)
+        data = load_captions(config.data, encoder.image_size, id_prefix="validation",
+                             seed_offset=VALIDATION_SEED_OFFSET, num_images=count)
+        inputs = {"images": data.images}
+    else:
+        data = load_captions(data_config, encoder.image_size, verbose=verbose)
+        source = features_source(data, encoder, config.model, data_config.feature_cache, output_dir, "validation",
+                                 verbose)
+        inputs = ({"features": source.gather(np.arange(len(source)))} if isinstance(source, FeatureCache)
+                  else {"images": np.stack([load_image(p, encoder.image_size) for p in source])})
+    if metric == "CIDEr":
+        return cider_validator(data.image_ids, data.references(), decoding.max_length,
+                               forbid_unknown=decoding.forbid_unknown, **inputs)
+    return bleu4_validator(inputs.get("images"), data.image_ids, data.references(), decoding.max_length,
+                           features=inputs.get("features"), forbid_unknown=decoding.forbid_unknown)
+
+
+def train_self_critical(config: RunConfig, output_dir: str | os.PathLike, resume: bool = False,
+                        verbose: bool = True) -> TrainResult:
+    """Self-critical fine-tuning of the model `config.scst.init_from` (Rennie et al. 2017): each
+    epoch visits every training image once (k sampled captions each, CIDEr-D rewards with
+    document frequencies from all training references), selecting on validation CIDEr-D.
+    Checkpointed and resumable like cross-entropy training; the optimizer settings are the
+    training section's."""
+    strategy = make_strategy(config.training.strategy)
+    output_dir = Path(output_dir)
+    initial = load_captioner(config.scst.init_from)
+    tokenizer, encoder = initial.tokenizer, initial.encoder
+    data = load_captions(config.data, encoder.image_size, id_prefix="train", verbose=verbose)
+    captions = encode_captions(data.records, tokenizer, data.image_index, max_words=config.data.max_caption_words,
+                               skip_invalid=config.data.skip_bad, drop_long=True)
+    reward = CiderReward.from_token_ids(captions.tokens, captions.lengths, captions.image_index, tokenizer.end_id)
+    first_of_each_image = np.unique(captions.image_index, return_index=True)[1]
+    per_image = dataclasses.replace(captions, image_index=captions.image_index[first_of_each_image],
+                                    tokens=captions.tokens[first_of_each_image],
+                                    lengths=captions.lengths[first_of_each_image], skipped={})
+    source = features_source(data, encoder, config.model, config.data.feature_cache, output_dir, "train", verbose)
+    validator = validation_scorer(config, encoder, output_dir, verbose, metric="CIDEr")
+    scst = config.scst
+    training = dataclasses.replace(config.training, bucket_by_length=False)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    config.save(output_dir / RUN_CONFIG_FILE)
+
+    def build_task(model):
+        return SelfCriticalTask(model, reward, num_samples=scst.num_samples, baseline=scst.baseline,
+                                max_length=scst.max_length, clip_norm=training.clip_norm, seed=training.seed)
+
+    return train(lambda: load_captioner(config.scst.init_from), TrainingData(source, per_image, encoder.image_size),
+                 training, output_dir, strategy=strategy, resume=resume, verbose=verbose, validate=validator,
+                 build_task=build_task)
