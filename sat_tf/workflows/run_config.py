@@ -64,7 +64,7 @@ class DecodingConfig:
     beam_size: int = 3
     length_penalty: float = 0.0
     max_length: int = 20
-    forbid_unknown: bool = False
+    forbid_unknown: bool = True
     decode_batch_size: int = 64
 
     def __post_init__(self):
