@@ -47,7 +47,8 @@ def test_cache_matches_encoder_and_feeds_the_pipeline(image_files, tmp_path):
     records = [CaptionRecord(str(k), "a b c", image_index=k) for k in range(7)]
     captions = encode_captions(records, CaptionTokenizer.from_corpus(["a b c"]))
     batch = next(iter(make_caption_dataset(cache, captions, 4, shuffle=False)))
-    assert set(batch) == {"features", "tokens"} and batch["features"].shape == (4, 16, 4)
+    assert set(batch) == {"features", "tokens", "image_index"} and batch["features"].shape == (4, 16, 4)
+    assert batch["image_index"].numpy().tolist() == [0, 1, 2, 3]  # which image each row's features are
 
 
 def test_interrupted_extraction_resumes_without_redoing_shards(image_files, tmp_path, monkeypatch):
