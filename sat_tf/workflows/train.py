@@ -116,6 +116,8 @@ def train_self_critical(config: RunConfig, output_dir: str | os.PathLike, resume
     training section's."""
     strategy = make_strategy(config.training.strategy)
     output_dir = Path(output_dir)
+    # Read once here for the vocabulary and the encoder's cache identity; the Trainer loads the
+    # model again inside the strategy's scope, where its variables must be created.
     initial = load_captioner(config.scst.init_from)
     tokenizer, encoder = initial.tokenizer, initial.encoder
     data = load_captions(config.data, encoder.image_size, id_prefix="train", verbose=verbose)
