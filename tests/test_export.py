@@ -60,6 +60,7 @@ def test_saved_model_loads_with_tensorflow_only_and_matches_the_library(
             "greedy": [c.decode() for c in greedy["caption"].numpy()],
             "tokens": greedy["tokens"].numpy().tolist(),
             "beam": [c.decode() for c in beam["caption"].numpy()],
+            "candidates": [[c.decode() for c in row] for row in beam["candidates"].numpy()],
             "signatures": sorted(served.signatures),
             "imported": [m for m in ("sat_tf", "tensorflow_text", "keras_hub") if m in sys.modules]}}))
     """)
@@ -76,6 +77,7 @@ def test_saved_model_loads_with_tensorflow_only_and_matches_the_library(
     assert [row[:steps] for row in served["tokens"]] == library.tokens.tolist()
     beam = generate_captions(trained_tiny_model, images=images, sampler=BeamSampler(2), max_length=12)
     assert served["beam"] == beam.best_texts
+    assert served["candidates"] == beam.texts  # the k-best list, best first
     cli = subprocess.run(["saved_model_cli", "show", "--dir", str(saved_model_dir), "--all"],
                          capture_output=True, text=True, timeout=300)
     for name in ("serving_default", "caption_images", "beam_search", "image_bytes", "caption", "alphas"):

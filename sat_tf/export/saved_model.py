@@ -7,7 +7,8 @@ Written in TensorFlow Serving's layout `<export_dir>/<model_name>/<version>/` wi
   beam_search       image_bytes: string [B]                   -> best of a beam fixed at export
 
 each returning caption (string [B]), tokens (int32 [B, T]), log_probs (float32 [B, T]) and alphas
-(float32 [B, T, L]); beam_search adds score (float32 [B]). The graph holds only core TensorFlow
+(float32 [B, T, L]); beam_search adds score (float32 [B]) and the k-best list, candidates (string
+[B, k], best first) with candidate_scores (float32 [B, k]). The graph holds only core TensorFlow
 ops (no tensorflow_text), so `tf.saved_model.load` works with nothing but `tensorflow` imported.
 
 Images are decoded in the graph under the image contract of `sat_tf_edge.images` (see
@@ -80,8 +81,15 @@ def build_export_archive(model: Captioner, max_length: int = 20, beam_size: int 
         return caption_images(decode_image_bytes(image_bytes, size))
 
     def beam_search(image_bytes):
-        outputs, score = best_caption(beam, model.encode(decode_image_bytes(image_bytes, size), training=False))
-        return {**outputs, "score": score}
+        features = model.encode(decode_image_bytes(image_bytes, size), training=False)
+        outputs = beam.run(model, features, max_length)
+        best = _caption_outputs(model, outputs["tokens"][:, 0], outputs["token_log_probs"][:, 0],
+                                outputs["alphas"][:, 0])
+        # the k-best list: every beam's caption and score, best first
+        tokens = outputs["tokens"]
+        candidates = model.tokenizer.detokenize(tf.reshape(tokens, [-1, tf.shape(tokens)[2]]))
+        return {**best, "score": outputs["scores"][:, 0], "candidates": tf.reshape(candidates, tf.shape(tokens)[:2]),
+                "candidate_scores": outputs["scores"]}
 
     archive = keras.export.ExportArchive()
     archive.track(model)

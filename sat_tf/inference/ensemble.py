@@ -85,6 +85,10 @@ class CaptionerEnsemble:
     def encode(self, images, training: bool = False) -> tuple[tf.Tensor, ...]:
         return tuple(m.encode(images, training=training) for m in self.models)
 
+    def features_from_cache(self, features: Sequence[tf.Tensor], training: bool = False) -> tuple[tf.Tensor, ...]:
+        """Each member's region features from its cached input (see `Captioner.features_from_cache`)."""
+        return tuple(m.features_from_cache(f, training=training) for m, f in zip(self.models, features))
+
     def member_features(self, features) -> tuple[tf.Tensor, ...]:
         """One features tensor per member from a shared array or a per-member sequence."""
         if isinstance(features, (list, tuple)):

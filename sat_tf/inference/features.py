@@ -19,7 +19,7 @@ def encoder_identity(encoder: Encoder, image_paths: Sequence[str]) -> CacheIdent
     if not encoder.built:
         encoder.build((None, encoder.image_size, encoder.image_size, 3))
     digest = hashlib.sha256()
-    for weight in encoder.weights:  # values and shapes only: layer paths differ between instances
+    for weight in encoder.cached_part_weights:  # values and shapes only: layer paths differ between instances
         value = np.ascontiguousarray(weight.numpy())
         digest.update(str(value.shape).encode("utf-8"))
         digest.update(value.tobytes())
@@ -44,10 +44,11 @@ def extract_to_cache(
     """
     if not encoder.built:
         encoder.build((None, encoder.image_size, encoder.image_size, 3))
-    if encoder.trainable_weights:
-        raise ValueError("feature caching needs a frozen encoder (fine-tuning reads images instead)")
+    if not encoder.can_cache:
+        raise ValueError("feature caching needs a frozen encoder, or one whose trainable part is its top blocks "
+                         "(fine_tune_top_blocks); a trainable backbone reads images instead")
     identity = encoder_identity(encoder, image_paths)
-    encode = tf.function(lambda images: encoder(images, training=False), reduce_retracing=True)
+    encode = tf.function(lambda images: encoder.cache_input(images, training=False), reduce_retracing=True)
 
     def load_batch(paths):
         return np.stack([load_image(p, encoder.image_size) for p in paths])

@@ -47,11 +47,13 @@ def _traced_settings(model) -> tuple:
     return tuple(getattr(m.decoder, "hard_inference", None) for m in members)
 
 
-def _compiled_encoder(model) -> Callable:
+def _compiled(model, name: str) -> Callable:
+    """`model.<name>(x, training=False)` as a tf.function, cached per model."""
     functions = _COMPILED.setdefault(model, {})
-    if "encode" not in functions:
-        functions["encode"] = tf.function(lambda images: model.encode(images, training=False), reduce_retracing=True)
-    return functions["encode"]
+    if name not in functions:
+        method = getattr(model, name)
+        functions[name] = tf.function(lambda x: method(x, training=False), reduce_retracing=True)
+    return functions[name]
 
 
 def forbidden_token_ids(model, forbid_unknown: bool) -> tuple[int, ...]:
@@ -60,14 +62,17 @@ def forbidden_token_ids(model, forbid_unknown: bool) -> tuple[int, ...]:
 
 
 def region_features(model, images=None, features=None):
-    """Features for decoding from images [B, H, W, 3] (0..255) or precomputed features."""
+    """Features for decoding from images [B, H, W, 3] (0..255) or from what a feature cache holds
+    (region features, or a fine-tuned encoder's frozen-part activations)."""
     if (images is None) == (features is None):
         raise ValueError("pass exactly one of images= or features=")
     if features is None:
-        return _compiled_encoder(model)(tf.convert_to_tensor(images))
+        return _compiled(model, "encode")(tf.convert_to_tensor(images))
     if isinstance(model, CaptionerEnsemble):
-        return model.member_features(features)
-    return tf.convert_to_tensor(features, tf.float32)
+        features = model.member_features(features)
+    else:
+        features = tf.convert_to_tensor(features, tf.float32)
+    return _compiled(model, "features_from_cache")(features)
 
 
 def generate_captions(

@@ -104,10 +104,15 @@ class Captioner(keras.Model):
     def encode(self, images, training=False) -> tf.Tensor:
         return self.encoder(images, training=training)
 
+    def features_from_cache(self, cached, training=False) -> tf.Tensor:
+        """Region features from what a feature cache holds (`Encoder.cache_input`): the features
+        themselves, or activations below a fine-tuned top that this runs."""
+        return self.encoder.features_from_cache(cached, training=training)
+
     def features_of(self, batch: dict, training=False) -> tf.Tensor:
-        """Region features of a batch: given `features`, or encoded from `images`."""
+        """Region features of a batch: from cached `features`, or encoded from `images`."""
         if "features" in batch:
-            return tf.cast(batch["features"], self.compute_dtype)
+            return self.features_from_cache(batch["features"], training=training)
         return self.encode(batch["images"], training=training)
 
     def call(self, inputs, training=False):
@@ -117,9 +122,12 @@ class Captioner(keras.Model):
         return self.decoder(features, inputs["tokens"][:, :-1], training=training)
 
     def trainable_variables_for(self, batch: dict) -> list:
-        """What a training step on `batch` updates: everything for images; for precomputed
-        features the encoder is never run, so only the decoder."""
-        return self.decoder.trainable_variables if "features" in batch else self.trainable_variables
+        """What a training step on `batch` updates: everything for images; from a feature cache,
+        the decoder and the encoder's trainable top if it has one (the rest never runs)."""
+        if "features" not in batch:
+            return self.trainable_variables
+        encoder_top = self.encoder.trainable_variables if self.encoder.cache_layer is not None else []
+        return self.decoder.trainable_variables + encoder_top
 
     def train_step(self, data):
         raise TypeError("a Captioner is trained through its task: task = sat_tf.training.CaptioningTask(model); "

@@ -20,7 +20,7 @@ from sat_tf.models.losses import PENALTY_TARGETS
 # The settings that decide an encoder's features: a feature cache records them, and a run that
 # trains from the cache takes them from there.
 ENCODER_FEATURE_SETTINGS = ("backbone", "weights", "feature_layer", "image_size", "append_coordinates",
-                            "cnn_filters", "cnn_normalization")
+                            "cnn_filters", "cnn_normalization", "fine_tune_top_blocks")
 
 
 @dataclasses.dataclass
@@ -35,7 +35,10 @@ class ModelConfig:
         weights: pretrained backbones: None, "imagenet" or a local weights file.
         feature_layer: EfficientNet-Lite "top" or "stride16"; else a layer name; None: last map.
         image_size: encoder input size in pixels (None: the backbone's default).
-        fine_tune_top_blocks: unfreeze this many top blocks of a pretrained backbone.
+        fine_tune_top_blocks: unfreeze this many top blocks of a pretrained backbone (BatchNorm
+            stays frozen); a feature cache then holds the activations entering them. For
+            EfficientNet-Lite0, 1 = the 1x1 head, 2 = the last stage + head (cache 7x7x192),
+            6 = the last two stages + head (cache 14x14x112).
         append_coordinates: append each region's (x, y) to its features.
         cnn_filters: small CNN block widths.
         cnn_normalization: small CNN normalisation, "batch", "group" or "none".

@@ -24,7 +24,10 @@ class Encoder(keras.layers.Layer):
         trainable_backbone: train the pretrained backbone. Pretrained backbones are frozen by
             default; "small_cnn" is always trained.
         fine_tune_top_blocks: with a frozen pretrained backbone, unfreeze this many top blocks
-            (BatchNorm layers stay frozen and in inference mode).
+            (BatchNorm layers stay frozen and in inference mode). The network is then cut in two
+            at the input of the first unfrozen block: a feature cache stores the frozen part's
+            output (for example EfficientNet-Lite0's 7x7x192 input of its last stage with 2
+            blocks: block15 + head), and `features_from_cache` runs the trainable top on it.
         small_cnn_filters: widths of the small CNN's conv blocks (each halves the resolution).
         small_cnn_kernel_size: kernel size of the small CNN's convolutions.
         small_cnn_normalization: "batch", "group" (per image) or "none" after each small-CNN conv
@@ -82,6 +85,9 @@ class Encoder(keras.layers.Layer):
             self.cnn = backbones.feature_extractor(full, feature_layer, spec.feature_layers)
             self._preprocess = spec.preprocess
             self._freeze_pretrained()
+        # (first trainable layer, frozen bottom, trainable top), sub-models sharing the CNN's layers,
+        # or None. Kept out of Keras' attribute tracking: the weights are saved once, via `self.cnn`.
+        object.__setattr__(self, "_split", self._split_at_trainable_top())
 
     @property
     def is_pretrained_backbone(self) -> bool:
@@ -103,6 +109,37 @@ class Encoder(keras.layers.Layer):
             is_batch_norm = isinstance(layer, keras.layers.BatchNormalization)
             layer.trainable = id(layer) in unfrozen and not is_batch_norm
 
+    def _split_at_trainable_top(self) -> tuple[str, keras.Model, keras.Model] | None:
+        if not self.is_pretrained_backbone or self.trainable_backbone or self.fine_tune_top_blocks == 0:
+            return None
+        groups = backbones.top_block_groups(self.cnn)
+        if self.fine_tune_top_blocks >= len(groups):
+            raise ValueError(f"fine_tune_top_blocks={self.fine_tune_top_blocks} but {self.backbone_name} has "
+                             f"{len(groups)} blocks; use trainable_backbone to train all of it")
+        first_trainable = groups[-self.fine_tune_top_blocks][0]
+        cut = first_trainable.input
+        try:
+            return first_trainable.name, keras.Model(self.cnn.inputs, cut), keras.Model(cut, self.cnn.outputs[0])
+        except ValueError:  # other paths lead around the block's first layer: train from images only
+            return None
+
+    @property
+    def cache_layer(self) -> str | None:
+        """The layer whose input a feature cache stores (None: the cache stores the features)."""
+        if self._split is None:
+            return None
+        return self._split[0]
+
+    @property
+    def can_cache(self) -> bool:
+        """Whether a feature cache can stand for the images: its part of the encoder is frozen."""
+        return self._split is not None or not self.trainable_weights
+
+    @property
+    def cached_part_weights(self) -> list:
+        """The weights a feature cache depends on (what its fingerprint covers)."""
+        return self._split[1].weights if self._split is not None else self.weights
+
     def build(self, images_shape):
         self.cnn.build((None, self.image_size, self.image_size, 3))
 
@@ -117,12 +154,30 @@ class Encoder(keras.layers.Layer):
         return int(shape[-1]) + (2 if self.append_coordinates else 0)
 
     def call(self, images, training=False):
+        return self.features_from_cache(self.cache_input(images, training=training), training=training)
+
+    def cache_input(self, images, training=False) -> tf.Tensor:
+        """What a feature cache stores for `images`: the region features [B, L, D], or for an
+        encoder with a trainable top the frozen part's activations [B, h, w, C]."""
         images = tf.cast(images, self.compute_dtype)
         if images.shape[1] != self.image_size or images.shape[2] != self.image_size:
             images = tf.image.resize(images, (self.image_size, self.image_size))
+        images = self._preprocess(images)
+        if self._split is not None:
+            return self._split[1](images, training=False)
         # Pretrained backbones run BatchNorm in inference mode even while fine-tuning (Keras guidance).
         cnn_training = training and not self.is_pretrained_backbone
-        feature_map = self.cnn(self._preprocess(images), training=cnn_training)
+        return self._regions(self.cnn(images, training=cnn_training))
+
+    def features_from_cache(self, cached, training=False) -> tf.Tensor:
+        """Region features [B, L, D] from what `cache_input` returned (runs the trainable top)."""
+        cached = tf.cast(cached, self.compute_dtype)
+        if self._split is None:
+            return cached
+        return self._regions(self._split[2](cached, training=False))
+
+    def _regions(self, feature_map):
+        """[B, h, w, C] -> [B, h*w, D], with the coordinate channels if asked for."""
         if self.append_coordinates:
             feature_map = tf.concat([feature_map, coordinate_channels(feature_map)], axis=-1)
         batch = tf.shape(feature_map)[0]
@@ -136,6 +191,8 @@ class Encoder(keras.layers.Layer):
         """The settings that determine the features (what a feature cache is checked against)."""
         config = {"backbone": self.backbone_name, "image_size": self.image_size,
                   "feature_layer": self.feature_layer, "append_coordinates": self.append_coordinates}
+        if self.cache_layer is not None:
+            config.update(fine_tune_top_blocks=self.fine_tune_top_blocks, cache_layer=self.cache_layer)
         if not self.is_pretrained_backbone:
             config.update(small_cnn_filters=list(self.small_cnn_filters),
                           small_cnn_kernel_size=self.small_cnn_kernel_size,

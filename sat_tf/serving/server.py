@@ -8,10 +8,14 @@
                                       columnar: {"inputs": {"image_bytes": [{"b64": "..."}, ...]}}
                                       -> {"outputs": {"caption": [...], "tokens": [...], ...}}
 
+    GET  /                            a page: drop a photo, read its captions, point at a word to see
+                                      where the model looked (`sat_tf/serving/page/`, no build step)
+
 So a client written against `tensorflow/serving` works unchanged. Built on Flask; in production
 run the real TF Serving container on the same export (see the README). Bad requests (invalid
 JSON, not base64, not an image, too large, wrong shape) get HTTP 400 with {"error": "..."}, and
-the server keeps serving. Images follow the one image contract (`sat_tf_edge.images`): the server
+the server keeps serving. Concurrent requests are batched into one graph call
+(`batching.RequestBatcher`); when its queue is full a request gets HTTP 503 at once. Images follow the one image contract (`sat_tf_edge.images`): the server
 applies the EXIF orientation before the graph sees the bytes, and converts formats the graph
 cannot decode (TIFF, WebP, ...) to PNG.
 """
@@ -21,15 +25,16 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import threading
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 from sat_tf_edge.images import ImageDecodeError, graph_ready_bytes
 
 from sat_tf.errors import SatTfError
+from sat_tf.serving.batching import QueueFullError, RequestBatcher
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 MAX_INSTANCES = 64
@@ -90,21 +95,37 @@ def _request_instances(payload: dict) -> tuple[list, bool]:
     return instances, False
 
 
-def _to_json(outputs: dict) -> list[dict]:
-    columns = {k: v.numpy() for k, v in outputs.items()}
+def _to_json(columns: dict[str, np.ndarray]) -> list[dict]:
     batch = len(next(iter(columns.values())))
-    rows = []
-    for i in range(batch):
-        row = {}
-        for key, value in columns.items():
-            item = value[i]
-            row[key] = item.decode("utf-8") if isinstance(item, bytes) else np.asarray(item).tolist()
-        rows.append(row)
-    return rows
+    return [{key: _json_value(value[i]) for key, value in columns.items()} for i in range(batch)]
 
 
-def create_app(model_dir: str | os.PathLike, model_name: str | None = None) -> Flask:
-    """The Flask app serving `<model_dir>` (a TF Serving base path `<name>/` or a version folder)."""
+def _json_value(item):
+    if isinstance(item, bytes):
+        return item.decode("utf-8")
+    value = np.asarray(item)
+    if value.dtype == object:  # strings, for example the k-best candidates
+        return [v.decode("utf-8") if isinstance(v, bytes) else v for v in value.tolist()]
+    return value.tolist()
+
+
+PAGE_FILES = {"index.html": "text/html", "page.js": "text/javascript", "page.css": "text/css"}
+
+
+def _page_file(name: str) -> bytes:
+    return (resources.files("sat_tf.serving") / "page" / name).read_bytes()
+
+
+def create_app(model_dir: str | os.PathLike, model_name: str | None = None, max_batch_size: int = 16,
+               batch_timeout_ms: float = 5.0, max_queued_requests: int = 64) -> Flask:
+    """The Flask app serving `<model_dir>` (a TF Serving base path `<name>/` or a version folder).
+
+    Args:
+        model_dir: the exported model (`sat-tf export`).
+        model_name: the name in the URLs (default: the folder's).
+        max_batch_size, batch_timeout_ms, max_queued_requests: request batching (see
+            `batching.RequestBatcher`); max_batch_size=1 runs requests one at a time.
+    """
     model_dir = Path(model_dir)
     if (model_dir / "saved_model.pb").is_file():
         version, version_dir = int(model_dir.name) if model_dir.name.isdigit() else 1, model_dir
@@ -114,10 +135,27 @@ def create_app(model_dir: str | os.PathLike, model_name: str | None = None) -> F
         name = model_name or model_dir.name
     served = tf.saved_model.load(str(version_dir))
     signatures = dict(served.signatures)
-    lock = threading.Lock()  # one graph call at a time; TF parallelises inside it
+
+    def run_batch(signature_name: str, images) -> dict[str, np.ndarray]:
+        outputs = signatures[signature_name](image_bytes=tf.constant(list(images)))
+        return {key: value.numpy() for key, value in outputs.items()}
+
+    # One worker thread runs the graph (TF parallelises inside a call), on batches of requests.
+    batcher = RequestBatcher(run_batch, max_batch_size, batch_timeout_ms, max_queued_requests)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    app.extensions["sat_tf_batcher"] = batcher
+
+    @app.get("/")
+    @app.get("/<any(page.js, page.css):filename>")
+    def page(filename: str = "index.html"):
+        return Response(_page_file(filename), mimetype=PAGE_FILES[filename])
+
+    @app.get("/page-config.json")
+    def page_config():
+        return jsonify({"model": name, "max_request_bytes": MAX_REQUEST_BYTES,
+                        "signature": "beam_search" if "beam_search" in signatures else "serving_default"})
 
     def error(message: str, status: int = 400):
         return jsonify({"error": message}), status
@@ -158,10 +196,13 @@ def create_app(model_dir: str | os.PathLike, model_name: str | None = None) -> F
             if len(instances) > MAX_INSTANCES:
                 raise BadRequest(f"at most {MAX_INSTANCES} instances per request, got {len(instances)}")
             images = [_image_bytes(instance, i) for i, instance in enumerate(instances)]
-            with lock:
-                outputs = signatures[signature_name](image_bytes=tf.constant(images))
+            outputs = batcher.submit(signature_name, images)
         except BadRequest as exc:
             return error(str(exc))
+        except QueueFullError as exc:
+            response, status = error(str(exc), 503)
+            response.headers["Retry-After"] = "1"
+            return response, status
         except tf.errors.InvalidArgumentError as exc:
             return error(f"could not decode an image: {exc.message.splitlines()[0]}")
         rows = _to_json(outputs)
@@ -181,9 +222,10 @@ def create_app(model_dir: str | os.PathLike, model_name: str | None = None) -> F
 
 
 def serve(model_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8501, model_name: str | None = None,
-          threads: int = 8) -> None:
-    """Serves with waitress when installed (a production WSGI server), else Flask's threaded server."""
-    app = create_app(model_dir, model_name)
+          threads: int = 8, **batching) -> None:
+    """Serves with waitress when installed (a production WSGI server), else Flask's threaded server.
+    `batching`: `create_app`'s max_batch_size, batch_timeout_ms and max_queued_requests."""
+    app = create_app(model_dir, model_name, **batching)
     try:
         from waitress import serve as waitress_serve
     except ImportError:

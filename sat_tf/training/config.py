@@ -24,6 +24,8 @@ class TrainConfig:
         schedule: "constant", "cosine" (decay to 0 over the run) or "exponential" (halves every
             quarter of the run); see `make_learning_rate`.
         warmup_steps: linear warm-up steps (cosine schedule).
+        encoder_learning_rate_scale: the encoder's trainable part (fine-tuned top blocks) learns
+            at this times the decoder's rate, through an optimizer of its own.
         clip_norm: clip the global-batch gradient to this global norm (None: no clipping).
         seed: seed of the data order and of weight initialisation.
         checkpoint_every: save a checkpoint every this many steps (and at every epoch end).
@@ -46,6 +48,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     schedule: str = "constant"
     warmup_steps: int = 0
+    encoder_learning_rate_scale: float = 0.1
     clip_norm: float | None = 5.0
     seed: int = 0
     checkpoint_every: int = 500
@@ -67,6 +70,8 @@ class TrainConfig:
         for name in ("batch_size", "epochs", "checkpoint_every", "keep_checkpoints", "log_every"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.encoder_learning_rate_scale <= 0:
+            raise ConfigError(f"encoder_learning_rate_scale must be positive, got {self.encoder_learning_rate_scale}")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.clip_norm is not None and self.clip_norm <= 0:

@@ -114,9 +114,14 @@ class CaptioningTask(keras.Model):
         return extra
 
     # ----- the step ----------------------------------------------------------------------------
-    def replica_step(self, batch: dict, optimizer: keras.optimizers.Optimizer) -> dict:
+    def replica_step(self, batch: dict, optimizer: keras.optimizers.Optimizer,
+                     encoder_optimizer: keras.optimizers.Optimizer | None = None) -> dict:
         """One optimizer step on this replica's share of a global batch (inside `strategy.run`,
-        or directly with one replica). Returns the global-batch logs and the gradient norm."""
+        or directly with one replica). Returns the global-batch logs and the gradient norm.
+
+        With `encoder_optimizer`, the encoder's trainable variables (fine-tuned top blocks) are
+        updated by it (a smaller learning rate) and the rest by `optimizer`; the gradient is
+        clipped as a whole first."""
         variables = self.captioner.trainable_variables_for(batch)
         with tf.GradientTape() as tape:
             loss, logs = self.compute_caption_loss(batch, training=True)
@@ -130,7 +135,15 @@ class CaptioningTask(keras.Model):
             gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm, use_norm=gradient_norm)
         if replicas > 1:
             gradients = [g / replicas for g in gradients]
-        optimizer.apply_gradients(zip(gradients, variables))
+        if encoder_optimizer is None:
+            optimizer.apply_gradients(zip(gradients, variables))
+        else:
+            encoder_ids = {id(v) for v in self.captioner.encoder.trainable_variables}
+            pairs = list(zip(gradients, variables))
+            optimizer.apply_gradients([(g, v) for g, v in pairs if id(v) not in encoder_ids])
+            encoder_pairs = [(g, v) for g, v in pairs if id(v) in encoder_ids]
+            if encoder_pairs:
+                encoder_optimizer.apply_gradients(encoder_pairs)
         return {**logs, "gradient_norm": gradient_norm}
 
     # ----- model.fit ---------------------------------------------------------------------------

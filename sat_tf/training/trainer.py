@@ -71,13 +71,14 @@ class TrainResult:
 
 
 def build_train_step(model: Captioner, optimizer, strategy: tf.distribute.Strategy, config: TrainConfig,
-                     task: CaptioningTask | None = None):
+                     task: CaptioningTask | None = None, encoder_optimizer=None):
     """Returns a tf.function running one distributed training step (`task.replica_step` on every
     replica; by default the cross-entropy `CaptioningTask`) on a distributed batch."""
     task = task or CaptioningTask(model, clip_norm=config.clip_norm)
 
     def step(distributed_batch):
-        per_replica = strategy.run(lambda batch: task.replica_step(batch, optimizer), args=(distributed_batch,))
+        per_replica = strategy.run(lambda batch: task.replica_step(batch, optimizer, encoder_optimizer),
+                                   args=(distributed_batch,))
         # Every replica holds the same global values; take the first.
         return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], per_replica)
 
@@ -139,12 +140,22 @@ class Trainer:
             if config.max_steps is not None:
                 self.total_steps = min(self.total_steps, config.max_steps)
             self.optimizer = make_optimizer(config, self.total_steps)
-            self.optimizer.build(self.model.trainable_variables)  # before the first tf.function step (Keras 3)
+            self.encoder_optimizer = None
+            encoder_variables = self.model.encoder.trainable_variables
+            if self.model.encoder.is_pretrained_backbone and encoder_variables:
+                # Pretrained blocks being fine-tuned learn more slowly than the decoder.
+                self.encoder_optimizer = make_optimizer(config, self.total_steps, config.encoder_learning_rate_scale)
+                self.encoder_optimizer.build(encoder_variables)
+            encoder_ids = {id(v) for v in encoder_variables} if self.encoder_optimizer else set()
+            # Built before the first tf.function step (Keras 3).
+            self.optimizer.build([v for v in self.model.trainable_variables if id(v) not in encoder_ids])
         # Host-side counters, created outside the scope so they stay plain (not mirrored) variables.
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.batch_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
         self.selection = _ModelSelection(config.early_stopping_patience)
         task_state = {"task_draws": self.task.draws} if hasattr(self.task, "draws") else {}
+        if self.encoder_optimizer is not None:
+            task_state["encoder_optimizer"] = self.encoder_optimizer
         self.checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer=self.optimizer, epoch=self.epoch, batch_in_epoch=self.batch_in_epoch,
             random_states=random_state_variables(self.model), selection=self.selection, **task_state)
@@ -187,7 +198,8 @@ class Trainer:
         """
         if resume:
             self.restore()
-        train_step = build_train_step(self.model, self.optimizer, self.strategy, self.config, self.task)
+        train_step = build_train_step(self.model, self.optimizer, self.strategy, self.config, self.task,
+                                      self.encoder_optimizer)
         progress = _Progress(self.total_steps, self.step, self.config.log_every) if self.verbose else None
         try:
             self._run_epochs(train_step, progress)

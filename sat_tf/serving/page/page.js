@@ -1,0 +1,178 @@
+// The page of `sat-tf serve`: sends a photo to the served model's REST API (TF Serving's predict
+// format) and shows the caption, the beam's k-best list, and for each word the attention map the
+// model returned (alphas [T, L] over its h x w region grid), drawn over the photo as in the paper.
+"use strict";
+
+const elements = {
+  input: document.getElementById("photo-input"),
+  dropZone: document.getElementById("drop-zone"),
+  status: document.getElementById("status"),
+  error: document.getElementById("error"),
+  result: document.getElementById("result"),
+  canvas: document.getElementById("photo-canvas"),
+  caption: document.getElementById("caption"),
+  candidates: document.getElementById("candidates"),
+};
+const state = { config: null, photo: null, alphas: null, activeStep: null };
+const CANVAS_WIDTH = 448;
+
+async function pageConfig() {
+  if (!state.config) {
+    const response = await fetch("page-config.json");
+    state.config = await response.json();
+  }
+  return state.config;
+}
+
+function showError(message) {
+  elements.error.textContent = message;
+  elements.error.hidden = false;
+  elements.status.textContent = "";
+}
+
+function clearError() {
+  elements.error.hidden = true;
+  elements.error.textContent = "";
+}
+
+function base64Of(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result).split(",", 2)[1] || "");
+    reader.onerror = () => reject(new Error(`could not read ${file.name}`));
+    reader.readAsDataURL(file);
+  });
+}
+
+function loadPhoto(file) {
+  return new Promise((resolve, reject) => {
+    const image = new Image();
+    image.onload = () => resolve(image);
+    image.onerror = () => reject(new Error(`${file.name}: the browser cannot display this image`));
+    image.src = URL.createObjectURL(file);
+  });
+}
+
+async function predict(file) {
+  const config = await pageConfig();
+  const body = { signature_name: config.signature, instances: [{ b64: await base64Of(file) }] };
+  const response = await fetch(`v1/models/${encodeURIComponent(config.model)}:predict`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
+  let answer;
+  try {
+    answer = await response.json();
+  } catch (_) {
+    answer = {};
+  }
+  if (!response.ok) {
+    throw new Error(answer.error || `the server answered HTTP ${response.status}`);
+  }
+  return answer.predictions[0];
+}
+
+async function captionFile(file) {
+  clearError();
+  const config = await pageConfig();
+  const encodedBytes = Math.ceil(file.size / 3) * 4;  // base64 grows the file by a third
+  if (encodedBytes > config.max_request_bytes) {
+    const megabytes = (file.size / 1e6).toFixed(1);
+    const limit = (config.max_request_bytes * 0.75 / 1e6).toFixed(1);
+    showError(`${file.name} is too large (${megabytes} MB); the server takes photos up to about ${limit} MB.`);
+    return;
+  }
+  elements.status.textContent = `captioning ${file.name}…`;
+  try {
+    const prediction = await predict(file);
+    state.photo = await loadPhoto(file);
+    showPrediction(prediction);
+    elements.status.textContent = "";
+  } catch (error) {
+    showError(`${file.name}: ${error.message}`);
+  }
+}
+
+function showPrediction(prediction) {
+  state.alphas = prediction.alphas;
+  state.activeStep = null;
+  elements.caption.replaceChildren();
+  prediction.caption.split(" ").filter(Boolean).forEach((word, step) => {
+    const span = document.createElement("span");
+    span.className = "word";
+    span.textContent = word;
+    span.dataset.step = String(step);
+    span.tabIndex = 0;
+    span.addEventListener("mouseenter", () => showAttention(step));
+    span.addEventListener("focus", () => showAttention(step));
+    span.addEventListener("mouseleave", () => showAttention(null));
+    span.addEventListener("click", () => showAttention(state.activeStep === step ? null : step));
+    elements.caption.append(span, " ");
+  });
+  elements.candidates.replaceChildren();
+  const candidates = prediction.candidates || [prediction.caption];
+  const scores = prediction.candidate_scores || [];
+  candidates.forEach((text, index) => {
+    const item = document.createElement("li");
+    item.textContent = text;
+    if (scores[index] !== undefined) {
+      const score = document.createElement("span");
+      score.className = "score";
+      score.textContent = `log p ${Number(scores[index]).toFixed(2)}`;
+      item.append(score);
+    }
+    elements.candidates.append(item);
+  });
+  const photo = state.photo;
+  elements.canvas.width = CANVAS_WIDTH;
+  elements.canvas.height = Math.round(CANVAS_WIDTH * photo.naturalHeight / photo.naturalWidth);
+  elements.result.hidden = false;
+  showAttention(null);
+}
+
+// Darkens the photo where the model did not look at `step` (the paper's figures); null: the photo.
+function showAttention(step) {
+  state.activeStep = step;
+  for (const span of elements.caption.querySelectorAll(".word")) {
+    span.classList.toggle("active", Number(span.dataset.step) === step);
+  }
+  const context = elements.canvas.getContext("2d");
+  const { width, height } = elements.canvas;
+  context.globalAlpha = 1;
+  context.drawImage(state.photo, 0, 0, width, height);
+  if (step === null || !state.alphas || !state.alphas[step]) {
+    return;
+  }
+  const weights = state.alphas[step];
+  const side = Math.round(Math.sqrt(weights.length));  // the model sees a square grid of regions
+  const largest = Math.max(...weights) || 1;
+  const grid = document.createElement("canvas");
+  grid.width = side;
+  grid.height = side;
+  const shade = grid.getContext("2d").createImageData(side, side);
+  weights.forEach((weight, region) => {
+    shade.data[region * 4 + 3] = Math.round(255 * (1 - weight / largest));  // black, opaque where unseen
+  });
+  grid.getContext("2d").putImageData(shade, 0, 0);
+  context.imageSmoothingEnabled = true;  // upsample the grid smoothly, like the paper's figures
+  context.globalAlpha = 0.8;
+  context.drawImage(grid, 0, 0, width, height);
+  context.globalAlpha = 1;
+}
+
+elements.input.addEventListener("change", () => {
+  if (elements.input.files.length) {
+    captionFile(elements.input.files[0]);
+  }
+});
+elements.dropZone.addEventListener("dragover", (event) => {
+  event.preventDefault();
+  elements.dropZone.classList.add("dragging");
+});
+elements.dropZone.addEventListener("dragleave", () => elements.dropZone.classList.remove("dragging"));
+elements.dropZone.addEventListener("drop", (event) => {
+  event.preventDefault();
+  elements.dropZone.classList.remove("dragging");
+  if (event.dataTransfer.files.length) {
+    captionFile(event.dataTransfer.files[0]);
+  }
+});

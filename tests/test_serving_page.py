@@ -1,0 +1,233 @@
+"""The page of `sat-tf serve`, driven in a real headless Chromium, and request batching under load.
+
+The browser test needs Debian's `chromium` and `chromium-driver` (the README's install block and
+`.ci/run` install them); without them it skips and says why.
+"""
+
+import base64
+import io
+import json
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sat_tf.export.saved_model import export_saved_model
+from sat_tf.inference import BeamSampler, generate_captions
+from sat_tf.serving.batching import QueueFullError, RequestBatcher
+from sat_tf.serving.server import MAX_REQUEST_BYTES, create_app
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def served_model_dir(trained_tiny_model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("page_serving")
+    export_saved_model(trained_tiny_model, folder, "captioner", 1, max_length=12, beam_size=3)
+    return folder / "captioner"
+
+
+@pytest.fixture(scope="module")
+def live_server(served_model_dir):
+    """The app on a real WSGI server (waitress, as `sat-tf serve` runs it) on 127.0.0.1."""
+    from waitress.server import create_server
+
+    app = create_app(served_model_dir)
+    server = create_server(app, host="127.0.0.1", port=0, threads=8)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.effective_port}/"
+    server.close()
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).resize((160, 120)).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("no Chromium here: `apt-get install -y chromium chromium-driver` (Debian) runs this test")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the [test] extra")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def _canvas_pixels(driver) -> str:
+    return driver.execute_script("return document.getElementById('photo-canvas').toDataURL('image/png');")
+
+
+def test_page_captions_an_upload_and_shows_attention_per_word(browser, live_server, trained_tiny_model,
+                                                              tiny_data, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    image = tiny_data[0].images[0]
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(_jpeg(image))
+    decoded = np.asarray(Image.open(photo).convert("RGB"), np.float32)[np.newaxis]
+    expected = generate_captions(trained_tiny_model, images=decoded, sampler=BeamSampler(3), max_length=12)
+
+    browser.get(live_server)
+    wait = WebDriverWait(browser, 60)
+    browser.find_element(By.ID, "photo-input").send_keys(str(photo))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#caption .word"))
+    words = browser.find_elements(By.CSS_SELECTOR, "#caption .word")
+    assert " ".join(w.text for w in words) == expected.best_texts[0]
+    candidates = [item.text.split("log p")[0].strip()
+                  for item in browser.find_elements(By.CSS_SELECTOR, "#candidates li")]
+    assert candidates == expected.texts[0]
+
+    plain = _canvas_pixels(browser)
+    ActionChains(browser).move_to_element(words[0]).perform()
+    wait.until(lambda d: _canvas_pixels(d) != plain)
+    first_word = _canvas_pixels(browser)
+    assert "active" in words[0].get_attribute("class")
+    if len(words) > 1:  # another word, another map (the model's alphas differ between steps)
+        ActionChains(browser).move_to_element(words[-1]).perform()
+        wait.until(lambda d: _canvas_pixels(d) not in (plain, first_word))
+    ActionChains(browser).move_to_element(browser.find_element(By.TAG_NAME, "h1")).perform()
+    wait.until(lambda d: _canvas_pixels(d) == plain)  # leaving the words shows the plain photo again
+
+
+def test_page_reports_bad_uploads_and_the_server_stays_up(browser, live_server, tiny_data, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(live_server)
+    wait = WebDriverWait(browser, 60)
+    upload = browser.find_element(By.ID, "photo-input")
+    error = browser.find_element(By.ID, "error")
+
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("these are my notes, not a photo")
+    upload.send_keys(str(not_an_image))
+    wait.until(lambda d: error.is_displayed())
+    assert "notes.jpg" in error.text and "not a decodable image" in error.text
+
+    oversized = tmp_path / "huge.jpg"
+    oversized.write_bytes(b"\xff\xd8" + bytes(MAX_REQUEST_BYTES))
+    upload.send_keys(str(oversized))
+    wait.until(lambda d: "too large" in error.text)
+    assert "huge.jpg" in error.text
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(_jpeg(tiny_data[0].images[1]))
+    upload.send_keys(str(photo))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#caption .word") and not error.is_displayed())
+    with urllib.request.urlopen(live_server + "v1/models/captioner") as response:
+        assert json.load(response)["model_version_status"][0]["state"] == "AVAILABLE"
+
+
+def test_concurrent_requests_share_graph_calls_and_get_their_own_rows(live_server, trained_tiny_model, tiny_data):
+    images = tiny_data[0].images[:16]
+    expected = generate_captions(trained_tiny_model, images=images, max_length=12).best().texts
+    url = live_server + "v1/models/captioner:predict"
+
+    def caption(index: int) -> str:
+        payload = {"instances": [{"b64": base64.b64encode(_png(images[index])).decode()}]}
+        request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST")
+        with urllib.request.urlopen(request) as response:
+            return json.load(response)["predictions"][0]["caption"]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(caption, range(16)))
+    assert answers == expected
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class _SlowDoubler:
+    """A stand-in graph: doubles numbers, records its batches, and can be held shut."""
+
+    def __init__(self):
+        self.gate = threading.Event()
+        self.gate.set()
+        self.calls: list[list] = []
+
+    def __call__(self, signature, images):
+        self.gate.wait()
+        if b"bad" in images:
+            raise ValueError("cannot decode")
+        self.calls.append(list(images))
+        return {"value": np.array([2 * int(image) for image in images]), "signature": np.array([signature] * len(images))}
+
+
+def test_batcher_groups_requests_up_to_the_batch_size_and_answers_each_its_rows():
+    graph = _SlowDoubler()
+    graph.gate.clear()  # hold the worker on the first request so the others queue up behind it
+    batcher = RequestBatcher(graph, max_batch_size=4, batch_timeout_ms=50, max_queued_requests=32)
+    with ThreadPoolExecutor(9) as pool:
+        futures = [pool.submit(batcher.submit, "a", [str(i).encode()]) for i in range(9)]
+        time.sleep(0.3)
+        graph.gate.set()
+        results = [f.result(timeout=10) for f in futures]
+    assert [int(r["value"][0]) for r in results] == [2 * i for i in range(9)]
+    assert sorted(len(call) for call in graph.calls) != [1] * 9  # some calls held several requests
+    assert max(len(call) for call in graph.calls) <= 4 and sum(len(c) for c in graph.calls) == 9
+    # a failing request fails alone; its batch-mates get their answers
+    with ThreadPoolExecutor(3) as pool:
+        graph.gate.clear()
+        futures = [pool.submit(batcher.submit, "a", [image]) for image in (b"1", b"bad", b"3")]
+        time.sleep(0.3)
+        graph.gate.set()
+        assert int(futures[0].result(timeout=10)["value"][0]) == 2
+        with pytest.raises(ValueError, match="cannot decode"):
+            futures[1].result(timeout=10)
+        assert int(futures[2].result(timeout=10)["value"][0]) == 6
+    # different signatures never share a call
+    graph.calls.clear()
+    with ThreadPoolExecutor(4) as pool:
+        graph.gate.clear()
+        futures = [pool.submit(batcher.submit, name, [b"5"]) for name in ("a", "b", "a", "b")]
+        time.sleep(0.3)
+        graph.gate.set()
+        assert [str(f.result(timeout=10)["signature"][0]) for f in futures] == ["a", "b", "a", "b"]
+    batcher.close()
+
+
+def test_a_full_queue_is_refused_at_once_and_the_server_answers_503(served_model_dir):
+    graph = _SlowDoubler()
+    graph.gate.clear()
+    batcher = RequestBatcher(graph, max_batch_size=1, batch_timeout_ms=0, max_queued_requests=2)
+    pool = ThreadPoolExecutor(3)
+    held = [pool.submit(batcher.submit, "a", [b"1"]) for _ in range(3)]  # 1 running + 2 queued
+    time.sleep(0.3)
+    started = time.monotonic()
+    with pytest.raises(QueueFullError, match="max_queued_requests"):
+        batcher.submit("a", [b"2"])
+    assert time.monotonic() - started < 1.0
+    graph.gate.set()
+    assert all(int(f.result(timeout=10)["value"][0]) == 2 for f in held)
+    pool.shutdown()
+    batcher.close()
+
+    app = create_app(served_model_dir, max_batch_size=1, max_queued_requests=1)
+    real = app.extensions["sat_tf_batcher"]
+    real.submit = lambda *args: (_ for _ in ()).throw(QueueFullError("server busy: test"))
+    response = app.test_client().post("/v1/models/captioner:predict", json={"instances": [{"b64": "AA=="}]})
+    # a bad image is still a 400 before the queue is involved ...
+    assert response.status_code == 400
+    image = base64.b64encode(_png(np.zeros((8, 8, 3), np.uint8))).decode()
+    busy = app.test_client().post("/v1/models/captioner:predict", json={"instances": [{"b64": image}]})
+    assert busy.status_code == 503 and "server busy" in busy.get_json()["error"]
+    assert busy.headers["Retry-After"] == "1"
