@@ -220,8 +220,9 @@ class Encoder(keras.layers.Layer):
 def coordinate_channels(feature_map: tf.Tensor) -> tf.Tensor:
     """[B, h, w, C] -> [B, h, w, 2] holding each cell's centre (x, y), scaled to [-1, 1]."""
     height, width = feature_map.shape[1], feature_map.shape[2]
-    ys = (tf.range(height, dtype=feature_map.dtype) + 0.5) / height * 2.0 - 1.0
-    xs = (tf.range(width, dtype=feature_map.dtype) + 0.5) / width * 2.0 - 1.0
+    # computed in float32 and cast: tf.range has no float16 kernel (mixed_float16 training)
+    ys = (tf.range(height, dtype=tf.float32) + 0.5) / height * 2.0 - 1.0
+    xs = (tf.range(width, dtype=tf.float32) + 0.5) / width * 2.0 - 1.0
     grid_y, grid_x = tf.meshgrid(ys, xs, indexing="ij")
-    grid = tf.stack([grid_x, grid_y], axis=-1)[tf.newaxis]
+    grid = tf.cast(tf.stack([grid_x, grid_y], axis=-1)[tf.newaxis], feature_map.dtype)
     return tf.tile(grid, [tf.shape(feature_map)[0], 1, 1, 1])

@@ -9,6 +9,7 @@ from sat_tf.errors import ConfigError
 OPTIMIZERS = ("adam", "rmsprop")
 SCHEDULES = ("constant", "cosine", "exponential")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclasses.dataclass
@@ -39,6 +40,9 @@ class TrainConfig:
             a better validation score (None: never stop early).
         strategy: "default" (one device), "mirrored" (all local GPUs) or "multi_worker" (TF_CONFIG).
         deterministic: deterministic TensorFlow ops: a resumed or repeated run gives the same weights.
+        precision: "float32", "mixed_bfloat16", "mixed_float16" (with dynamic loss scaling) or
+            "auto" (mixed_bfloat16 where the CPU or GPU computes bfloat16 natively, else float32);
+            weights and saved models stay float32 (see `sat_tf.training.precision`).
     """
 
     batch_size: int = 64
@@ -59,12 +63,15 @@ class TrainConfig:
     early_stopping_patience: int | None = None
     strategy: str = "default"
     deterministic: bool = False
+    precision: str = "float32"
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got '{self.optimizer}'")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {SCHEDULES}, got '{self.schedule}'")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got '{self.precision}'")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {STRATEGIES}, got '{self.strategy}'")
         for name in ("batch_size", "epochs", "checkpoint_every", "keep_checkpoints", "log_every"):

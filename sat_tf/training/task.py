@@ -123,16 +123,25 @@ class CaptioningTask(keras.Model):
         updated by it (a smaller learning rate) and the rest by `optimizer`; the gradient is
         clipped as a whole first."""
         variables = self.captioner.trainable_variables_for(batch)
+        # mixed_float16: the loss is scaled up before the gradient (float16 would underflow); the
+        # LossScaleOptimizer unscales, and skips steps whose gradients overflowed.
+        loss_scale = (optimizer.dynamic_scale if isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+                      else None)
         with tf.GradientTape() as tape:
             loss, logs = self.compute_caption_loss(batch, training=True)
+            if loss_scale is not None:
+                loss = optimizer.scale_loss(loss)
         gradients = dense_gradients(tape.gradient(loss, variables))
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync if context is not None else 1
         if replicas > 1:
             gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
         gradient_norm = tf.linalg.global_norm(gradients)
-        if self.clip_norm is not None:
-            gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm, use_norm=gradient_norm)
+        if self.clip_norm is not None:  # clip(s * g, s * c) = s * clip(g, c): the same clip when scaled
+            clip_norm = self.clip_norm if loss_scale is None else self.clip_norm * loss_scale
+            gradients, _ = tf.clip_by_global_norm(gradients, clip_norm, use_norm=gradient_norm)
+        if loss_scale is not None:
+            gradient_norm = gradient_norm / loss_scale
         if replicas > 1:
             gradients = [g / replicas for g in gradients]
         if encoder_optimizer is None:

@@ -29,10 +29,11 @@ import tensorflow as tf
 
 from sat_tf.data.feature_cache import FeatureCache
 from sat_tf.data.pipeline import EncodedCaptions, count_batches, make_caption_dataset
-from sat_tf.errors import SatTfError
+from sat_tf.errors import ConfigError, SatTfError
 from sat_tf.models.captioner import Captioner
 from sat_tf.training.config import TrainConfig
 from sat_tf.training.optimizers import make_optimizer
+from sat_tf.training.precision import dtype_policy, float32_layers, resolve_precision
 from sat_tf.training.strategy import WORKER_FAILURE_ERRORS, WorkerFailureError, is_chief
 from sat_tf.training.task import CaptioningTask
 from sat_tf.utils.atomic import atomic_path, write_json_atomic
@@ -127,7 +128,8 @@ class Trainer:
         self.output_dir = Path(output_dir)
         self.chief = is_chief(self.strategy)
         keras.utils.set_random_seed(config.seed)
-        with self.strategy.scope():
+        self.precision = resolve_precision(config.precision)
+        with self.strategy.scope(), dtype_policy(self.precision):
             self.model = build_model()
             self.task = (build_task or (lambda m: CaptioningTask(m, clip_norm=config.clip_norm)))(self.model)
             if config.bucket_by_length is None:  # auto: not with batch statistics that would leak lengths
@@ -146,6 +148,11 @@ class Trainer:
                 # Pretrained blocks being fine-tuned learn more slowly than the decoder.
                 self.encoder_optimizer = make_optimizer(config, self.total_steps, config.encoder_learning_rate_scale)
                 self.encoder_optimizer.build(encoder_variables)
+            if self.precision == "mixed_float16":  # float16 gradients underflow without loss scaling
+                if self.encoder_optimizer is not None:
+                    raise ConfigError("mixed_float16 with fine-tuned encoder blocks is not supported (one loss "
+                                      "scale for two optimizers); use mixed_bfloat16")
+                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             encoder_ids = {id(v) for v in encoder_variables} if self.encoder_optimizer else set()
             # Built before the first tf.function step (Keras 3).
             self.optimizer.build([v for v in self.model.trainable_variables if id(v) not in encoder_ids])
@@ -209,7 +216,7 @@ class Trainer:
                 f"{int(self.epoch)} ({type(exc).__name__}); the last checkpoint is {self.manager.latest_checkpoint}. "
                 f"Restart every worker with the same command and --resume.") from exc
         if self.chief:
-            with atomic_path(self.output_dir / "model.keras") as tmp:
+            with atomic_path(self.output_dir / "model.keras") as tmp, float32_layers(self.model):
                 self.model.save(tmp)
         else:
             shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
@@ -332,7 +339,7 @@ def _select_model(validate, model, selection, epoch: int, step: int, output_dir:
     if verbose:
         print(f"epoch {epoch}: validation score {score:.2f}{' (best so far)' if improved else ''}", flush=True)
     if improved and chief:
-        with atomic_path(output_dir / "best_model.keras") as tmp:
+        with atomic_path(output_dir / "best_model.keras") as tmp, float32_layers(model):
             model.save(tmp)
         write_json_atomic(output_dir / "best.json", {"epoch": epoch, "score": score, "step": step})
     return {"step": step, "epoch": epoch, "validation_score": score}
