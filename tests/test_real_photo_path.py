@@ -13,6 +13,22 @@ WORDS = ["a dog runs on the grass", "a red dog plays in the grass", "the dog is 
          "a man rides a bike", "a man on a red bike", "the man is riding"]
 
 
+def _logged_images(log_dir) -> dict[str, list[np.ndarray]]:
+    """tag -> decoded images of every tf.summary.image in the event files of `log_dir`."""
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    images = {}
+    for tag in accumulator.Tags()["tensors"]:
+        if tag.startswith("images/"):
+            events = accumulator.Tensors(tag)
+            # an image summary tensor holds [width, height, encoded PNG]
+            images[tag] = [tf.io.decode_png(tf.make_ndarray(e.tensor_proto)[2]).numpy() for e in events]
+    return images
+
+
 @pytest.fixture(scope="module")
 def flickr_like(tmp_path_factory):
     """12 train + 4 dev JPEGs with 5 captions each, file names and splits as in Flickr8k."""
@@ -49,6 +65,14 @@ def test_recipe_train_evaluate_caption(flickr_like, tmp_path, capsys):
         manifest = json.loads((run / "features" / split / "manifest.json").read_text())
         assert manifest["complete"] and manifest["identity"]["num_images"] == count
     assert (run / "best_model.keras").is_file() and json.loads((run / "best.json").read_text())["epoch"] in (1, 2)
+    # TensorBoard: per validation, the score and the attention figure of the first 3 dev images
+    figures = _logged_images(run / "logs")
+    dev_ids = ["1012_photo.jpg", "1013_photo.jpg", "1014_photo.jpg"]
+    assert sorted(figures) == [f"images/attention/{name}" for name in dev_ids]
+    for images in figures.values():
+        assert len(images) == 2  # one per epoch
+        height, width, channels = images[-1].shape
+        assert channels == 3 and width > 300 and images[-1].std() > 10  # a drawn figure, not a blank
 
     # evaluate with no data flags: the run's own dev split, from its cached features, beam 3
     report_path = tmp_path / "dev.json"

@@ -9,6 +9,7 @@ from typing import Sequence
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.figure  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -24,23 +25,21 @@ def upsample_attention(alpha: np.ndarray, grid: tuple[int, int], size: tuple[int
     return values / max(float(values.max()), 1e-12)
 
 
-def plot_attention(
+def attention_figure(
     image: np.ndarray,
     words: Sequence[str],
     alphas: np.ndarray,
     grid: tuple[int, int],
-    path: str | os.PathLike,
     columns: int = 5,
     title: str | None = None,
-) -> None:
-    """Writes the attention figure for one caption to `path` (PNG), atomically.
+) -> matplotlib.figure.Figure:
+    """The attention figure for one caption (the caller closes it; see `plot_attention`).
 
     Args:
         image: RGB uint8 [H, W, 3].
         words: the caption's words; word j was generated with attention `alphas[j]`.
         alphas: [T, L] attention per step (T >= len(words)).
         grid: (rows, columns) of the region grid.
-        path: output image file.
         columns: panels per row.
         title: figure title (defaults to the caption).
     """
@@ -59,6 +58,24 @@ def plot_attention(
         axis.set_title(word, fontsize=11)
     figure.suptitle(title if title is not None else " ".join(words), fontsize=11)
     figure.tight_layout()
+    return figure
+
+
+def plot_attention(image: np.ndarray, words: Sequence[str], alphas: np.ndarray, grid: tuple[int, int],
+                   path: str | os.PathLike, columns: int = 5, title: str | None = None) -> None:
+    """Writes `attention_figure(...)` to `path` (PNG), atomically."""
+    figure = attention_figure(image, words, alphas, grid, columns, title)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=80)
     plt.close(figure)
+
+
+def attention_figure_array(image: np.ndarray, words: Sequence[str], alphas: np.ndarray, grid: tuple[int, int],
+                           columns: int = 5, title: str | None = None) -> np.ndarray:
+    """`attention_figure(...)` rendered to an RGB uint8 array [H, W, 3] (for TensorBoard)."""
+    figure = attention_figure(image, words, alphas, grid, columns, title)
+    figure.set_dpi(80)
+    figure.canvas.draw()
+    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(figure)
+    return pixels

@@ -117,13 +117,18 @@ class Trainer:
         verbose: show a progress bar.
         build_task: the task (loss and step) for the model; default the cross-entropy
             `CaptioningTask` with `config.clip_norm` (`SelfCriticalTask` for self-critical training).
+        figures: model -> {name: RGB uint8 image}, written to TensorBoard (`images/<name>`) after
+            every validation, for example the attention figures of a few fixed validation
+            images (`sat_tf.workflows.train.attention_figures`).
     """
 
     def __init__(self, build_model: Callable[[], Captioner], data: TrainingData, config: TrainConfig,
                  output_dir: str | os.PathLike, strategy: tf.distribute.Strategy | None = None,
                  validate: Callable[[Captioner], float] | None = None, verbose: bool = True,
-                 build_task: Callable[[Captioner], CaptioningTask] | None = None):
+                 build_task: Callable[[Captioner], CaptioningTask] | None = None,
+                 figures: Callable[[Captioner], dict[str, np.ndarray]] | None = None):
         self.data, self.config, self.validate, self.verbose = data, config, validate, verbose
+        self.figures = figures
         self.strategy = strategy or tf.distribute.get_strategy()
         self.output_dir = Path(output_dir)
         self.chief = is_chief(self.strategy)
@@ -270,6 +275,11 @@ class Trainer:
         """Scores the model after an epoch, keeps the best one; returns whether to stop early."""
         self.history.append(_select_model(self.validate, self.model, self.selection, int(self.epoch), self.step,
                                           self.output_dir, self.chief, self.writer, self.verbose))
+        if self.figures is not None and self.chief:
+            with self.writer.as_default(step=self.step):
+                for name, image in self.figures(self.model).items():
+                    tf.summary.image(f"images/{name}", np.asarray(image, np.uint8)[np.newaxis])
+            self.writer.flush()
         self.manager.save(checkpoint_number=self.step)
         if self.selection.should_stop():
             if self.verbose:
@@ -289,6 +299,7 @@ def train(
     verbose: bool = True,
     validate: Callable[[Captioner], float] | None = None,
     build_task: Callable[[Captioner], CaptioningTask] | None = None,
+    figures: Callable[[Captioner], dict[str, np.ndarray]] | None = None,
 ) -> TrainResult:
     """Trains a captioner with the custom loop: `Trainer(...).fit(resume)`. See `Trainer`.
 
@@ -296,7 +307,8 @@ def train(
         >>> result = train(lambda: build_captioner(ModelConfig(), tokenizer), data, TrainConfig(),
         ...                "runs/demo", validate=bleu4_validator(images, ids, references))
     """
-    return Trainer(build_model, data, config, output_dir, strategy, validate, verbose, build_task).fit(resume)
+    return Trainer(build_model, data, config, output_dir, strategy, validate, verbose, build_task,
+                   figures).fit(resume)
 
 
 def _sharding_options() -> tf.data.Options:

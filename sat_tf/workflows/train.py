@@ -15,6 +15,8 @@ from sat_tf.data.pipeline import encode_captions
 from sat_tf.data.sources import DataConfig, load_captions
 from sat_tf.data.tokenizer import CaptionTokenizer
 from sat_tf.evaluation.validation import bleu4_validator, cider_validator
+from sat_tf.inference import generate_captions
+from sat_tf.inference.attention_plot import attention_figure_array
 from sat_tf.models.config import build_captioner
 from sat_tf.training import TrainingData, TrainResult, make_strategy, train
 from sat_tf.training.self_critical import CiderReward, SelfCriticalTask
@@ -67,8 +69,10 @@ def train_captioner(config: RunConfig, output_dir: str | os.PathLike, resume: bo
     validator = validation_scorer(config, probe, output_dir, verbose) if validate else None
     output_dir.mkdir(parents=True, exist_ok=True)
     config.save(output_dir / RUN_CONFIG_FILE)
+    figures = attention_figures(config, probe) if validator is not None else None
     return train(lambda: build_captioner(config.model, tokenizer), TrainingData(source, captions, probe.image_size),
-                 config.training, output_dir, strategy=strategy, resume=resume, verbose=verbose, validate=validator)
+                 config.training, output_dir, strategy=strategy, resume=resume, verbose=verbose, validate=validator,
+                 figures=figures)
 
 
 def validation_data_config(config: RunConfig) -> DataConfig | None:
@@ -107,6 +111,32 @@ def validation_scorer(config: RunConfig, encoder, output_dir: Path, verbose: boo
                            features=inputs.get("features"), forbid_unknown=decoding.forbid_unknown)
 
 
+def attention_figures(config: RunConfig, encoder, count: int = 3):
+    """model -> {"attention/<image id>": figure} for the first `count` validation images: the greedy
+    caption with one attention panel per word (the `sat-tf caption --attention-plot` figure), so
+    TensorBoard shows attention forming over training. None without validation data."""
+    data_config = validation_data_config(config)
+    if data_config is not None:
+        data = load_captions(data_config, encoder.image_size, verbose=False)
+        ids = data.image_ids[:count]
+        images = np.stack([load_image(path, encoder.image_size) for path in data.image_paths[:count]])
+    elif config.data.is_synthetic:
+        data = load_captions(config.data, encoder.image_size, id_prefix="validation",
+                             seed_offset=VALIDATION_SEED_OFFSET, num_images=count)
+        ids, images = data.image_ids[:count], data.images[:count]
+    else:
+        return None
+
+    def render(model) -> dict[str, np.ndarray]:
+        decoded = generate_captions(model, images=images, max_length=config.decoding.max_length,
+                                    forbid_unknown=config.decoding.forbid_unknown).best()
+        return {f"attention/{Path(image_id).name}": attention_figure_array(image, decoded.words(k), decoded.alphas[k],
+                                                                model.feature_grid)
+                for k, (image_id, image) in enumerate(zip(ids, images))}
+
+    return render
+
+
 def train_self_critical(config: RunConfig, output_dir: str | os.PathLike, resume: bool = False,
                         verbose: bool = True) -> TrainResult:
     """Self-critical fine-tuning of the model `config.scst.init_from` (Rennie et al. 2017): each
@@ -141,4 +171,4 @@ def train_self_critical(config: RunConfig, output_dir: str | os.PathLike, resume
 
     return train(lambda: load_captioner(config.scst.init_from), TrainingData(source, per_image, encoder.image_size),
                  training, output_dir, strategy=strategy, resume=resume, verbose=verbose, validate=validator,
-                 build_task=build_task)
+                 build_task=build_task, figures=attention_figures(config, encoder) if validator else None)
