@@ -8,7 +8,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["sat_tf", "sat_tf.*"]),
-    package_data={"sat_tf.workflows": ["recipes/*.json"], "sat_tf.serving": ["page/*"]},
+    package_data={"sat_tf.workflows": ["recipes/*.json"], "sat_tf.serving": ["page/*"],
+                  "sat_tf.presets": ["*/config.json", "*/weights.npz"]},
     install_requires=[
         "tensorflow==2.21.0",
         "tensorflow-text==2.21.1",

@@ -3,9 +3,12 @@
 Starts the server on a free port in a subprocess (waitress), waits until the model status is
 AVAILABLE, then runs `--clients` threads sending `--requests` predict calls in total (one JPEG
 per request, TF Serving's {"instances": [{"b64": ...}]} body), with a bad request (invalid base64)
-after every 20th good one to show the server keeps serving.
+after every 20th good one to show the server keeps serving. Each `--max-batch-size` value is a
+separate server run on the same machine: 1 is the server without batching (one graph call per
+request), the default 16 batches concurrent requests.
 
     python benchmarks/serve_load.py --model-dir serving/sat_tf [--images DIR] [--clients 8] [--requests 400]
+        [--max-batch-size 1 16]
 """
 
 from __future__ import annotations
@@ -40,14 +43,28 @@ def main() -> None:
     parser.add_argument("--images", default=str(DEV_IMAGES))
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--max-batch-size", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--output", default="benchmarks/results/serve_load.json")
     args = parser.parse_args()
-    name = Path(args.model_dir).name
     images = sorted(Path(args.images).glob("*.jpg"))[:50]
     bodies = [json.dumps({"instances": [{"b64": base64.b64encode(p.read_bytes()).decode()}]}) for p in images]
+    runs = {f"max_batch_size={size}": load_test(args, bodies, size) for size in args.max_batch_size}
+    report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+              "command": " ".join(["python", *sys.argv]), "clients": args.clients, "requests": args.requests,
+              "runs": runs}
+    print(json.dumps(report, indent=2))
+    from sat_tf.utils.atomic import write_json_atomic
+
+    write_json_atomic(args.output, report)
+
+
+def load_test(args, bodies: list[str], max_batch_size: int) -> dict:
+    """One server run at this batching setting: throughput, latency percentiles, errors."""
+    name = Path(args.model_dir).name
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "sat_tf.cli", "serve", "--model-dir", args.model_dir,
-                               "--port", str(port)], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                               "--port", str(port), "--max-batch-size", str(max_batch_size)],
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     base = f"http://127.0.0.1:{port}/v1/models/{name}"
     try:
         deadline = time.time() + 120
@@ -80,18 +97,13 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
     latencies = sorted(r[0] for r in results)
-    report = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "command": " ".join(["python", *sys.argv]),
-        "clients": args.clients, "requests": args.requests, "requests_per_second": args.requests / seconds,
+    return {
+        "requests_per_second": args.requests / seconds,
         "p50_ms": statistics.median(latencies), "p99_ms": latencies[int(0.99 * (len(latencies) - 1))],
         "errors": sum(r[1] != 200 for r in results),
         "bad_requests_sent": sum(r[2] != 0 for r in results),
         "bad_requests_answered_400": sum(r[2] == 400 for r in results),
     }
-    print(json.dumps(report, indent=2))
-    from sat_tf.utils.atomic import write_json_atomic
-
-    write_json_atomic(args.output, report)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's Python-side logging
 
+DEFAULT_PRESET = "flickr8k_lite0"  # the shipped preset `sat-tf caption` uses without --model
+
 def run_config(args, base: dict | None = None):
     """Library defaults <- the command's own defaults (`base`) <- --recipe <- --config <- flags."""
     from sat_tf.workflows.flags import section_overrides
@@ -69,7 +71,7 @@ def cmd_caption(args) -> None:
     from sat_tf.utils.atomic import write_json_atomic
     from sat_tf.workflows import caption_files, load_captioners
 
-    model = load_captioners(args.model)
+    model = load_captioners(args.model)  # default: the shipped preset
     captioned = caption_files(model, args.images, _decoding_for(args), skip_bad=args.skip_bad)
     best = captioned.candidates.best()
     results = []
@@ -181,8 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     caption = command("caption", cmd_caption, "caption image files")
     caption.add_argument("images", nargs="+")
-    caption.add_argument("--model", required=True, nargs="+",
-                         help="model.keras or a run folder (its best_model.keras); several: an ensemble")
+    caption.add_argument("--model", nargs="+", default=[DEFAULT_PRESET],
+                         help="model.keras, a run folder (its best_model.keras) or a preset name; several: an "
+                              f"ensemble (default: the pretrained preset {DEFAULT_PRESET})")
     caption.add_argument("--attention-plot", help="write the attention figure here (PNG)")
     caption.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of failing")
     caption.add_argument("--output", help="also write the captions as JSON")
@@ -193,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "BLEU-1..4, METEOR, ROUGE-L, CIDEr (0-100) of generated captions; by default on the "
                        "validation split of the run that trained --model")
     evaluate.add_argument("--model", required=True, nargs="+",
-                          help="model.keras or a run folder (its best_model.keras); several: an ensemble")
+                          help="model.keras, a run folder (its best_model.keras) or a preset name; several: an "
+                               "ensemble")
     evaluate.add_argument("--tokenization", choices=["auto", "ptb", "python"], default="auto",
                           help="coco-caption's PTB tokenizer (needs Java) or Python; auto: PTB if Java is found")
     evaluate.add_argument("--output", help="also write the report (scores, settings, every caption) as JSON")
@@ -203,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_section_flags(evaluate, "decoding")
 
     export = command("export", cmd_export, "SavedModel for serving and/or TFLite encoder + decoder step")
-    export.add_argument("--model", required=True, help="model.keras or a run folder")
+    export.add_argument("--model", required=True, help="model.keras, a run folder or a preset name")
     export.add_argument("--saved-model-dir", help="TF Serving base path; writes <dir>/<model-name>/<version>/")
     export.add_argument("--model-name", default="sat_tf")
     export.add_argument("--version", type=int, default=1)

@@ -129,6 +129,19 @@ class Captioner(keras.Model):
         encoder_top = self.encoder.trainable_variables if self.encoder.cache_layer is not None else []
         return self.decoder.trainable_variables + encoder_top
 
+    @classmethod
+    def from_preset(cls, name: str) -> "Captioner":
+        """A pretrained captioner shipped with the package (`sat_tf.models.preset.preset_names()`),
+        or a folder written by `save_preset`.
+
+        Example:
+            >>> model = Captioner.from_preset("flickr8k_lite0")
+            >>> generate_captions(model, images=photos, sampler=BeamSampler(3)).best_texts
+        """
+        from sat_tf.models.preset import load_preset
+
+        return load_preset(name)
+
     def train_step(self, data):
         raise TypeError("a Captioner is trained through its task: task = sat_tf.training.CaptioningTask(model); "
                         "task.compile(optimizer=...); task.fit(dataset)")

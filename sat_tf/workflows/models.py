@@ -1,4 +1,4 @@
-"""Loading trained captioners by path: a `.keras` file or a training run folder."""
+"""Loading trained captioners: a `.keras` file, a training run folder, or a shipped preset's name."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import keras
 import sat_tf.models  # noqa: F401  (registers the custom classes)
 from sat_tf.errors import SatTfError
 from sat_tf.models.captioner import Captioner
+from sat_tf.models.preset import PresetError, load_preset, preset_names
 
 MODEL_FILES = ("best_model.keras", "model.keras")  # in a run folder, in order of preference
 
@@ -32,8 +33,19 @@ def model_file(path: str | os.PathLike) -> Path:
     return path
 
 
+def is_preset_reference(reference: str | os.PathLike) -> bool:
+    """A model reference names a shipped preset when no file or folder of that name exists."""
+    return not Path(reference).exists() and str(reference) in preset_names()
+
+
 def load_captioner(path: str | os.PathLike) -> Captioner:
-    """Loads a trained captioner; see `model_file` for what a folder resolves to."""
+    """Loads a trained captioner: a `.keras` file, a run folder (see `model_file`), or the name
+    of a shipped preset (`sat_tf.models.preset.preset_names()`)."""
+    if is_preset_reference(path):
+        try:
+            return load_preset(str(path))
+        except PresetError as exc:
+            raise ModelLoadError(str(exc)) from None
     path = model_file(path)
     try:
         model = keras.saving.load_model(path)

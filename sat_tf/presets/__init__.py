@@ -1,0 +1,1 @@
+"""Pretrained captioners shipped with sat_tf (one folder each); see `sat_tf.models.preset`."""
