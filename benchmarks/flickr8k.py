@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import numpy as np  # noqa: E402
 
 from sat_tf.data.feature_cache import FeatureCache  # noqa: E402
 from sat_tf.training import CaptioningTask  # noqa: E402
-from sat_tf.utils.atomic import write_json_atomic, write_text_atomic  # noqa: E402
+from reporting import command_line, machine, write_report  # noqa: E402
 from sat_tf.workflows import evaluate_captioner, load_captioner, resolve_run_config, train_captioner  # noqa: E402
 from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
 from sat_tf.workflows.run_config import DecodingConfig  # noqa: E402
@@ -153,18 +152,13 @@ def main() -> None:
         rows[f"sat_tf {mode}, beam {args.beam_size}" + (f" ({chosen})" if chosen else "")] = _score(
             run_dir, beam, chosen)
         runs[mode] = run
-    report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "split": "Flickr8k dev (1,000 images)",
-              "command": "python benchmarks/flickr8k.py " + " ".join(
-                  f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                  for k, v in vars(args).items() if k not in ("data", "output") and v not in (None, [])),
+    report = {"machine": machine(), "split": "Flickr8k dev (1,000 images)",
+              "command": command_line("flickr8k.py", args),
               "args": vars(args), "runs": runs, "wall_seconds": time.perf_counter() - started, "rows": rows}
     lines = ["| model | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
     for name, scores in rows.items():
         lines.append(f"| {name} | " + " | ".join(f"{scores[c]:.1f}" if c in scores else "–" for c in COLUMNS) + " |")
-    table = "\n".join(lines)
-    print(table)
-    write_json_atomic(f"{args.output}.json", report)
-    write_text_atomic(f"{args.output}.md", table + "\n")
+    write_report(args.output, report, "\n".join(lines))
 
 
 if __name__ == "__main__":

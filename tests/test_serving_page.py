@@ -169,7 +169,8 @@ class _SlowDoubler:
         if b"bad" in images:
             raise ValueError("cannot decode")
         self.calls.append(list(images))
-        return {"value": np.array([2 * int(image) for image in images]), "signature": np.array([signature] * len(images))}
+        return {"value": np.array([2 * int(image) for image in images]),
+                "signature": np.array([signature] * len(images))}
 
 
 def test_batcher_groups_requests_up_to_the_batch_size_and_answers_each_its_rows():
