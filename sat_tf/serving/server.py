@@ -15,7 +15,9 @@ So a client written against `tensorflow/serving` works unchanged. Built on Flask
 run the real TF Serving container on the same export (see the README). Bad requests (invalid
 JSON, not base64, not an image, too large, wrong shape) get HTTP 400 with {"error": "..."}, and
 the server keeps serving. Concurrent requests are batched into one graph call
-(`batching.RequestBatcher`); when its queue is full a request gets HTTP 503 at once. Images follow the one image contract (`sat_tf_edge.images`): the server
+(`batching.RequestBatcher`; as with TF Serving's batching, a request's tokens, log_probs and
+alphas are padded to the longest caption of its graph call); when the queue is full a request
+gets HTTP 503 at once. Images follow the one image contract (`sat_tf_edge.images`): the server
 applies the EXIF orientation before the graph sees the bytes, and converts formats the graph
 cannot decode (TIFF, WebP, ...) to PNG.
 """
