@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from sat_tf.data.feature_cache import FeatureCache
+from sat_tf.data.feature_cache import FeatureCache, StaleCacheError
 from sat_tf.data.images import ImageLoadError, load_image
 from sat_tf.data.sources import CaptionData, DataConfig, load_captions
 from sat_tf.errors import ConfigError
@@ -60,17 +60,20 @@ def default_evaluation_data(model_path: str | os.PathLike) -> DataConfig | None:
 
 
 def _images_or_features(model, data: CaptionData, feature_cache: str | None) -> dict:
-    """{"features": ...} read from a cache checked against every member's encoder, or {"images": ...}."""
+    """{"features": ...} read from a cache checked against every member's encoder, or {"images": ...}
+    (also for an ensemble whose members' encoders do not all match the cache)."""
     members = model.models if isinstance(model, CaptionerEnsemble) else [model]
     size = members[0].encoder.image_size
-    if feature_cache is None:
-        if isinstance(data.images, np.ndarray):
-            return {"images": data.images}
-        return {"images": np.stack([load_image(p, size) for p in data.images])}
-    cache = None
-    for member in members:
-        cache = FeatureCache(feature_cache, encoder_identity(member.encoder, data.image_paths))
-    return {"features": cache.gather(np.arange(len(cache)))}
+    if feature_cache is not None:
+        try:
+            caches = [FeatureCache(feature_cache, encoder_identity(m.encoder, data.image_paths)) for m in members]
+            return {"features": caches[0].gather(np.arange(len(caches[0])))}
+        except StaleCacheError:
+            if len(members) == 1:
+                raise
+    if isinstance(data.images, np.ndarray):
+        return {"images": data.images}
+    return {"images": np.stack([load_image(p, size) for p in data.images])}
 
 
 def evaluate_captioner(model_paths: Sequence[str], data: DataConfig, decoding: DecodingConfig,
