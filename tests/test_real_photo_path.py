@@ -98,6 +98,18 @@ def test_recipe_train_evaluate_caption(flickr_like, tmp_path, capsys):
     assert (scst / "best_model.keras").is_file() and 0.0 <= json.loads((scst / "best.json").read_text())["score"]
     assert not (scst / "features").exists()  # the caches were reused, not extracted again
 
+    # the fine-tuned recipe: its cache holds the 7x7-grid input of the last stage (here 2x2 at 64 px),
+    # and an ensemble with the frozen-feature run (whose cache it cannot share) reads the images
+    tuned = tmp_path / "tuned"
+    assert main(["train", "--recipe", "flickr8k-lite0-ft", "--data-root", str(flickr_like), "--output-dir",
+                 str(tuned), *small]) == 0
+    manifest = json.loads((tuned / "features" / "train" / "manifest.json").read_text())
+    assert manifest["identity"]["encoder"]["cache_layer"] == "block15_expand_conv"
+    assert manifest["feature_shape"] == [2, 2, 192]
+    both = tmp_path / "both.json"
+    assert main(["evaluate", "--model", str(tuned), str(run), "--output", str(both), "--tokenization", "python"]) == 0
+    assert json.loads(both.read_text())["images"] == 4
+
     photo = flickr_like / "images" / "1013_photo.jpg"
     assert main(["caption", str(photo), "--model", str(run), "--output", str(tmp_path / "c.json")]) == 0
     caption = json.loads((tmp_path / "c.json").read_text())["captions"][0]
