@@ -43,6 +43,12 @@ def test_float32_preset_is_the_model(model, images, tmp_path):
             == generate_captions(model, images=images, max_length=8).best().texts)
     info = preset_info(folder)
     assert info["decoding"] == {"beam_size": 3} and info["metrics"] == {"BLEU-4": 1.0}
+    # wherever a model path is taken, a preset folder works too, with its own decoding settings
+    from sat_tf.workflows.evaluate import run_config_of
+    from sat_tf.workflows.models import load_captioner
+
+    assert load_captioner(folder).tokenizer.vocabulary == model.tokenizer.vocabulary
+    assert run_config_of(folder).decoding.beam_size == 3
 
 
 def test_int8_and_float16_presets_round_within_their_step(model, images, tmp_path):

@@ -42,6 +42,11 @@ def preset_names() -> list[str]:
     return sorted(entry.name for entry in root.iterdir() if entry.is_dir() and (entry / CONFIG_FILE).is_file())
 
 
+def is_preset_folder(path: str | os.PathLike) -> bool:
+    """Whether `path` is a folder written by `save_preset`."""
+    return (Path(path) / CONFIG_FILE).is_file() and (Path(path) / WEIGHTS_FILE).is_file()
+
+
 def preset_folder(name_or_path: str | os.PathLike):
     """A shipped preset's folder by name, or a folder written by `save_preset`."""
     path = Path(name_or_path)

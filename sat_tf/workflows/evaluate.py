@@ -22,7 +22,7 @@ from sat_tf.models.config import ModelConfig
 from sat_tf.models.preset import preset_info
 from sat_tf.utils.atomic import write_json_atomic
 from sat_tf.workflows.features import encoder_settings_record
-from sat_tf.workflows.models import is_preset_reference, load_captioners, model_file
+from sat_tf.workflows.models import is_preset, load_captioners, model_file
 from sat_tf.workflows.run_config import RUN_CONFIG_FILE, DecodingConfig, RunConfig, read_json_file
 from sat_tf.workflows.train import validation_data_config
 
@@ -37,7 +37,7 @@ def decode(model, decoding: DecodingConfig, images=None, features=None) -> Capti
 def run_config_of(model_path: str | os.PathLike) -> RunConfig | None:
     """The settings a model was trained with, when it sits in (or is) a run folder; for a shipped
     preset, its decoding settings."""
-    if is_preset_reference(model_path):
+    if is_preset(model_path):
         return RunConfig.from_dict({"decoding": preset_info(str(model_path))["decoding"]}, f"preset {model_path}")
     path = Path(model_path)
     folder = path if path.is_dir() else path.parent
@@ -50,7 +50,7 @@ def default_evaluation_data(model_path: str | os.PathLike) -> DataConfig | None:
     """The validation split of the run that trained the model (with its feature cache folder),
     so `sat-tf evaluate --model RUN` scores the data the run selected on."""
     config = run_config_of(model_path)
-    if config is None or is_preset_reference(model_path):
+    if config is None or is_preset(model_path):
         return None
     data = validation_data_config(config)
     if data is not None and data.feature_cache == "auto":

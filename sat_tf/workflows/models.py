@@ -10,7 +10,7 @@ import keras
 import sat_tf.models  # noqa: F401  (registers the custom classes)
 from sat_tf.errors import SatTfError
 from sat_tf.models.captioner import Captioner
-from sat_tf.models.preset import PresetError, load_preset, preset_names
+from sat_tf.models.preset import PresetError, is_preset_folder, load_preset, preset_names
 
 MODEL_FILES = ("best_model.keras", "model.keras")  # in a run folder, in order of preference
 
@@ -21,7 +21,10 @@ class ModelLoadError(SatTfError, ValueError):
 
 def model_file(path: str | os.PathLike) -> Path:
     """The model file of `path`: itself, or in a run folder the model selected on validation
-    (`best_model.keras`), else the last epoch's (`model.keras`)."""
+    (`best_model.keras`), else the last epoch's (`model.keras`); a preset (name or folder) is
+    its own reference."""
+    if is_preset(path):
+        return Path(path)
     path = Path(path)
     if path.is_dir():
         for name in MODEL_FILES:
@@ -38,10 +41,15 @@ def is_preset_reference(reference: str | os.PathLike) -> bool:
     return not Path(reference).exists() and str(reference) in preset_names()
 
 
+def is_preset(reference: str | os.PathLike) -> bool:
+    """A shipped preset's name or a preset folder (`sat_tf.models.preset.save_preset`)."""
+    return is_preset_reference(reference) or is_preset_folder(reference)
+
+
 def load_captioner(path: str | os.PathLike) -> Captioner:
     """Loads a trained captioner: a `.keras` file, a run folder (see `model_file`), or the name
     of a shipped preset (`sat_tf.models.preset.preset_names()`)."""
-    if is_preset_reference(path):
+    if is_preset(path):
         try:
             return load_preset(str(path))
         except PresetError as exc:
