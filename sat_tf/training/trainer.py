@@ -273,13 +273,15 @@ class Trainer:
 
     def _validate_and_select(self) -> bool:
         """Scores the model after an epoch, keeps the best one; returns whether to stop early."""
-        self.history.append(_select_model(self.validate, self.model, self.selection, int(self.epoch), self.step,
-                                          self.output_dir, self.chief, self.writer, self.verbose))
-        if self.figures is not None and self.chief:
-            with self.writer.as_default(step=self.step):
-                for name, image in self.figures(self.model).items():
-                    tf.summary.image(f"images/{name}", np.asarray(image, np.uint8)[np.newaxis])
-            self.writer.flush()
+        # Validation decodes in float32, as the saved model will (mixed-precision training included).
+        with float32_layers(self.model):
+            self.history.append(_select_model(self.validate, self.model, self.selection, int(self.epoch), self.step,
+                                              self.output_dir, self.chief, self.writer, self.verbose))
+            if self.figures is not None and self.chief:
+                with self.writer.as_default(step=self.step):
+                    for name, image in self.figures(self.model).items():
+                        tf.summary.image(f"images/{name}", np.asarray(image, np.uint8)[np.newaxis])
+                self.writer.flush()
         self.manager.save(checkpoint_number=self.step)
         if self.selection.should_stop():
             if self.verbose:
@@ -351,7 +353,7 @@ def _select_model(validate, model, selection, epoch: int, step: int, output_dir:
     if verbose:
         print(f"epoch {epoch}: validation score {score:.2f}{' (best so far)' if improved else ''}", flush=True)
     if improved and chief:
-        with atomic_path(output_dir / "best_model.keras") as tmp, float32_layers(model):
+        with atomic_path(output_dir / "best_model.keras") as tmp:
             model.save(tmp)
         write_json_atomic(output_dir / "best.json", {"epoch": epoch, "score": score, "step": step})
     return {"step": step, "epoch": epoch, "validation_score": score}

@@ -14,6 +14,7 @@ from sat_tf.data.images import load_image
 from sat_tf.data.pipeline import encode_captions
 from sat_tf.data.sources import DataConfig, load_captions
 from sat_tf.data.tokenizer import CaptionTokenizer
+from sat_tf.errors import ConfigError
 from sat_tf.evaluation.validation import bleu4_validator, cider_validator
 from sat_tf.inference import generate_captions
 from sat_tf.inference.attention_plot import attention_figure_array
@@ -144,6 +145,8 @@ def train_self_critical(config: RunConfig, output_dir: str | os.PathLike, resume
     document frequencies from all training references), selecting on validation CIDEr-D.
     Checkpointed and resumable like cross-entropy training; the optimizer settings are the
     training section's."""
+    if config.training.precision != "float32":  # the sampling loop runs in the step: float32 only
+        raise ConfigError("self-critical training runs in float32; leave training.precision at float32")
     strategy = make_strategy(config.training.strategy)
     output_dir = Path(output_dir)
     # Read once here for the vocabulary and the encoder's cache identity; the Trainer loads the
