@@ -44,11 +44,16 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--max-batch-size", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--num-batch-threads", type=int, nargs="+", default=[2],
+                        help="each value is a run for every batched (max batch size > 1) setting")
     parser.add_argument("--output", default="benchmarks/results/serve_load.json")
     args = parser.parse_args()
     images = sorted(Path(args.images).glob("*.jpg"))[:50]
     bodies = [json.dumps({"instances": [{"b64": base64.b64encode(p.read_bytes()).decode()}]}) for p in images]
-    runs = {f"max_batch_size={size}": load_test(args, bodies, size) for size in args.max_batch_size}
+    runs = {}
+    for size in args.max_batch_size:
+        for threads in (args.num_batch_threads if size > 1 else [1]):
+            runs[f"max_batch_size={size}, num_batch_threads={threads}"] = load_test(args, bodies, size, threads)
     report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
               "command": " ".join(["python", *sys.argv]), "clients": args.clients, "requests": args.requests,
               "runs": runs}
@@ -58,12 +63,13 @@ def main() -> None:
     write_json_atomic(args.output, report)
 
 
-def load_test(args, bodies: list[str], max_batch_size: int) -> dict:
+def load_test(args, bodies: list[str], max_batch_size: int, num_batch_threads: int = 1) -> dict:
     """One server run at this batching setting: throughput, latency percentiles, errors."""
     name = Path(args.model_dir).name
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "sat_tf.cli", "serve", "--model-dir", args.model_dir,
-                               "--port", str(port), "--max-batch-size", str(max_batch_size)],
+                               "--port", str(port), "--max-batch-size", str(max_batch_size),
+                               "--num-batch-threads", str(num_batch_threads)],
                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     base = f"http://127.0.0.1:{port}/v1/models/{name}"
     try:

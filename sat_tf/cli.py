@@ -141,7 +141,8 @@ def cmd_serve(args) -> None:
 
     print(f"serving {args.model_dir} on http://{args.host}:{args.port}/v1/models/<name>", flush=True)
     serve(args.model_dir, args.host, args.port, args.model_name, max_batch_size=args.max_batch_size,
-          batch_timeout_ms=args.batch_timeout_ms, max_queued_requests=args.max_queued_requests)
+          batch_timeout_ms=args.batch_timeout_ms, max_queued_requests=args.max_queued_requests,
+          num_batch_threads=args.num_batch_threads)
 
 
 # ----- the parser -------------------------------------------------------------------------------------
@@ -228,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="how long a request waits for others to share its graph call (default: 5)")
     serve.add_argument("--max-queued-requests", type=int, default=64,
                        help="requests waiting beyond this are answered 503 (default: 64)")
+    serve.add_argument("--num-batch-threads", type=int, default=2,
+                       help="graph calls run at once: one decodes while another encodes (default: 2)")
     return parser
 
 

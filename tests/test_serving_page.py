@@ -173,10 +173,12 @@ class _SlowDoubler:
                 "signature": np.array([signature] * len(images))}
 
 
-def test_batcher_groups_requests_up_to_the_batch_size_and_answers_each_its_rows():
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batcher_groups_requests_up_to_the_batch_size_and_answers_each_its_rows(threads):
     graph = _SlowDoubler()
-    graph.gate.clear()  # hold the worker on the first request so the others queue up behind it
-    batcher = RequestBatcher(graph, max_batch_size=4, batch_timeout_ms=50, max_queued_requests=32)
+    graph.gate.clear()  # hold the workers on their first batch so the other requests queue up behind
+    batcher = RequestBatcher(graph, max_batch_size=4, batch_timeout_ms=50, max_queued_requests=32,
+                             num_batch_threads=threads)
     with ThreadPoolExecutor(9) as pool:
         futures = [pool.submit(batcher.submit, "a", [str(i).encode()]) for i in range(9)]
         time.sleep(0.3)

@@ -47,6 +47,8 @@ class RequestBatcher:
         max_batch_size: most images per graph call (a larger request runs alone).
         batch_timeout_ms: how long the oldest request waits for others to join its batch.
         max_queued_requests: requests waiting beyond this many are refused with `QueueFullError`.
+        num_batch_threads: batches run at once (TF Serving's `num_batch_threads`): a second
+            thread keeps the CPU busy while the other's graph call is in its sequential part.
 
     Example:
         >>> batcher = RequestBatcher(lambda name, images: signatures[name](image_bytes=images))
@@ -55,18 +57,22 @@ class RequestBatcher:
     """
 
     def __init__(self, run_batch: RunBatch, max_batch_size: int = 16, batch_timeout_ms: float = 5.0,
-                 max_queued_requests: int = 64):
-        if max_batch_size < 1 or max_queued_requests < 1 or batch_timeout_ms < 0:
-            raise ValueError("max_batch_size and max_queued_requests must be >= 1, batch_timeout_ms >= 0")
+                 max_queued_requests: int = 64, num_batch_threads: int = 1):
+        if min(max_batch_size, max_queued_requests, num_batch_threads) < 1 or batch_timeout_ms < 0:
+            raise ValueError("max_batch_size, max_queued_requests and num_batch_threads must be >= 1, "
+                             "batch_timeout_ms >= 0")
         self.run_batch = run_batch
         self.max_batch_size = max_batch_size
         self.batch_timeout = batch_timeout_ms / 1000.0
         self.max_queued_requests = max_queued_requests
         self._queue: queue.Queue = queue.Queue(maxsize=max_queued_requests)
         self._held = None  # taken from the queue but left for the next batch
+        self._forming = threading.Lock()  # one worker forms a batch at a time
         self.batch_sizes: list[int] = []  # images per graph call, for monitoring and tests
-        self._worker = threading.Thread(target=self._work, name="sat_tf-batcher", daemon=True)
-        self._worker.start()
+        self._workers = [threading.Thread(target=self._work, name=f"sat_tf-batcher-{i}", daemon=True)
+                         for i in range(num_batch_threads)]
+        for worker in self._workers:
+            worker.start()
 
     def submit(self, signature: str, images: Sequence[bytes]) -> dict[str, np.ndarray]:
         """Queues the images, waits for their batch and returns their output rows."""
@@ -83,8 +89,10 @@ class RequestBatcher:
 
     def close(self) -> None:
         """Stops the worker after the queued requests (blocks until they are answered)."""
-        self._queue.put(_STOP)
-        self._worker.join()
+        for _ in self._workers:
+            self._queue.put(_STOP)
+        for worker in self._workers:
+            worker.join()
 
     def _next_batch(self) -> list[_Request] | None:
         first = self._held if self._held is not None else self._queue.get()
@@ -107,7 +115,11 @@ class RequestBatcher:
         return batch
 
     def _work(self) -> None:
-        while (batch := self._next_batch()) is not None:
+        while True:
+            with self._forming:
+                batch = self._next_batch()
+            if batch is None:
+                return
             try:
                 self._run(batch)
             except Exception as exc:  # noqa: BLE001 - reported to the clients, the worker goes on

@@ -119,14 +119,14 @@ def _page_file(name: str) -> bytes:
 
 
 def create_app(model_dir: str | os.PathLike, model_name: str | None = None, max_batch_size: int = 16,
-               batch_timeout_ms: float = 5.0, max_queued_requests: int = 64) -> Flask:
+               batch_timeout_ms: float = 5.0, max_queued_requests: int = 64, num_batch_threads: int = 2) -> Flask:
     """The Flask app serving `<model_dir>` (a TF Serving base path `<name>/` or a version folder).
 
     Args:
         model_dir: the exported model (`sat-tf export`).
         model_name: the name in the URLs (default: the folder's).
-        max_batch_size, batch_timeout_ms, max_queued_requests: request batching (see
-            `batching.RequestBatcher`); max_batch_size=1 runs requests one at a time.
+        max_batch_size, batch_timeout_ms, max_queued_requests, num_batch_threads: request
+            batching (see `batching.RequestBatcher`); max_batch_size=1 runs requests one at a time.
     """
     model_dir = Path(model_dir)
     if (model_dir / "saved_model.pb").is_file():
@@ -142,8 +142,8 @@ def create_app(model_dir: str | os.PathLike, model_name: str | None = None, max_
         outputs = signatures[signature_name](image_bytes=tf.constant(list(images)))
         return {key: value.numpy() for key, value in outputs.items()}
 
-    # One worker thread runs the graph (TF parallelises inside a call), on batches of requests.
-    batcher = RequestBatcher(run_batch, max_batch_size, batch_timeout_ms, max_queued_requests)
+    # Worker threads run the graph on batches of requests (TF parallelises inside a call too).
+    batcher = RequestBatcher(run_batch, max_batch_size, batch_timeout_ms, max_queued_requests, num_batch_threads)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
@@ -226,7 +226,8 @@ def create_app(model_dir: str | os.PathLike, model_name: str | None = None, max_
 def serve(model_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8501, model_name: str | None = None,
           threads: int = 8, **batching) -> None:
     """Serves with waitress when installed (a production WSGI server), else Flask's threaded server.
-    `batching`: `create_app`'s max_batch_size, batch_timeout_ms and max_queued_requests."""
+    `batching`: `create_app`'s max_batch_size, batch_timeout_ms, max_queued_requests and
+    num_batch_threads."""
     app = create_app(model_dir, model_name, **batching)
     try:
         from waitress import serve as waitress_serve
