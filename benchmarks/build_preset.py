@@ -7,7 +7,8 @@ preset records its own dev metrics, decoding settings and how it was made.
 
 The shipped flickr8k_lite0 preset, from scratch (README "Pretrained preset"):
 
-    sat-tf train --recipe flickr8k-lite0-ft --data-root ../shared/data/flickr8k --output-dir runs/flickr8k_ft
+    sat-tf train --recipe flickr8k-lite0-ft --precision float32 --data-root ../shared/data/flickr8k \\
+        --output-dir runs/flickr8k_ft
     sat-tf train --recipe flickr8k-lite0-scst --data-root ../shared/data/flickr8k \\
         --scst-init-from runs/flickr8k_ft/model.keras --epochs 5 --output-dir runs/flickr8k_ft_scst \\
         --feature-cache runs/flickr8k_ft/features/train --val-feature-cache runs/flickr8k_ft/features/validation

@@ -47,6 +47,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--fine-tuned", default="flickr8k_ft")
     parser.add_argument("--scst", default="flickr8k_ft_scst")
     parser.add_argument("--scst-epochs", type=int, default=5)
+    parser.add_argument("--precision", default="float32", help="of the cross-entropy stages (the table's: float32)")
     parser.add_argument("--beams", type=int, nargs="+", default=[3, 5])
     parser.add_argument("--ensemble", nargs="*", default=[], metavar="RUN+RUN[+RUN]",
                         help="ensembles to score, each a '+'-joined list of run folders under --work")
@@ -81,7 +82,7 @@ def _score(model_dirs: list[Path], beam: int) -> dict:
 def main() -> None:
     args = _parse_args()
     work = Path(args.work)
-    data = {"data": {"data_root": args.data}}
+    data = {"data": {"data_root": args.data}, "training": {"precision": args.precision}}
     baseline, fine_tuned, scst = work / args.baseline, work / args.fine_tuned, work / args.scst
     stages = {
         "cross-entropy, frozen Lite0 features": (baseline, _stage(baseline, "flickr8k-lite0", data)),
