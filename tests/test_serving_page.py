@@ -162,9 +162,11 @@ class _SlowDoubler:
     def __init__(self):
         self.gate = threading.Event()
         self.gate.set()
+        self.entered = threading.Event()  # a batch has reached the graph
         self.calls: list[list] = []
 
     def __call__(self, signature, images):
+        self.entered.set()
         self.gate.wait()
         if b"bad" in images:
             raise ValueError("cannot decode")
@@ -180,13 +182,19 @@ def test_batcher_groups_requests_up_to_the_batch_size_and_answers_each_its_rows(
     batcher = RequestBatcher(graph, max_batch_size=4, batch_timeout_ms=50, max_queued_requests=32,
                              num_batch_threads=threads)
     with ThreadPoolExecutor(9) as pool:
-        futures = [pool.submit(batcher.submit, "a", [str(i).encode()]) for i in range(9)]
-        time.sleep(0.3)
+        futures = [pool.submit(batcher.submit, "a", [b"0"])]
+        assert graph.entered.wait(timeout=30)  # a worker holds request 0 in the graph
+        futures += [pool.submit(batcher.submit, "a", [str(i).encode()]) for i in range(1, 9)]
+        if threads == 1:  # let all 8 queue behind request 0 before the graph opens
+            deadline = time.monotonic() + 30
+            while batcher.queued < 8 and time.monotonic() < deadline:
+                time.sleep(0.01)
         graph.gate.set()
-        results = [f.result(timeout=10) for f in futures]
+        results = [f.result(timeout=30) for f in futures]
     assert [int(r["value"][0]) for r in results] == [2 * i for i in range(9)]
-    assert sorted(len(call) for call in graph.calls) != [1] * 9  # some calls held several requests
     assert max(len(call) for call in graph.calls) <= 4 and sum(len(c) for c in graph.calls) == 9
+    if threads == 1:  # request 0 alone, then the 8 queued behind it in two full batches
+        assert [len(call) for call in graph.calls] == [1, 4, 4]
     # a failing request fails alone; its batch-mates get their answers
     with ThreadPoolExecutor(3) as pool:
         graph.gate.clear()
@@ -213,8 +221,13 @@ def test_a_full_queue_is_refused_at_once_and_the_server_answers_503(served_model
     graph.gate.clear()
     batcher = RequestBatcher(graph, max_batch_size=1, batch_timeout_ms=0, max_queued_requests=2)
     pool = ThreadPoolExecutor(3)
-    held = [pool.submit(batcher.submit, "a", [b"1"]) for _ in range(3)]  # 1 running + 2 queued
-    time.sleep(0.3)
+    held = [pool.submit(batcher.submit, "a", [b"1"])]  # taken by the worker, held in the graph
+    assert graph.entered.wait(timeout=30)
+    held += [pool.submit(batcher.submit, "a", [b"1"]) for _ in range(2)]  # fill the queue
+    deadline = time.monotonic() + 30
+    while batcher.queued < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert batcher.queued == 2
     started = time.monotonic()
     with pytest.raises(QueueFullError, match="max_queued_requests"):
         batcher.submit("a", [b"2"])

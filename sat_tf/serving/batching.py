@@ -74,6 +74,11 @@ class RequestBatcher:
         for worker in self._workers:
             worker.start()
 
+    @property
+    def queued(self) -> int:
+        """Requests waiting in the queue (not yet taken into a batch)."""
+        return self._queue.qsize()
+
     def submit(self, signature: str, images: Sequence[bytes]) -> dict[str, np.ndarray]:
         """Queues the images, waits for their batch and returns their output rows."""
         request = _Request(signature, list(images))
