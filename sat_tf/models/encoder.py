@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import keras
 import tensorflow as tf
 
 from sat_tf.models import backbones
+
+
+class _Cut(NamedTuple):
+    """A pretrained CNN cut below its trainable top: sub-models sharing the CNN's layers."""
+
+    first_trainable_layer: str
+    frozen_bottom: keras.Model  # images -> the activations a feature cache stores
+    trainable_top: keras.Model  # those activations -> the feature map
 
 
 @keras.saving.register_keras_serializable(package="sat_tf")
@@ -85,8 +95,8 @@ class Encoder(keras.layers.Layer):
             self.cnn = backbones.feature_extractor(full, feature_layer, spec.feature_layers)
             self._preprocess = spec.preprocess
             self._freeze_pretrained()
-        # (first trainable layer, frozen bottom, trainable top), sub-models sharing the CNN's layers,
-        # or None. Kept out of Keras' attribute tracking: the weights are saved once, via `self.cnn`.
+        # The cut below the trainable top blocks, or None. Kept out of Keras' attribute tracking:
+        # the weights are saved once, via `self.cnn`.
         object.__setattr__(self, "_split", self._split_at_trainable_top())
 
     @property
@@ -109,7 +119,7 @@ class Encoder(keras.layers.Layer):
             is_batch_norm = isinstance(layer, keras.layers.BatchNormalization)
             layer.trainable = id(layer) in unfrozen and not is_batch_norm
 
-    def _split_at_trainable_top(self) -> tuple[str, keras.Model, keras.Model] | None:
+    def _split_at_trainable_top(self) -> _Cut | None:
         if not self.is_pretrained_backbone or self.trainable_backbone or self.fine_tune_top_blocks == 0:
             return None
         groups = backbones.top_block_groups(self.cnn)
@@ -119,7 +129,7 @@ class Encoder(keras.layers.Layer):
         first_trainable = groups[-self.fine_tune_top_blocks][0]
         cut = first_trainable.input
         try:
-            return first_trainable.name, keras.Model(self.cnn.inputs, cut), keras.Model(cut, self.cnn.outputs[0])
+            return _Cut(first_trainable.name, keras.Model(self.cnn.inputs, cut), keras.Model(cut, self.cnn.outputs[0]))
         except ValueError:  # other paths lead around the block's first layer: train from images only
             return None
 
@@ -128,7 +138,7 @@ class Encoder(keras.layers.Layer):
         """The layer whose input a feature cache stores (None: the cache stores the features)."""
         if self._split is None:
             return None
-        return self._split[0]
+        return self._split.first_trainable_layer
 
     @property
     def can_cache(self) -> bool:
@@ -138,7 +148,7 @@ class Encoder(keras.layers.Layer):
     @property
     def cached_part_weights(self) -> list:
         """The weights a feature cache depends on (what its fingerprint covers)."""
-        return self._split[1].weights if self._split is not None else self.weights
+        return self._split.frozen_bottom.weights if self._split is not None else self.weights
 
     def build(self, images_shape):
         self.cnn.build((None, self.image_size, self.image_size, 3))
@@ -164,7 +174,7 @@ class Encoder(keras.layers.Layer):
             images = tf.image.resize(images, (self.image_size, self.image_size))
         images = self._preprocess(images)
         if self._split is not None:
-            return self._split[1](images, training=False)
+            return self._split.frozen_bottom(images, training=False)
         # Pretrained backbones run BatchNorm in inference mode even while fine-tuning (Keras guidance).
         cnn_training = training and not self.is_pretrained_backbone
         return self._regions(self.cnn(images, training=cnn_training))
@@ -174,7 +184,7 @@ class Encoder(keras.layers.Layer):
         cached = tf.cast(cached, self.compute_dtype)
         if self._split is None:
             return cached
-        return self._regions(self._split[2](cached, training=False))
+        return self._regions(self._split.trainable_top(cached, training=False))
 
     def _regions(self, feature_map):
         """[B, h, w, C] -> [B, h*w, D], with the coordinate channels if asked for."""

@@ -165,12 +165,12 @@ class Trainer:
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.batch_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
         self.selection = _ModelSelection(config.early_stopping_patience)
-        task_state = {"task_draws": self.task.draws} if hasattr(self.task, "draws") else {}
+        extra_state = {"task_draws": self.task.draws} if hasattr(self.task, "draws") else {}
         if self.encoder_optimizer is not None:
-            task_state["encoder_optimizer"] = self.encoder_optimizer
+            extra_state["encoder_optimizer"] = self.encoder_optimizer
         self.checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer=self.optimizer, epoch=self.epoch, batch_in_epoch=self.batch_in_epoch,
-            random_states=random_state_variables(self.model), selection=self.selection, **task_state)
+            random_states=random_state_variables(self.model), selection=self.selection, **extra_state)
         # Every worker takes part in saving (collective ops); only the chief's copy is kept. On resume
         # every worker restores the chief's checkpoints, so `output_dir` must be the same shared folder
         # for all workers (as TensorFlow's multi-worker checkpointing requires).

@@ -12,7 +12,7 @@ import numpy as np
 from sat_tf.data.feature_cache import FeatureCache
 from sat_tf.data.images import load_image
 from sat_tf.data.pipeline import encode_captions
-from sat_tf.data.sources import DataConfig, load_captions
+from sat_tf.data.sources import CaptionData, DataConfig, load_captions
 from sat_tf.data.tokenizer import CaptionTokenizer
 from sat_tf.errors import ConfigError
 from sat_tf.evaluation.validation import bleu4_validator, cider_validator
@@ -87,22 +87,31 @@ def validation_data_config(config: RunConfig) -> DataConfig | None:
                       feature_cache=validation.feature_cache, skip_bad=config.data.skip_bad)
 
 
+def validation_captions(config: RunConfig, image_size: int, verbose: bool = True) -> CaptionData | None:
+    """The validation split's images and references: the validation section's caption file, or
+    held-out generated images for generated data; None when the run has no validation data."""
+    data_config = validation_data_config(config)
+    if data_config is not None:
+        return load_captions(data_config, image_size, verbose=verbose)
+    if not config.data.is_synthetic:
+        return None
+    count = config.validation.num_images or max(64, config.data.num_images // 10)
+    return load_captions(config.data, image_size, id_prefix="validation", seed_offset=VALIDATION_SEED_OFFSET,
+                         num_images=count)
+
+
 def validation_scorer(config: RunConfig, encoder, output_dir: Path, verbose: bool = True, metric: str = "BLEU-4"):
     """model -> validation BLEU-4 (or CIDEr-D) of greedy captions, or None when the run has no
     validation data."""
     decoding = config.decoding
-    data_config = validation_data_config(config)
-    if data_config is None:
-        if not config.data.is_synthetic:
-            return None
-        count = config.validation.num_images or max(64, config.data.num_images // 10)
-        data = load_captions(config.data, encoder.image_size, id_prefix="validation",
-                             seed_offset=VALIDATION_SEED_OFFSET, num_images=count)
+    data = validation_captions(config, encoder.image_size, verbose)
+    if data is None:
+        return None
+    if isinstance(data.images, np.ndarray):  # generated
         inputs = {"images": data.images}
     else:
-        data = load_captions(data_config, encoder.image_size, verbose=verbose)
-        source = features_source(data, encoder, config.model, data_config.feature_cache, output_dir, "validation",
-                                 verbose)
+        cache = validation_data_config(config).feature_cache
+        source = features_source(data, encoder, config.model, cache, output_dir, "validation", verbose)
         inputs = ({"features": source.gather(np.arange(len(source)))} if isinstance(source, FeatureCache)
                   else {"images": np.stack([load_image(p, encoder.image_size) for p in source])})
     if metric == "CIDEr":
@@ -113,26 +122,21 @@ def validation_scorer(config: RunConfig, encoder, output_dir: Path, verbose: boo
 
 
 def attention_figures(config: RunConfig, encoder, count: int = 3):
-    """model -> {"attention/<image id>": figure} for the first `count` validation images: the greedy
-    caption with one attention panel per word (the `sat-tf caption --attention-plot` figure), so
-    TensorBoard shows attention forming over training. None without validation data."""
-    data_config = validation_data_config(config)
-    if data_config is not None:
-        data = load_captions(data_config, encoder.image_size, verbose=False)
-        ids = data.image_ids[:count]
-        images = np.stack([load_image(path, encoder.image_size) for path in data.image_paths[:count]])
-    elif config.data.is_synthetic:
-        data = load_captions(config.data, encoder.image_size, id_prefix="validation",
-                             seed_offset=VALIDATION_SEED_OFFSET, num_images=count)
-        ids, images = data.image_ids[:count], data.images[:count]
-    else:
+    """model -> {"attention/<image file>": figure} for the first `count` validation images: the
+    greedy caption with one attention panel per word (the `sat-tf caption --attention-plot`
+    figure), so TensorBoard shows attention forming over training. None without validation data."""
+    data = validation_captions(config, encoder.image_size, verbose=False)
+    if data is None:
         return None
+    ids = data.image_ids[:count]
+    images = (data.images[:count] if isinstance(data.images, np.ndarray)
+              else np.stack([load_image(path, encoder.image_size) for path in data.image_paths[:count]]))
 
     def render(model) -> dict[str, np.ndarray]:
         decoded = generate_captions(model, images=images, max_length=config.decoding.max_length,
                                     forbid_unknown=config.decoding.forbid_unknown).best()
         return {f"attention/{Path(image_id).name}": attention_figure_array(image, decoded.words(k), decoded.alphas[k],
-                                                                model.feature_grid)
+                                                                          model.feature_grid)
                 for k, (image_id, image) in enumerate(zip(ids, images))}
 
     return render
