@@ -81,6 +81,21 @@ def test_evaluate_and_train_from_a_caption_file(demo_dir, tmp_path, capsys):
                  "--image-size", "32", "--batch-size", "3", "--epochs", "1", "--hidden-dim", "8",
                  "--embedding-dim", "4", "--attention-dim", "4", "--attention", "hard"]) == 0
     assert keras.saving.load_model(hard_run / "model.keras").decoder.attention_mode == "hard"
+    # Hard attention from the soft model, the authors' reward and a leave-one-out baseline; a
+    # negligible learning rate leaves the soft model's weights in place.
+    hard_from_soft = tmp_path / "hard_from_soft"
+    common = ["train", "--captions", str(images / "captions.jsonl"), "--image-size", "32", "--batch-size", "3",
+              "--epochs", "1", "--embedding-dim", "4", "--attention-dim", "4", "--attention", "hard",
+              "--init-from", str(run)]
+    assert main([*common, "--output-dir", str(hard_from_soft), "--hidden-dim", "8", "--learning-rate", "1e-12",
+                 "--hard-reward", "mean_word_log_likelihood", "--hard-baseline", "leave_one_out",
+                 "--location-samples", "2"]) == 0
+    soft, hard = keras.saving.load_model(run / "model.keras"), keras.saving.load_model(hard_from_soft / "model.keras")
+    assert (hard.hard_baseline, hard.location_samples, hard.reward_weight) == ("leave_one_out", 2, 0.1)
+    for theirs, mine in zip(soft.decoder.trainable_weights, hard.decoder.trainable_weights):
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), atol=1e-6)
+    assert main([*common, "--output-dir", str(tmp_path / "mismatch"), "--hidden-dim", "16"]) == 2
+    assert f"{run}" in capsys.readouterr().err
     (images / "bad.jsonl").write_text('{"image": "0.png"}\n')
     assert main(["train", "--captions", str(images / "bad.jsonl"), "--output-dir", str(run)]) == 2
     assert "bad.jsonl:1: missing field(s) caption" in capsys.readouterr().err

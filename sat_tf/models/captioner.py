@@ -8,16 +8,15 @@ import tensorflow as tf
 from sat_tf.data.tokenizer import CaptionTokenizer
 from sat_tf.models.decoder import AttentionDecoder
 from sat_tf.models.encoder import Encoder
+from sat_tf.models.hard_attention import DEFAULT_REWARD_WEIGHTS, HARD_BASELINES, HARD_REWARDS
 from sat_tf.models.losses import PENALTY_TARGETS
 
 # Chosen by measurement (benchmarks/penalty_sweep.py, README "Penalty weight"): on the synthetic
 # demo (L = 64 regions, ~10-word captions) every weight tried (1e-4 ... 1, tau = 1 or T/L) lowered
 # attention localization, without improving BLEU-4, so the penalty is available but off by default.
 DEFAULT_PENALTY_WEIGHT = 0.0
-# Hard attention. The authors' code (arctic-captions, capgen.py) weights the REINFORCE term by 1/10
-# on the per-word mean log-likelihood; on ~12-word captions that is ~0.01 on the paper's summed
-# log p(y|s,a), which is what `reward_weight` multiplies here. Entropy weight: theirs, 0.002.
-DEFAULT_REWARD_WEIGHT = 0.01
+# Hard attention's entropy weight: the authors' code (arctic-captions), 0.002. Its reward weights:
+# `DEFAULT_REWARD_WEIGHTS`.
 DEFAULT_ENTROPY_WEIGHT = 0.002
 
 
@@ -37,9 +36,16 @@ class Captioner(keras.Model):
         tokenizer: the `CaptionTokenizer`; stored inside the `.keras` file.
         penalty_weight: lambda of the doubly stochastic penalty.
         penalty_target: "one" (tau = 1, the paper) or "length" (tau = T/L).
-        reward_weight: lambda_r of the REINFORCE term (hard attention only).
+        reward_weight: lambda_r of the REINFORCE term (hard attention only); None: the reward's
+            default (`sat_tf.models.hard_attention.DEFAULT_REWARD_WEIGHTS`).
         entropy_weight: lambda_e of the attention-entropy bonus (hard attention only).
         baseline_decay: decay of the moving-average baseline b (0.9 in the paper).
+        hard_reward: the REINFORCE term's reward, "log_likelihood" (log p(y|s,a), the paper's
+            equation) or "mean_word_log_likelihood" (its per-word mean, the authors' code).
+        hard_baseline: "moving_average" (b, the paper's) or "leave_one_out" (the mean reward of
+            the caption's other location samples; needs `location_samples` >= 2).
+        location_samples: k, location sequences sampled per training caption (hard attention);
+            each costs a pass of the decoder.
         **kwargs: standard `keras.Model` arguments.
 
     Example:
@@ -59,14 +65,24 @@ class Captioner(keras.Model):
         tokenizer: CaptionTokenizer,
         penalty_weight: float = DEFAULT_PENALTY_WEIGHT,
         penalty_target: str = "one",
-        reward_weight: float = DEFAULT_REWARD_WEIGHT,
+        reward_weight: float | None = None,
         entropy_weight: float = DEFAULT_ENTROPY_WEIGHT,
         baseline_decay: float = 0.9,
+        hard_reward: str = "log_likelihood",
+        hard_baseline: str = "moving_average",
+        location_samples: int = 1,
         **kwargs,
     ):
         super().__init__(**kwargs)
         if penalty_target not in PENALTY_TARGETS:
             raise ValueError(f"penalty_target must be one of {PENALTY_TARGETS}, got '{penalty_target}'")
+        if hard_reward not in HARD_REWARDS:
+            raise ValueError(f"hard_reward must be one of {HARD_REWARDS}, got '{hard_reward}'")
+        if hard_baseline not in HARD_BASELINES:
+            raise ValueError(f"hard_baseline must be one of {HARD_BASELINES}, got '{hard_baseline}'")
+        if location_samples < 1 or (hard_baseline == "leave_one_out" and location_samples < 2):
+            raise ValueError(f"location_samples must be >= 1 (>= 2 with the leave-one-out baseline), "
+                             f"got {location_samples}")
         if decoder.vocabulary_size != tokenizer.vocabulary_size:
             raise ValueError(
                 f"decoder vocabulary_size {decoder.vocabulary_size} != tokenizer's {tokenizer.vocabulary_size}"
@@ -76,9 +92,12 @@ class Captioner(keras.Model):
         self.tokenizer = tokenizer
         self.penalty_weight = float(penalty_weight)
         self.penalty_target = penalty_target
-        self.reward_weight = float(reward_weight)
+        self.reward_weight = float(DEFAULT_REWARD_WEIGHTS[hard_reward] if reward_weight is None else reward_weight)
         self.entropy_weight = float(entropy_weight)
         self.baseline_decay = float(baseline_decay)
+        self.hard_reward = hard_reward
+        self.hard_baseline = hard_baseline
+        self.location_samples = int(location_samples)
         self.build()
 
     def build(self, input_shape=None):
@@ -157,6 +176,9 @@ class Captioner(keras.Model):
             reward_weight=self.reward_weight,
             entropy_weight=self.entropy_weight,
             baseline_decay=self.baseline_decay,
+            hard_reward=self.hard_reward,
+            hard_baseline=self.hard_baseline,
+            location_samples=self.location_samples,
         )
         return config
 

@@ -6,15 +6,10 @@ import dataclasses
 
 from sat_tf.data.tokenizer import CaptionTokenizer
 from sat_tf.errors import ConfigError
-from sat_tf.models.captioner import (
-    DEFAULT_ENTROPY_WEIGHT,
-    DEFAULT_PENALTY_WEIGHT,
-    DEFAULT_REWARD_WEIGHT,
-    Captioner,
-)
+from sat_tf.models.captioner import DEFAULT_ENTROPY_WEIGHT, DEFAULT_PENALTY_WEIGHT, Captioner
 from sat_tf.models.decoder import AttentionDecoder
 from sat_tf.models.encoder import Encoder
-from sat_tf.models.hard_attention import ATTENTION_MODES, HARD_INFERENCE_MODES
+from sat_tf.models.hard_attention import ATTENTION_MODES, HARD_BASELINES, HARD_INFERENCE_MODES, HARD_REWARDS
 from sat_tf.models.losses import PENALTY_TARGETS
 
 # The settings that decide an encoder's features: a feature cache records them, and a run that
@@ -47,7 +42,13 @@ class ModelConfig:
         attention: "soft" or "hard" (stochastic, trained with REINFORCE).
         hard_inference: hard attention at test time: "expectation", "argmax" or "sample".
         penalty_weight, penalty_target: the doubly stochastic penalty (lambda, tau).
-        reward_weight, entropy_weight: hard attention's REINFORCE and entropy weights.
+        reward_weight, entropy_weight: hard attention's REINFORCE and entropy weights (reward
+            weight none: 0.01 for the log-likelihood reward, 0.1 for its per-word mean).
+        hard_reward: hard attention's REINFORCE reward, "log_likelihood" (the paper's equation) or
+            "mean_word_log_likelihood" (per-word mean, the authors' code).
+        hard_baseline: hard attention's baseline, "moving_average" (the paper's) or
+            "leave_one_out" (over location_samples samples per caption).
+        location_samples: location sequences sampled per training caption (hard attention).
 
     Example:
         >>> model = build_captioner(ModelConfig(hidden_dim=256), tokenizer)
@@ -69,13 +70,17 @@ class ModelConfig:
     hard_inference: str = "expectation"
     penalty_weight: float = DEFAULT_PENALTY_WEIGHT
     penalty_target: str = "one"
-    reward_weight: float = DEFAULT_REWARD_WEIGHT
+    reward_weight: float | None = None
     entropy_weight: float = DEFAULT_ENTROPY_WEIGHT
+    hard_reward: str = "log_likelihood"
+    hard_baseline: str = "moving_average"
+    location_samples: int = 1
 
     def __post_init__(self):
         self.cnn_filters = tuple(int(width) for width in self.cnn_filters)
         choices = {"attention": ATTENTION_MODES, "hard_inference": HARD_INFERENCE_MODES,
-                   "penalty_target": PENALTY_TARGETS, "cnn_normalization": ("batch", "group", "none")}
+                   "penalty_target": PENALTY_TARGETS, "cnn_normalization": ("batch", "group", "none"),
+                   "hard_reward": HARD_REWARDS, "hard_baseline": HARD_BASELINES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"model.{name} must be one of {', '.join(allowed)}; got '{getattr(self, name)}'")
@@ -84,6 +89,9 @@ class ModelConfig:
                 raise ConfigError(f"model.{name} must be positive; got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1); got {self.dropout}")
+        if self.location_samples < (2 if self.hard_baseline == "leave_one_out" else 1):
+            raise ConfigError(f"model.location_samples must be >= 2 with the leave-one-out baseline (>= 1 "
+                              f"otherwise); got {self.location_samples}")
 
     def encoder_settings(self) -> dict:
         """The settings that decide the encoder's features (see `ENCODER_FEATURE_SETTINGS`)."""
@@ -115,4 +123,6 @@ def build_captioner(config: ModelConfig, tokenizer: CaptionTokenizer, encoder: E
     """
     return Captioner(encoder or config.build_encoder(), config.build_decoder(tokenizer.vocabulary_size), tokenizer,
                      penalty_weight=config.penalty_weight, penalty_target=config.penalty_target,
-                     reward_weight=config.reward_weight, entropy_weight=config.entropy_weight)
+                     reward_weight=config.reward_weight, entropy_weight=config.entropy_weight,
+                     hard_reward=config.hard_reward, hard_baseline=config.hard_baseline,
+                     location_samples=config.location_samples)

@@ -10,6 +10,15 @@ paper's learning rule. For one sampled sequence s of a caption y,
 whose gradient is the paper's Monte-Carlo estimate of dL_s/dW (equation 11-12 with the baseline
 and entropy terms), and b is the moving average b_k = 0.9 b_{k-1} + 0.1 log p(y|s_k,a).
 
+Two variants change only the REINFORCE term's reward and baseline (`Captioner(hard_reward=...,
+hard_baseline=..., location_samples=k)`):
+- reward "mean_word_log_likelihood": r(s) = log p(y|s,a) / T_y, the per-word mean the authors'
+  code (arctic-captions) feeds the REINFORCE term, weighted 1/10 there; the moving average then
+  tracks r. It removes the caption length from the reward, which otherwise dominates its spread.
+- baseline "leave_one_out": k location sequences are sampled per caption and each one's baseline
+  is the mean reward of the other k - 1 (as in self-critical training); it does not depend on the
+  sample it is subtracted from, so the estimate stays unbiased.
+
 Reference:
     Xu et al., "Show, Attend and Tell", ICML 2015, section 4.1; Williams, "Simple statistical
     gradient-following algorithms for connectionist reinforcement learning", 1992.
@@ -24,6 +33,12 @@ ATTENTION_MODES = ("soft", "hard")
 # expectation (the soft context). Measured on Flickr8k dev (benchmarks/flickr8k.py): expectation
 # 18.2 greedy BLEU-4, argmax 17.5, sample 17.7, so the decoder's default is "expectation".
 HARD_INFERENCE_MODES = ("argmax", "sample", "expectation")
+# The REINFORCE term's reward and baseline (module docstring).
+HARD_REWARDS = ("log_likelihood", "mean_word_log_likelihood")
+HARD_BASELINES = ("moving_average", "leave_one_out")
+# lambda_r for each reward when none is given: the authors' 1/10 on the per-word mean, and its
+# equivalent on the summed log-likelihood of ~12-word Flickr8k captions (0.1 / 12 ~ 0.01).
+DEFAULT_REWARD_WEIGHTS = {"log_likelihood": 0.01, "mean_word_log_likelihood": 0.1}
 
 
 def sample_locations(alpha: tf.Tensor, uniform: tf.Tensor) -> tf.Tensor:
@@ -62,6 +77,7 @@ def reinforce_surrogate(
     baseline: tf.Tensor | float,
     reward_weight: float,
     entropy_weight: float,
+    reward: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """Per-caption surrogate whose gradient is the paper's estimate (to be maximised); all [B].
 
@@ -69,13 +85,32 @@ def reinforce_surrogate(
         caption_log_likelihood: log p(y|s,a), summed over the caption's tokens.
         locations_log_likelihood: log p(s|a) (`location_log_likelihood`).
         entropy: H[s] (`attention_entropy`).
-        baseline: b, the moving average of log p(y|s,a).
+        baseline: b, a baseline of the reward ([B] or a scalar) that does not depend on s.
         reward_weight: lambda_r.
         entropy_weight: lambda_e.
+        reward: r(s) of the REINFORCE term (`caption_reward`); None: log p(y|s,a) (the paper).
     """
-    advantage = tf.stop_gradient(caption_log_likelihood - baseline)
+    reward = caption_log_likelihood if reward is None else reward
+    advantage = tf.stop_gradient(reward - baseline)
     return (caption_log_likelihood + reward_weight * advantage * locations_log_likelihood
             + entropy_weight * entropy)
+
+
+def caption_reward(caption_log_likelihood: tf.Tensor, mask: tf.Tensor, kind: str = "log_likelihood") -> tf.Tensor:
+    """r(s) of the REINFORCE term, [B]: log p(y|s,a) ("log_likelihood") or its mean over the
+    caption's real tokens ("mean_word_log_likelihood"). mask [B, T] marks the real tokens."""
+    if kind not in HARD_REWARDS:
+        raise ValueError(f"hard attention reward must be one of {HARD_REWARDS}, got '{kind}'")
+    if kind == "log_likelihood":
+        return caption_log_likelihood
+    words = tf.reduce_sum(tf.cast(mask, caption_log_likelihood.dtype), axis=1)
+    return caption_log_likelihood / tf.maximum(words, 1.0)
+
+
+def leave_one_out_baseline(rewards: tf.Tensor) -> tf.Tensor:
+    """[B, k] -> each sample's baseline: the mean reward of its row's other k - 1 samples."""
+    k = tf.cast(tf.shape(rewards)[1], rewards.dtype)
+    return (tf.reduce_sum(rewards, axis=1, keepdims=True) - rewards) / (k - 1.0)
 
 
 def updated_baseline(baseline: tf.Tensor, mean_log_likelihood: tf.Tensor, decay: float = 0.9) -> tf.Tensor:

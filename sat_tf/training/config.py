@@ -43,6 +43,9 @@ class TrainConfig:
         precision: "float32", "mixed_bfloat16", "mixed_float16" (with dynamic loss scaling) or
             "auto" (mixed_bfloat16 where the CPU or GPU computes bfloat16 natively, else float32);
             weights and saved models stay float32 (see `sat_tf.training.precision`).
+        init_from: start cross-entropy training from this trained model (a `.keras` file, run
+            folder or preset) instead of random weights: its vocabulary and layer sizes must be
+            the run's; its attention mode may differ (hard attention from a soft model).
     """
 
     batch_size: int = 64
@@ -64,6 +67,7 @@ class TrainConfig:
     strategy: str = "default"
     deterministic: bool = False
     precision: str = "float32"
+    init_from: str | None = None
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:

@@ -28,17 +28,12 @@ from sat_tf.evaluation.cider import CiderD
 from sat_tf.inference.greedy_sampler import GreedySampler
 from sat_tf.inference.random_sampler import RandomSampler
 from sat_tf.models.captioner import Captioner
+from sat_tf.models.hard_attention import leave_one_out_baseline
 from sat_tf.training.task import CaptioningTask, sum_over_replicas
 
 BASELINES = ("leave_one_out", "greedy", "none")
 # rewards(image_index int [B], tokens int [B, k, T], lengths int [B, k]) -> float [B, k]
 RewardFunction = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-
-
-def leave_one_out_baseline(rewards: tf.Tensor) -> tf.Tensor:
-    """[B, k] -> each sample's baseline: the mean reward of the image's other k - 1 samples."""
-    k = tf.cast(tf.shape(rewards)[1], rewards.dtype)
-    return (tf.reduce_sum(rewards, axis=1, keepdims=True) - rewards) / (k - 1.0)
 
 
 class CiderReward:

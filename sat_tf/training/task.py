@@ -20,6 +20,8 @@ import tensorflow as tf
 from sat_tf.models.captioner import Captioner
 from sat_tf.models.hard_attention import (
     attention_entropy,
+    caption_reward,
+    leave_one_out_baseline,
     location_log_likelihood,
     reinforce_surrogate,
     updated_baseline,
@@ -37,7 +39,10 @@ class CaptioningTask(keras.Model):
     bound with its Monte-Carlo gradient (section 4.1): per caption, log p(y|s,a) plus lambda_r *
     (log p(y|s,a) - b) * log p(s|a) plus lambda_e * H[s], with b the moving average of log p(y|s,a);
     in minibatches where the decoder used the expectation instead of a sample, only the entropy
-    term is added. The weights are the captioner's (`penalty_weight`, `reward_weight`, ...).
+    term is added. The weights are the captioner's (`penalty_weight`, `reward_weight`, ...), and so
+    are the REINFORCE term's reward and baseline (`hard_reward`, `hard_baseline`): with
+    `location_samples` = k > 1 every caption is decoded k times with independent location samples
+    (the cross-entropy then averages over the k copies).
 
     Batches are dicts with `tokens` (int32 [B, T+1]) and `images` or `features`
     (`Captioner.features_of`); with features, only the decoder is trained.
@@ -75,8 +80,12 @@ class CaptioningTask(keras.Model):
         """Loss of this replica's share of the global batch, scaled so that summing over replicas
         gives the global loss. Returns (loss, logs) where logs hold global-batch values."""
         model = self.captioner
-        outputs = model(batch, training=training)
-        targets = batch["tokens"][:, 1:]
+        features, tokens = model.features_of(batch, training=training), batch["tokens"]
+        samples = model.location_samples if model.decoder.attention_mode == "hard" and training else 1
+        if samples > 1:  # adjacent copies: row b * k + j is sample j of caption b
+            features, tokens = tf.repeat(features, samples, axis=0), tf.repeat(tokens, samples, axis=0)
+        outputs = model.decoder(features, tokens[:, :-1], training=training)
+        targets = tokens[:, 1:]
         mask = tf.not_equal(targets, model.tokenizer.pad_id)
         # The loss is always float32, also under a mixed-precision policy (bfloat16/float16 compute).
         logits, alphas = tf.cast(outputs["logits"], tf.float32), tf.cast(outputs["alphas"], tf.float32)
@@ -98,18 +107,24 @@ class CaptioningTask(keras.Model):
 
     def _hard_attention_loss(self, outputs, alphas, token_losses, mask, num_tokens, num_captions):
         """The REINFORCE and entropy terms (negated surrogate minus its log-likelihood part, which
-        the cross-entropy already holds), and the baseline update."""
+        the cross-entropy already holds), and the moving-average update (num_captions counts the
+        location samples)."""
         model = self.captioner
         caption_log_likelihood = -tf.reduce_sum(token_losses, axis=1)
+        reward = caption_reward(caption_log_likelihood, mask, model.hard_reward)
         sampled = 1.0 - tf.cast(outputs["used_expectation"], tf.float32)
         log_p_locations = sampled * location_log_likelihood(alphas, outputs["locations"], mask)
+        if model.hard_baseline == "leave_one_out":
+            baseline = tf.reshape(leave_one_out_baseline(tf.reshape(reward, [-1, model.location_samples])), [-1])
+        else:
+            baseline = model.reward_baseline
         surrogate = reinforce_surrogate(caption_log_likelihood, log_p_locations, attention_entropy(alphas, mask),
-                                        model.reward_baseline, model.reward_weight, model.entropy_weight)
+                                        baseline, model.reward_weight, model.entropy_weight, reward=reward)
         extra = -tf.reduce_sum(surrogate - caption_log_likelihood) / tf.maximum(num_tokens, 1.0)
-        (log_likelihood_sum,) = sum_over_replicas([tf.reduce_sum(caption_log_likelihood)])
-        new_baseline = updated_baseline(model.reward_baseline, log_likelihood_sum / num_captions,
-                                        model.baseline_decay)
-        # Only samples update b (the paper's b tracks log p(y|s,a) of sampled locations).
+        (reward_sum,) = sum_over_replicas([tf.reduce_sum(reward)])
+        new_baseline = updated_baseline(model.reward_baseline, reward_sum / num_captions, model.baseline_decay)
+        # Only samples update b (the paper's b tracks the reward of sampled locations); with the
+        # leave-one-out baseline it is kept for the logs.
         model.reward_baseline.assign(tf.where(sampled > 0, new_baseline, model.reward_baseline))
         return extra
 

@@ -64,6 +64,28 @@ def load_captioner(path: str | os.PathLike) -> Captioner:
     return model
 
 
+def initialize_from(model: Captioner, source: Captioner, where: str | os.PathLike) -> Captioner:
+    """Copies `source`'s encoder weights and decoder parameters into `model` and returns it.
+
+    The two must share the vocabulary and the layer sizes; the attention mode and the loss
+    settings may differ (a hard-attention model starting from a trained soft one, for example).
+    Mismatches raise a `ModelLoadError` naming `where` and the first differing weight."""
+    if source.tokenizer.vocabulary != model.tokenizer.vocabulary:
+        raise ModelLoadError(f"{where}: its vocabulary differs from the run's")
+    pairs = [*zip(source.encoder.weights, model.encoder.weights),
+             *zip(source.decoder.trainable_weights, model.decoder.trainable_weights)]
+    counts = [(len(source.encoder.weights), len(model.encoder.weights)),
+              (len(source.decoder.trainable_weights), len(model.decoder.trainable_weights))]
+    if any(a != b for a, b in counts):
+        raise ModelLoadError(f"{where}: its encoder or decoder has other layers than the run's model")
+    for mine, theirs in ((m, s) for s, m in pairs):
+        if tuple(mine.shape) != tuple(theirs.shape):
+            raise ModelLoadError(f"{where}: weight '{theirs.path}' has shape {tuple(theirs.shape)}, the run's model "
+                                 f"needs {tuple(mine.shape)} (the model settings differ)")
+        mine.assign(theirs)
+    return model
+
+
 def load_captioners(paths) -> object:
     """One captioner, or a `CaptionerEnsemble` of several (same vocabulary)."""
     from sat_tf.inference import CaptionerEnsemble

@@ -22,7 +22,7 @@ from sat_tf.models.config import build_captioner
 from sat_tf.training import TrainingData, TrainResult, make_strategy, train
 from sat_tf.training.self_critical import CiderReward, SelfCriticalTask
 from sat_tf.workflows.features import cache_folder, features_source, model_config_for_cache
-from sat_tf.workflows.models import load_captioner
+from sat_tf.workflows.models import initialize_from, load_captioner
 from sat_tf.workflows.run_config import RUN_CONFIG_FILE, RunConfig
 
 # Held-out generated images use another seed than the training images.
@@ -58,9 +58,10 @@ def train_captioner(config: RunConfig, output_dir: str | os.PathLike, resume: bo
     train_cache = cache_folder(config.data.feature_cache, output_dir, "train")
     config = dataclasses.replace(config, model=model_config_for_cache(config.model, train_cache))
     probe = config.model.build_encoder()  # settings are checked before any data is read
+    initial = load_captioner(config.training.init_from) if config.training.init_from else None
     data = load_captions(config.data, probe.image_size, id_prefix="train", verbose=verbose)
-    tokenizer = CaptionTokenizer.from_corpus([r.caption for r in data.records], min_count=config.data.min_word_count,
-                                             max_size=config.data.max_vocabulary)
+    tokenizer = initial.tokenizer if initial is not None else CaptionTokenizer.from_corpus(
+        [r.caption for r in data.records], min_count=config.data.min_word_count, max_size=config.data.max_vocabulary)
     captions = encode_captions(data.records, tokenizer, data.image_index, max_words=config.data.max_caption_words,
                                skip_invalid=config.data.skip_bad, drop_long=True)
     if captions.skipped and verbose:
@@ -71,7 +72,12 @@ def train_captioner(config: RunConfig, output_dir: str | os.PathLike, resume: bo
     output_dir.mkdir(parents=True, exist_ok=True)
     config.save(output_dir / RUN_CONFIG_FILE)
     figures = attention_figures(config, probe) if validator is not None else None
-    return train(lambda: build_captioner(config.model, tokenizer), TrainingData(source, captions, probe.image_size),
+
+    def build_model():
+        model = build_captioner(config.model, tokenizer)
+        return model if initial is None else initialize_from(model, initial, config.training.init_from)
+
+    return train(build_model, TrainingData(source, captions, probe.image_size),
                  config.training, output_dir, strategy=strategy, resume=resume, verbose=verbose, validate=validator,
                  figures=figures)
 
