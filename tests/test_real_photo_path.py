@@ -106,6 +106,14 @@ def test_recipe_train_evaluate_caption(flickr_like, tmp_path, capsys):
     manifest = json.loads((tuned / "features" / "train" / "manifest.json").read_text())
     assert manifest["identity"]["encoder"]["cache_layer"] == "block15_expand_conv"
     assert manifest["feature_shape"] == [2, 2, 192]
+    # self-critical training of the fine-tuned model: its top trains from the cache, and the
+    # TensorBoard figures after each validation read the images through the whole encoder
+    tuned_scst = tmp_path / "tuned_scst"
+    assert main(["train", "--recipe", "flickr8k-lite0-scst", "--data-root", str(flickr_like), "--scst-init-from",
+                 str(tuned / "model.keras"), "--output-dir", str(tuned_scst), "--epochs", "1", "--batch-size", "4",
+                 "--feature-cache", str(tuned / "features" / "train"), "--val-feature-cache",
+                 str(tuned / "features" / "validation")]) == 0
+    assert sorted(_logged_images(tuned_scst / "logs")) == [f"images/attention/{name}" for name in dev_ids]
     both = tmp_path / "both.json"
     assert main(["evaluate", "--model", str(tuned), str(run), "--output", str(both), "--tokenization", "python"]) == 0
     assert json.loads(both.read_text())["images"] == 4

@@ -1,0 +1,54 @@
+"""Beam size x length normalisation on Flickr8k dev for one model (or an ensemble): which decoding
+setting to ship. Beam search ranks finished hypotheses by log p / length**length_penalty
+(`BeamSampler`); 0 ranks by total log-probability, which favours short captions.
+
+    python benchmarks/decoding_sweep.py --model runs/flickr8k_ft_scst [--beams 3 5]
+        [--length-penalties 0 0.5 1]
+
+Scores with coco-caption (PTB + METEOR) on the dev split the run selected on (its feature cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from reporting import command_line, machine, write_report  # noqa: E402
+from sat_tf.workflows import evaluate_captioner  # noqa: E402
+from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
+from sat_tf.workflows.run_config import DecodingConfig  # noqa: E402
+
+COLUMNS = ("BLEU-4", "METEOR", "CIDEr", "BLEU-1", "ROUGE-L")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", nargs="+", required=True, help="a run folder (or several: an ensemble)")
+    parser.add_argument("--beams", type=int, nargs="+", default=[3, 5])
+    parser.add_argument("--length-penalties", type=float, nargs="+", default=[0.0, 0.5, 1.0])
+    parser.add_argument("--output", default="benchmarks/results/decoding_sweep")
+    args = parser.parse_args()
+    data = default_evaluation_data(args.model[0])
+    rows = {}
+    for beam in args.beams:
+        for penalty in args.length_penalties:
+            tick = time.perf_counter()
+            report = evaluate_captioner(args.model, data, DecodingConfig(beam_size=beam, length_penalty=penalty),
+                                        verbose=False)
+            words = [len(caption.split()) for caption in report["captions"].values()]
+            rows[f"beam {beam}, length penalty {penalty:g}"] = {
+                **{k: report[k] for k in COLUMNS}, "decode_seconds": time.perf_counter() - tick,
+                "mean_words": sum(words) / len(words)}
+    report = {"machine": machine(), "split": "Flickr8k dev (1,000 images)",
+              "command": command_line("decoding_sweep.py", args), "rows": rows}
+    lines = ["| decoding | " + " | ".join(COLUMNS) + " | words per caption |", "|---|" + "---|" * (len(COLUMNS) + 1)]
+    for name, scores in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{scores[c]:.1f}" for c in COLUMNS) + f" | {scores['mean_words']:.1f} |")
+    write_report(args.output, report, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
