@@ -99,12 +99,18 @@ def _train(run_dir: Path, recipe: str, overrides: dict) -> dict:
 
 
 def _score(run_dir: Path, beam: int, features: np.ndarray) -> dict:
-    """Dev metrics of the run's last model at this beam, and its attention dynamics."""
+    """Dev metrics of the run's last model at this beam, and its attention dynamics (kept in the
+    run folder, so a rerun that adds stages does not score the finished ones again)."""
+    scores_file = run_dir / f"dev_beam{beam}_dynamics.json"
+    if scores_file.is_file():
+        return json.loads(scores_file.read_text())
     model_path = run_dir / "model.keras"
     report = evaluate_captioner([str(model_path)], default_evaluation_data(run_dir), DecodingConfig(beam_size=beam),
                                 verbose=False)
     decoded = generate_captions(load_captioner(model_path), features=features, max_length=20).best()
-    return {**{k: report[k] for k in COLUMNS}, **attention_dynamics(decoded.alphas, decoded.lengths)}
+    scores = {**{k: report[k] for k in COLUMNS}, **attention_dynamics(decoded.alphas, decoded.lengths)}
+    write_json_atomic(scores_file, scores)
+    return scores
 
 
 def _gradient_variance(soft, settings: dict, batch: dict, draws: int, seed: int = 0) -> dict:
@@ -176,8 +182,12 @@ def main() -> None:
         timing = _train(work / name, "flickr8k-lite0", overrides)
         steps = steps or timing.get("steps")
         rows[name] = {**_score(work / name, args.beam, dev_features), "train_seconds": timing.get("train_seconds")}
-        if model_settings["attention"] == "hard":
+        variance_file = work / name / f"gradient_variance_{args.draws}.json"
+        if model_settings["attention"] == "hard" and variance_file.is_file():
+            variances[name] = json.loads(variance_file.read_text())
+        elif model_settings["attention"] == "hard":
             variances[name] = _gradient_variance(soft, model_settings, batch, args.draws)
+            write_json_atomic(variance_file, variances[name])
     for name in args.scst:
         run_dir = work / f"{name}_scst"
         overrides = {"scst": {"init_from": str(work / name / "model.keras")}, "training": {"epochs": args.scst_epochs},
