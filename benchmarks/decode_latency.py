@@ -1,9 +1,12 @@
-"""Caption latency from cached features at batch 1: greedy and beam search (median of N runs).
+"""Caption latency at batch 1: greedy and beam search (median of N runs), from cached features or,
+with --from-images (and always for a model whose encoder fine-tunes top blocks, whose cache holds
+activations below them), from a photo through the whole encoder.
 
     python benchmarks/decode_latency.py --model runs/flickr8k/soft/best_model.keras [--runs 50]
+    python benchmarks/decode_latency.py --model runs/flickr8k_ft_scst --from-images
 
-Features are random with the model's region grid and size: decoding cost does not depend on their
-values, only on how many steps the caption takes, which is reported beside the times.
+Inputs are random with the model's shapes: decoding cost does not depend on their values, only on
+how many steps the caption takes, which is reported beside the times.
 """
 
 from __future__ import annotations
@@ -17,12 +20,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import sat_tf.models  # noqa: E402,F401  (registers the classes)
 from sat_tf.inference import BeamSampler, GreedySampler, generate_captions  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
+from sat_tf.workflows.models import load_captioner  # noqa: E402
 
 
 def _time(decode, features, runs: int) -> tuple[float, float]:
@@ -42,23 +44,31 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--beam-size", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=20)
+    parser.add_argument("--from-images", action="store_true", help="time the whole path from a photo")
     parser.add_argument("--output", default="benchmarks/results/decode_latency.json")
     args = parser.parse_args()
-    model = keras.saving.load_model(args.model)
-    rows, columns = model.feature_grid
-    features = np.random.default_rng(0).normal(size=(1, rows * columns, model.encoder.feature_dim)).astype(np.float32)
+    model = load_captioner(args.model)
+    rng = np.random.default_rng(0)
+    from_images = args.from_images or model.encoder.cache_layer is not None
+    if from_images:
+        size = model.encoder.image_size
+        inputs = {"images": rng.uniform(0, 255, size=(1, size, size, 3)).astype(np.float32)}
+    else:
+        rows, columns = model.feature_grid
+        inputs = {"features": rng.normal(size=(1, rows * columns, model.encoder.feature_dim)).astype(np.float32)}
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "model": args.model,
-              "command": "python benchmarks/decode_latency.py --model " + args.model}
+              "input": "image" if from_images else "features",
+              "command": "python benchmarks/decode_latency.py --model " + args.model
+              + (" --from-images" if args.from_images else "")}
     # Whole call as a user makes it (features in, DecodedCaptions with texts out), with and
     # without XLA compilation of the decoding loop.
     for jit_compile in (True, False):
         suffix = "" if jit_compile else "_no_jit"
         for name, sampler in (("greedy", GreedySampler()), (f"beam{args.beam_size}", BeamSampler(args.beam_size))):
             result[f"{name}_ms{suffix}"], result[f"{name}_steps"] = _time(
-                lambda f, sampler=sampler: generate_captions(model, features=f, sampler=sampler,
-                                                             max_length=args.max_length,
+                lambda x, sampler=sampler: generate_captions(model, **x, sampler=sampler, max_length=args.max_length,
                                                              jit_compile=jit_compile).tokens.shape[2],
-                features, args.runs)
+                inputs, args.runs)
     print(json.dumps(result, indent=2))
     write_json_atomic(args.output, result)
 
