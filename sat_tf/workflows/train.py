@@ -37,7 +37,9 @@ def train_captioner(config: RunConfig, output_dir: str | os.PathLike, resume: bo
     `model.keras` (last epoch) and, with validation, `best_model.keras` and `best.json` (the
     epoch selected on validation BLEU-4, which `sat-tf evaluate/caption --model <folder>` use).
 
-    With `config.scst.init_from` set, runs `train_self_critical` instead.
+    With `config.training.init_from` set, the model starts from that trained model's weights and
+    vocabulary (`initialize_from`); with `config.scst.init_from` set, runs `train_self_critical`
+    instead.
 
     Args:
         config: every setting of the run.
