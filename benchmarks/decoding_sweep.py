@@ -16,12 +16,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from reporting import SCORE_COLUMNS as COLUMNS  # noqa: E402
 from reporting import command_line, machine, write_report  # noqa: E402
 from sat_tf.workflows import evaluate_captioner  # noqa: E402
 from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
 from sat_tf.workflows.run_config import DecodingConfig  # noqa: E402
-
-COLUMNS = ("BLEU-4", "METEOR", "CIDEr", "BLEU-1", "ROUGE-L")
 
 
 def main() -> None:
@@ -46,7 +45,8 @@ def main() -> None:
               "command": command_line("decoding_sweep.py", args), "rows": rows}
     lines = ["| decoding | " + " | ".join(COLUMNS) + " | words per caption |", "|---|" + "---|" * (len(COLUMNS) + 1)]
     for name, scores in rows.items():
-        lines.append(f"| {name} | " + " | ".join(f"{scores[c]:.1f}" for c in COLUMNS) + f" | {scores['mean_words']:.1f} |")
+        metrics = " | ".join(f"{scores[c]:.1f}" for c in COLUMNS)
+        lines.append(f"| {name} | {metrics} | {scores['mean_words']:.1f} |")
     write_report(args.output, report, "\n".join(lines))
 
 

@@ -23,20 +23,17 @@ Needs the Flickr8k folder described in ../shared/data/README.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from reporting import command_line, machine, write_report  # noqa: E402
-from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
-from sat_tf.workflows import evaluate_captioner, resolve_run_config, train_captioner  # noqa: E402
+from reporting import SCORE_COLUMNS as COLUMNS  # noqa: E402
+from reporting import command_line, machine, train_stage, write_report  # noqa: E402
+from sat_tf.workflows import evaluate_captioner  # noqa: E402
 from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
 from sat_tf.workflows.run_config import DecodingConfig  # noqa: E402
-
-COLUMNS = ("BLEU-4", "METEOR", "CIDEr", "BLEU-1", "ROUGE-L")
 
 
 def _parse_args() -> argparse.Namespace:
@@ -53,19 +50,6 @@ def _parse_args() -> argparse.Namespace:
                         help="ensembles to score, each a '+'-joined list of run folders under --work")
     parser.add_argument("--output", default="benchmarks/results/flickr8k_ablation")
     return parser.parse_args()
-
-
-def _stage(run_dir: Path, recipe: str, overrides: dict) -> dict:
-    """Trains the stage unless its run folder is finished; returns its wall time if known."""
-    timing = run_dir / "timing.json"
-    if (run_dir / "model.keras").is_file():
-        return json.loads(timing.read_text()) if timing.is_file() else {"train_seconds": None}
-    tick = time.perf_counter()
-    result = train_captioner(resolve_run_config(recipe, overrides=overrides), run_dir)
-    record = {"train_seconds": time.perf_counter() - tick, "tokens_per_second": result.tokens_per_second,
-              "steps": result.steps}
-    write_json_atomic(timing, record)
-    return record
 
 
 def _score(model_dirs: list[Path], beam: int) -> dict:
@@ -85,15 +69,15 @@ def main() -> None:
     data = {"data": {"data_root": args.data}, "training": {"precision": args.precision}}
     baseline, fine_tuned, scst = work / args.baseline, work / args.fine_tuned, work / args.scst
     stages = {
-        "cross-entropy, frozen Lite0 features": (baseline, _stage(baseline, "flickr8k-lite0", data)),
-        "+ fine-tuned top blocks (last stage + head)": (fine_tuned, _stage(fine_tuned, "flickr8k-lite0-ft", data)),
+        "cross-entropy, frozen Lite0 features": (baseline, train_stage(baseline, "flickr8k-lite0", data)),
+        "+ fine-tuned top blocks (last stage + head)": (fine_tuned, train_stage(fine_tuned, "flickr8k-lite0-ft", data)),
     }
     scst_overrides = {"scst": {"init_from": str(fine_tuned / "model.keras")},
                       "training": {"epochs": args.scst_epochs},
                       "data": {"data_root": args.data, "feature_cache": str(fine_tuned / "features" / "train")},
                       "validation": {"feature_cache": str(fine_tuned / "features" / "validation")}}
     stages["+ self-critical (CIDEr-D), from the last fine-tuned epoch"] = (
-        scst, _stage(scst, "flickr8k-lite0-scst", scst_overrides))
+        scst, train_stage(scst, "flickr8k-lite0-scst", scst_overrides))
     rows = {}
     for name, (run_dir, timing) in stages.items():
         for beam in args.beams:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -42,18 +41,18 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from attention_dynamics import attention_dynamics  # noqa: E402
-from reporting import command_line, machine, write_report  # noqa: E402
+from reporting import SCORE_COLUMNS as COLUMNS  # noqa: E402
+from reporting import command_line, machine, train_stage, write_report  # noqa: E402
 from sat_tf.data.feature_cache import FeatureCache  # noqa: E402
 from sat_tf.inference import generate_captions  # noqa: E402
 from sat_tf.models.config import build_captioner  # noqa: E402
 from sat_tf.training import CaptioningTask  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
-from sat_tf.workflows import evaluate_captioner, resolve_run_config, train_captioner  # noqa: E402
+from sat_tf.workflows import evaluate_captioner, resolve_run_config  # noqa: E402
 from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
 from sat_tf.workflows.models import initialize_from, load_captioner  # noqa: E402
 from sat_tf.workflows.run_config import DecodingConfig  # noqa: E402
 
-COLUMNS = ("BLEU-4", "METEOR", "CIDEr", "BLEU-1", "ROUGE-L")
 AUTHORS = {"attention": "hard", "hard_reward": "mean_word_log_likelihood"}
 # name -> (model settings, training settings beyond the shared ones)
 VARIANTS = {
@@ -85,17 +84,6 @@ def _caches(soft: str) -> dict:
     run = Path(soft).parent if Path(soft).is_file() else Path(soft)
     return {"data": {"feature_cache": str(run / "features" / "train")},
             "validation": {"feature_cache": str(run / "features" / "validation")}}
-
-
-def _train(run_dir: Path, recipe: str, overrides: dict) -> dict:
-    timing = run_dir / "timing.json"
-    if (run_dir / "model.keras").is_file():
-        return json.loads(timing.read_text()) if timing.is_file() else {"train_seconds": None}
-    tick = time.perf_counter()
-    result = train_captioner(resolve_run_config(recipe, overrides=overrides), run_dir)
-    record = {"train_seconds": time.perf_counter() - tick, "steps": result.steps}
-    write_json_atomic(timing, record)
-    return record
 
 
 def _score(run_dir: Path, beam: int, features: np.ndarray) -> dict:
@@ -155,7 +143,8 @@ def _fixed_batch(overrides: dict, soft, size: int = 64) -> dict:
 
     config = resolve_run_config("flickr8k-lite0", overrides=overrides)
     data = load_captions(config.data, soft.encoder.image_size, id_prefix="train", verbose=False)
-    captions = encode_captions(data.records, soft.tokenizer, data.image_index, max_words=22, drop_long=True)
+    captions = encode_captions(data.records, soft.tokenizer, data.image_index,
+                               max_words=config.data.max_caption_words, drop_long=True)
     tokens = captions.tokens[:size, : int(captions.lengths[:size].max())]
     features = FeatureCache(config.data.feature_cache).gather(captions.image_index[:size])
     return {"features": tf.constant(features), "tokens": tf.constant(tokens)}
@@ -179,7 +168,7 @@ def main() -> None:
         overrides = {**shared, "model": model_settings, "training": {**shared["training"], **training}}
         if "batch_size" in training and steps is not None:  # same decoder passes as 64-caption steps
             overrides["training"]["max_steps"] = steps
-        timing = _train(work / name, "flickr8k-lite0", overrides)
+        timing = train_stage(work / name, "flickr8k-lite0", overrides)
         steps = steps or timing.get("steps")
         rows[name] = {**_score(work / name, args.beam, dev_features), "train_seconds": timing.get("train_seconds")}
         variance_file = work / name / f"gradient_variance_{args.draws}.json"
@@ -192,7 +181,7 @@ def main() -> None:
         run_dir = work / f"{name}_scst"
         overrides = {"scst": {"init_from": str(work / name / "model.keras")}, "training": {"epochs": args.scst_epochs},
                      "data": {"data_root": args.data, **caches["data"]}, "validation": caches["validation"]}
-        timing = _train(run_dir, "flickr8k-lite0-scst", overrides)
+        timing = train_stage(run_dir, "flickr8k-lite0-scst", overrides)
         rows[f"{name}_scst"] = {**_score(run_dir, args.beam, dev_features),
                                 "train_seconds": timing.get("train_seconds")}
     report = {"machine": machine(), "split": "Flickr8k dev (1,000 images; dynamics on 300)",

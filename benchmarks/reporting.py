@@ -1,13 +1,34 @@
-"""What the Flickr8k benchmark scripts share: the command line that reproduces a run, and the
-report written as JSON plus a Markdown table."""
+"""What the Flickr8k benchmark scripts share: the dev metrics they tabulate, training a stage once,
+the command line that reproduces a run, and the report written as JSON plus a Markdown table."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import time
+from pathlib import Path
 
 from sat_tf.utils.atomic import write_json_atomic, write_text_atomic
+from sat_tf.workflows import resolve_run_config, train_captioner
+
+# The coco-caption metrics each table shows, in its column order.
+SCORE_COLUMNS = ("BLEU-4", "METEOR", "CIDEr", "BLEU-1", "ROUGE-L")
+
+
+def train_stage(run_dir: Path, recipe: str, overrides: dict) -> dict:
+    """Trains the stage unless its run folder is finished (`model.keras`); returns its wall time
+    (from `timing.json`, written here when this trains it; None when another command trained it)."""
+    timing = run_dir / "timing.json"
+    if (run_dir / "model.keras").is_file():
+        return json.loads(timing.read_text()) if timing.is_file() else {"train_seconds": None}
+    tick = time.perf_counter()
+    result = train_captioner(resolve_run_config(recipe, overrides=overrides), run_dir)
+    record = {"train_seconds": time.perf_counter() - tick, "tokens_per_second": result.tokens_per_second,
+              "steps": result.steps}
+    write_json_atomic(timing, record)
+    return record
 
 
 def machine() -> str:
