@@ -6,11 +6,14 @@ import os
 from pathlib import Path
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 import sat_tf.models  # noqa: F401  (registers the custom classes)
 from sat_tf.errors import SatTfError
 from sat_tf.models.captioner import Captioner
 from sat_tf.models.preset import PresetError, is_preset_folder, load_preset, preset_names
+from sat_tf.utils.atomic import atomic_path
 
 MODEL_FILES = ("best_model.keras", "model.keras")  # in a run folder, in order of preference
 
@@ -83,6 +86,40 @@ def initialize_from(model: Captioner, source: Captioner, where: str | os.PathLik
             raise ModelLoadError(f"{where}: weight '{theirs.path}' has shape {tuple(theirs.shape)}, the run's model "
                                  f"needs {tuple(mine.shape)} (the model settings differ)")
         mine.assign(theirs)
+    return model
+
+
+def save_captioner(model: Captioner, path: str | os.PathLike) -> Path:
+    """Saves `model` as a `.keras` file atomically (a crash never leaves a half-written file)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return path
+
+
+def average_checkpoints(model_path: str | os.PathLike, checkpoints: list[str | os.PathLike]) -> Captioner:
+    """The model of `model_path` with every floating-point weight replaced by its mean over the
+    training checkpoints `checkpoints` (prefixes such as `run/checkpoints/ckpt-2000`) of the same
+    run: checkpoint averaging (Vaswani et al. 2017), an ensemble of nearby weights at the cost of one
+    model. Integer state (random-generator seeds) comes from the last checkpoint.
+
+    Raises `ModelLoadError` naming the checkpoint that is missing or does not fit the model."""
+    if not checkpoints:
+        raise ModelLoadError("average_checkpoints: no checkpoints given")
+    model = load_captioner(model_path)
+    averaged = [v for v in model.weights if keras.backend.is_float_dtype(v.dtype)]
+    sums = [np.zeros(v.shape, np.float64) for v in averaged]
+    for prefix in checkpoints:
+        try:
+            status = tf.train.Checkpoint(model=model).restore(str(prefix))
+            status.expect_partial().assert_existing_objects_matched()
+        except (tf.errors.NotFoundError, tf.errors.DataLossError, AssertionError, ValueError) as exc:
+            raise ModelLoadError(f"{prefix}: not a checkpoint of {model_path}'s model "
+                                 f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        for total, variable in zip(sums, averaged):
+            total += variable.numpy()
+    for total, variable in zip(sums, averaged):
+        variable.assign((total / len(checkpoints)).astype(variable.dtype))
     return model
 
 
