@@ -4,6 +4,7 @@ activations below them), from a photo through the whole encoder.
 
     python benchmarks/decode_latency.py --model runs/flickr8k/soft/best_model.keras [--runs 50]
     python benchmarks/decode_latency.py --model runs/flickr8k_ft_scst --from-images
+    python benchmarks/decode_latency.py --model runs/a runs/b --beam-size 5   # an ensemble, from a photo
 
 Inputs are random with the model's shapes: decoding cost does not depend on their values, only on
 how many steps the caption takes, which is reported beside the times.
@@ -24,7 +25,7 @@ import numpy as np  # noqa: E402
 
 from sat_tf.inference import BeamSampler, GreedySampler, generate_captions  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
-from sat_tf.workflows.models import load_captioner  # noqa: E402
+from sat_tf.workflows.models import load_captioners  # noqa: E402
 
 
 def _time(decode, features, runs: int) -> tuple[float, float]:
@@ -40,25 +41,26 @@ def _time(decode, features, runs: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", nargs="+", required=True, help="a model, or several: an ensemble")
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--beam-size", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=20)
     parser.add_argument("--from-images", action="store_true", help="time the whole path from a photo")
     parser.add_argument("--output", default="benchmarks/results/decode_latency.json")
     args = parser.parse_args()
-    model = load_captioner(args.model)
+    model = load_captioners(args.model)
     rng = np.random.default_rng(0)
-    from_images = args.from_images or model.encoder.cache_layer is not None
+    # An ensemble's members may read different features, so it always starts from a photo.
+    from_images = args.from_images or len(args.model) > 1 or model.encoder.cache_layer is not None
     if from_images:
         size = model.encoder.image_size
         inputs = {"images": rng.uniform(0, 255, size=(1, size, size, 3)).astype(np.float32)}
     else:
         rows, columns = model.feature_grid
         inputs = {"features": rng.normal(size=(1, rows * columns, model.encoder.feature_dim)).astype(np.float32)}
-    result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "model": args.model,
+    result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "model": " ".join(args.model),
               "input": "image" if from_images else "features",
-              "command": "python benchmarks/decode_latency.py --model " + args.model
+              "command": f"python benchmarks/decode_latency.py --model {' '.join(args.model)} --beam-size {args.beam_size}"
               + (" --from-images" if args.from_images else "")}
     # Whole call as a user makes it (features in, DecodedCaptions with texts out), with and
     # without XLA compilation of the decoding loop.
