@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from reporting import SCORE_COLUMNS as COLUMNS  # noqa: E402
-from reporting import command_line, machine, write_report  # noqa: E402
-from sat_tf.workflows import evaluate_captioner  # noqa: E402
+from reporting import command_line, dev_scores, machine, write_report  # noqa: E402
 from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
 from sat_tf.workflows.models import average_checkpoints, save_captioner  # noqa: E402
 from sat_tf.workflows.run_config import DecodingConfig  # noqa: E402
@@ -43,11 +41,8 @@ def main() -> None:
                          (f"mean of {len(args.checkpoints)} checkpoints", averaged_path)):
         for beam in args.beams:
             for penalty in args.length_penalties:
-                tick = time.perf_counter()
-                report = evaluate_captioner([str(model)], data, DecodingConfig(beam_size=beam, length_penalty=penalty),
-                                            verbose=False)
-                rows[f"{label}, beam {beam}, length penalty {penalty:g}"] = {
-                    **{k: report[k] for k in COLUMNS}, "decode_seconds": time.perf_counter() - tick}
+                rows[f"{label}, beam {beam}, length penalty {penalty:g}"] = dev_scores(
+                    [model], data, DecodingConfig(beam_size=beam, length_penalty=penalty))
     report = {"machine": machine(), "split": "Flickr8k dev (1,000 images)",
               "command": command_line("checkpoint_averaging.py", args), "rows": rows}
     lines = ["| model, decoding | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]

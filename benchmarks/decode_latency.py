@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from reporting import command_line  # noqa: E402
 from sat_tf.inference import BeamSampler, GreedySampler, generate_captions  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
 from sat_tf.workflows.models import load_captioners  # noqa: E402
@@ -60,8 +61,7 @@ def main() -> None:
         inputs = {"features": rng.normal(size=(1, rows * columns, model.encoder.feature_dim)).astype(np.float32)}
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "model": " ".join(args.model),
               "input": "image" if from_images else "features",
-              "command": f"python benchmarks/decode_latency.py --model {' '.join(args.model)} --beam-size {args.beam_size}"
-              + (" --from-images" if args.from_images else "")}
+              "command": command_line("decode_latency.py", args, skip=("output",))}
     # Whole call as a user makes it (features in, DecodedCaptions with texts out), with and
     # without XLA compilation of the decoding loop.
     for jit_compile in (True, False):

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from reporting import SCORE_COLUMNS as COLUMNS  # noqa: E402
-from reporting import command_line, machine, write_report  # noqa: E402
-from sat_tf.workflows import evaluate_captioner  # noqa: E402
+from reporting import command_line, dev_scores, machine, write_report  # noqa: E402
 from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
 from sat_tf.workflows.run_config import DecodingConfig  # noqa: E402
 
@@ -34,13 +32,8 @@ def main() -> None:
     rows = {}
     for beam in args.beams:
         for penalty in args.length_penalties:
-            tick = time.perf_counter()
-            report = evaluate_captioner(args.model, data, DecodingConfig(beam_size=beam, length_penalty=penalty),
-                                        verbose=False)
-            words = [len(caption.split()) for caption in report["captions"].values()]
-            rows[f"beam {beam}, length penalty {penalty:g}"] = {
-                **{k: report[k] for k in COLUMNS}, "decode_seconds": time.perf_counter() - tick,
-                "mean_words": sum(words) / len(words)}
+            rows[f"beam {beam}, length penalty {penalty:g}"] = dev_scores(
+                args.model, data, DecodingConfig(beam_size=beam, length_penalty=penalty))
     report = {"machine": machine(), "split": "Flickr8k dev (1,000 images)",
               "command": command_line("decoding_sweep.py", args), "rows": rows}
     lines = ["| decoding | " + " | ".join(COLUMNS) + " | words per caption |", "|---|" + "---|" * (len(COLUMNS) + 1)]

@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from reporting import SCORE_COLUMNS as COLUMNS  # noqa: E402
-from reporting import command_line, machine, train_stage, write_report  # noqa: E402
-from sat_tf.workflows import evaluate_captioner  # noqa: E402
+from reporting import command_line, dev_scores, machine, train_stage, write_report  # noqa: E402
 from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
 from sat_tf.workflows.run_config import DecodingConfig  # noqa: E402
 
@@ -55,12 +53,7 @@ def _parse_args() -> argparse.Namespace:
 def _score(model_dirs: list[Path], beam: int) -> dict:
     """Dev metrics at this beam of one run (its selected model) or an ensemble, from the first
     run's dev split (its feature cache when every member reads it, else the images)."""
-    tick = time.perf_counter()
-    report = evaluate_captioner([str(d) for d in model_dirs], default_evaluation_data(model_dirs[0]),
-                                DecodingConfig(beam_size=beam), verbose=False)
-    scores = {k: report[k] for k in COLUMNS}
-    scores["decode_seconds"] = time.perf_counter() - tick
-    return scores
+    return dev_scores(model_dirs, default_evaluation_data(model_dirs[0]), DecodingConfig(beam_size=beam))
 
 
 def main() -> None:

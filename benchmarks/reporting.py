@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from sat_tf.utils.atomic import write_json_atomic, write_text_atomic
-from sat_tf.workflows import resolve_run_config, train_captioner
+from sat_tf.workflows import evaluate_captioner, resolve_run_config, train_captioner
+from sat_tf.workflows.run_config import DataConfig, DecodingConfig
 
 # The coco-caption metrics each table shows, in its column order.
 SCORE_COLUMNS = ("BLEU-4", "METEOR", "CIDEr", "BLEU-1", "ROUGE-L")
@@ -31,14 +32,29 @@ def train_stage(run_dir: Path, recipe: str, overrides: dict) -> dict:
     return record
 
 
+def dev_scores(model_paths: list, data: DataConfig | None, decoding: DecodingConfig) -> dict:
+    """The table's metrics of one model (or an ensemble of several) on `data`, with the wall time
+    of decoding + scoring and the mean caption length in words."""
+    tick = time.perf_counter()
+    report = evaluate_captioner([str(p) for p in model_paths], data, decoding, verbose=False)
+    words = [len(caption.split()) for caption in report["captions"].values()]
+    return {**{k: report[k] for k in SCORE_COLUMNS}, "decode_seconds": time.perf_counter() - tick,
+            "mean_words": sum(words) / len(words)}
+
+
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPU cores"
 
 
 def command_line(script: str, args: argparse.Namespace, skip=("data", "output")) -> str:
-    """`python benchmarks/<script> --flag value ...` for the arguments that were set."""
-    flags = [f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-             for k, v in vars(args).items() if k not in skip and v not in (None, [])]
+    """`python benchmarks/<script> --flag value ...` for the arguments that were set (a switch,
+    `store_true`, appears alone when on)."""
+    flags = []
+    for key, value in vars(args).items():
+        if key in skip or value in (None, [], False):
+            continue
+        flag = f"--{key.replace('_', '-')}"
+        flags.append(flag if value is True else f"{flag} {' '.join(map(str, value)) if isinstance(value, list) else value}")
     return " ".join([f"python benchmarks/{script}", *flags])
 
 
