@@ -1,9 +1,9 @@
-"""Caption latency at batch 1: greedy and beam search (median of N runs), from cached features or,
-with --from-images (and always for a model whose encoder fine-tunes top blocks, whose cache holds
-activations below them), from a photo through the whole encoder.
+"""Caption latency at batch 1: greedy and beam search (median of N runs), from what a feature cache
+holds (region features, or for a model whose encoder fine-tunes top blocks the activations below
+them, so the top blocks run) and from a photo through the whole encoder.
 
     python benchmarks/decode_latency.py --model runs/flickr8k/soft/best_model.keras [--runs 50]
-    python benchmarks/decode_latency.py --model runs/flickr8k_ft_scst --from-images
+    python benchmarks/decode_latency.py --model flickr8k_lite0 --output benchmarks/results/decode_latency_preset.json
     python benchmarks/decode_latency.py --model runs/a runs/b --beam-size 5   # an ensemble, from a photo
 
 Inputs are random with the model's shapes: decoding cost does not depend on their values, only on
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 
@@ -23,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from reporting import command_line  # noqa: E402
+from reporting import command_line, machine  # noqa: E402
 from sat_tf.inference import BeamSampler, GreedySampler, generate_captions  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
 from sat_tf.workflows.models import load_captioners  # noqa: E402
@@ -46,31 +45,31 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--beam-size", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=20)
-    parser.add_argument("--from-images", action="store_true", help="time the whole path from a photo")
+    parser.add_argument("--from-images", action="store_true", help="time only the whole path from a photo")
     parser.add_argument("--output", default="benchmarks/results/decode_latency.json")
     args = parser.parse_args()
     model = load_captioners(args.model)
     rng = np.random.default_rng(0)
-    # An ensemble's members may read different features, so it always starts from a photo.
-    from_images = args.from_images or len(args.model) > 1 or model.encoder.cache_layer is not None
-    if from_images:
-        size = model.encoder.image_size
-        inputs = {"images": rng.uniform(0, 255, size=(1, size, size, 3)).astype(np.float32)}
-    else:
-        rows, columns = model.feature_grid
-        inputs = {"features": rng.normal(size=(1, rows * columns, model.encoder.feature_dim)).astype(np.float32)}
-    result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "model": " ".join(args.model),
-              "input": "image" if from_images else "features",
+    size = model.encoder.image_size
+    image = rng.uniform(0, 255, size=(1, size, size, 3)).astype(np.float32)
+    inputs = {"image": {"images": image}}
+    # From what a feature cache holds (region features, or a fine-tuned encoder's frozen-part
+    # activations); an ensemble's members may read different features, so it starts from a photo.
+    if not args.from_images and len(args.model) == 1:
+        inputs = {"features": {"features": model.encoder.cache_input(image).numpy()}, **inputs}
+    result = {"machine": machine(), "model": " ".join(args.model),
               "command": command_line("decode_latency.py", args, skip=("output",))}
-    # Whole call as a user makes it (features in, DecodedCaptions with texts out), with and
+    # Whole call as a user makes it (inputs in, DecodedCaptions with texts out), with and
     # without XLA compilation of the decoding loop.
-    for jit_compile in (True, False):
-        suffix = "" if jit_compile else "_no_jit"
-        for name, sampler in (("greedy", GreedySampler()), (f"beam{args.beam_size}", BeamSampler(args.beam_size))):
-            result[f"{name}_ms{suffix}"], result[f"{name}_steps"] = _time(
-                lambda x, sampler=sampler: generate_captions(model, **x, sampler=sampler, max_length=args.max_length,
-                                                             jit_compile=jit_compile).tokens.shape[2],
-                inputs, args.runs)
+    for source, arguments in inputs.items():
+        timings = result[f"from_{source}"] = {}
+        for jit_compile in (True, False):
+            suffix = "" if jit_compile else "_no_jit"
+            for name, sampler in (("greedy", GreedySampler()), (f"beam{args.beam_size}", BeamSampler(args.beam_size))):
+                timings[f"{name}_ms{suffix}"], timings[f"{name}_steps"] = _time(
+                    lambda x, sampler=sampler, jit=jit_compile: generate_captions(
+                        model, **x, sampler=sampler, max_length=args.max_length, jit_compile=jit).tokens.shape[2],
+                    arguments, args.runs)
     print(json.dumps(result, indent=2))
     write_json_atomic(args.output, result)
 

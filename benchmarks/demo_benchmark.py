@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 
+import reporting  # benchmarks/reporting.py
 from sat_tf.utils.atomic import write_json_atomic
 
 
@@ -28,7 +28,8 @@ def main() -> None:
         wall_seconds = time.perf_counter() - started
         with open(os.path.join(output_dir, "demo_metrics.json"), encoding="utf-8") as f:
             metrics = json.load(f)
-    result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "wall_seconds": wall_seconds,
+    result = {"machine": reporting.machine(), "command": "python benchmarks/demo_benchmark.py",
+              "wall_seconds": wall_seconds,
               **{k: metrics[k] for k in ("BLEU-1", "BLEU-4", "phrase_localization", "word_localization",
                                          "num_phrases", "train_steps", "train_tokens_per_second",
                                          "train_seconds")}}

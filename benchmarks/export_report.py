@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from sat_tf.export.saved_model import export_saved_model  # noqa: E402
 from sat_tf.export.tflite import export_tflite  # noqa: E402
 from sat_tf.inference import generate_captions  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
+from reporting import machine  # noqa: E402  (benchmarks/reporting.py)
 
 
 def load_rgb(source, size: int) -> np.ndarray:
@@ -98,7 +98,7 @@ def main() -> None:
     pixels = np.concatenate([load_rgb(p, size) for p in dev_paths])
     keras_captions = generate_captions(model, images=pixels, max_length=20, batch_size=50).best()
     float_scores = caption_metrics(references, dict(zip(dev_paths, keras_captions.texts)))
-    report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "model": args.model,
+    report = {"machine": machine(), "model": args.model,
               "images": len(dev_paths), "command": " ".join(["python", *sys.argv]),
               "keras": {"BLEU-4": float_scores["BLEU-4"], "CIDEr": float_scores["CIDEr"],
                         "size_mb": _size_mb(Path(args.model))}, "variants": {}}

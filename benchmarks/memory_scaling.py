@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+from reporting import machine  # noqa: E402  (benchmarks/reporting.py)
 
 REGIONS, FEATURE_DIM, WORDS = 49, 1280, 1000
 
@@ -80,7 +80,7 @@ def main() -> None:
         print(json.dumps(train_one_epoch(cache_dir, num_images, cache_dir.parent / f"train-{num_images}")))
         return
     work = Path(args.work)
-    report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+    report = {"machine": machine(),
               "command": " ".join(["python", *sys.argv]), "feature_shape": [REGIONS, FEATURE_DIM], "runs": {}}
     for size in args.sizes:
         cache_dir = work / f"cache-{size}"

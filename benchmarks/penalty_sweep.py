@@ -13,13 +13,13 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from sat_tf.demo import DemoConfig, run_demo  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
+from reporting import machine  # noqa: E402  (benchmarks/reporting.py)
 
 SETTINGS = [(0.0, "one"), (0.0001, "one"), (0.001, "one"), (0.01, "one"), (1.0, "one"), (1.0, "length")]
 
@@ -50,7 +50,7 @@ def main() -> None:
                                                                     "word_localization")}
         print(f"| {weight} | {target} | {mean['BLEU-4']:.1f} | {mean['phrase_localization']:.3f} "
               f"| {mean['word_localization']:.3f} |")
-    write_json_atomic(args.output, {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+    write_json_atomic(args.output, {"machine": machine(),
                                     "demo_config": dataclasses.asdict(DemoConfig()), "rows": rows})
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 from sat_tf.utils.atomic import write_json_atomic, write_text_atomic
+from sat_tf.utils.cpu import describe_machine
 from sat_tf.workflows import evaluate_captioner, resolve_run_config, train_captioner
 from sat_tf.workflows.run_config import DataConfig, DecodingConfig
 
@@ -43,7 +42,8 @@ def dev_scores(model_paths: list, data: DataConfig | None, decoding: DecodingCon
 
 
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores"
+    """The machine a figure was measured on: CPU model, core count and the flags speed depends on."""
+    return describe_machine()
 
 
 def command_line(script: str, args: argparse.Namespace, skip=("data", "output")) -> str:

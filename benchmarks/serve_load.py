@@ -18,7 +18,6 @@ import base64
 import concurrent.futures
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -27,6 +26,8 @@ import time
 from pathlib import Path
 
 import requests
+
+from sat_tf.utils.cpu import describe_machine
 
 DEV_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k" / "images"
 
@@ -54,7 +55,7 @@ def main() -> None:
     for size in args.max_batch_size:
         for threads in (args.num_batch_threads if size > 1 else [1]):
             runs[f"max_batch_size={size}, num_batch_threads={threads}"] = load_test(args, bodies, size, threads)
-    report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+    report = {"machine": describe_machine(),
               "command": " ".join(["python", *sys.argv]), "clients": args.clients, "requests": args.requests,
               "runs": runs}
     print(json.dumps(report, indent=2))

@@ -2,7 +2,9 @@
 matmul peak, with what each optimisation buys.
 
 In one run:
-1. the dense fp32 matmul peak in TensorFlow (2048^3 in a tf.function, best of several repeats);
+1. the dense fp32 matmul peak in TensorFlow (2048^3 in a tf.function, best of several repeats), with
+   oneDNN (what sat_tf enables) and, in a child process, without it (TensorFlow's own default on
+   CPUs without AVX-512 VNNI/BF16);
 2. the paper-size decoder (embedding/hidden/attention 512, V = 8,004) over 49 x 1280 cached
    features (EfficientNet-Lite0 at 224 px), batch 64, 13 target tokens per caption, through
    `build_train_step` (forward, backward, clipping, Adam), cumulatively adding:
@@ -12,7 +14,9 @@ In one run:
      +fused gates     - word part of the LSTM gates for all steps at once; h_{t-1}'s three matmuls
                         (recurrence, attention, gate) in one  [= sat_tf's decoder]
    and then, on top of sat_tf's decoder: jit_compile, batch 128, mixed_bfloat16 (Keras policy;
-   the CPU has AVX512-BF16), and mixed_bfloat16 with batch 128;
+   native only with AVX512-BF16 or AMX, emulated elsewhere), and mixed_bfloat16 with batch 128;
+   "sat_tf default" is the recipes' `precision: auto` as resolved on this CPU, and the summary gives
+   its speed-up over the naive decoder and its fraction of the fp32 matmul peak;
 3. length bucketing on Flickr8k-like caption lengths (padding to the batch max vs. buckets);
 4. the demo captioner end to end (64 px images through the small CNN).
 
@@ -20,6 +24,8 @@ In one run:
 forward x 3 for forward + backward; element-wise ops are not counted.
 
     python benchmarks/train_throughput.py [--steps 20] [--output benchmarks/results/train_throughput.json]
+
+The results record the CPU model and flags (AVX2, AVX-512, AVX512-BF16, AMX) and whether oneDNN was on.
 """
 
 from __future__ import annotations
@@ -27,11 +33,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import sat_tf  # noqa: E402, F401  (turns oneDNN on before TensorFlow loads, as sat_tf's commands do)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -41,7 +49,11 @@ from sat_tf.models import AttentionDecoder, Captioner  # noqa: E402
 from sat_tf.models.config import ModelConfig, build_captioner  # noqa: E402
 from sat_tf.workflows import resolve_run_config  # noqa: E402
 from sat_tf.training import TrainConfig, build_train_step  # noqa: E402
+from sat_tf.training.precision import dtype_policy, resolve_precision  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
+from sat_tf.utils.cpu import describe_cpu  # noqa: E402
+
+import reporting  # noqa: E402  (benchmarks/reporting.py)
 
 REGIONS, FEATURE_DIM, UNITS, VOCABULARY = 49, 1280, 512, 8004
 
@@ -57,6 +69,21 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
         matmul(a, b).numpy()
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
+
+
+def onednn_enabled() -> bool:
+    """Whether this process's TensorFlow runs oneDNN kernels (private API; decided at import)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def matmul_peak_without_onednn() -> float:
+    """The same peak in a child process started with TF_ENABLE_ONEDNN_OPTS=0."""
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    child = subprocess.run([sys.executable, __file__, "--matmul-peak-only"], env=env, check=True,
+                           capture_output=True, text=True)
+    return float(child.stdout.strip().splitlines()[-1])
 
 
 def useful_flops_per_token(caption_targets: float) -> float:
@@ -168,12 +195,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--output", default="benchmarks/results/train_throughput.json")
+    parser.add_argument("--matmul-peak-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.matmul_peak_only:  # the child process of `matmul_peak_without_onednn`
+        print(matmul_peak_gflops())
+        return
     rng = np.random.default_rng(0)
     peak = matmul_peak_gflops()
-    print(f"matmul peak: {peak:.0f} GFLOP/s", flush=True)
-    results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
+    peak_without = matmul_peak_without_onednn()
+    print(f"matmul peak: {peak:.0f} GFLOP/s with oneDNN ({onednn_enabled()=}), {peak_without:.0f} without",
+          flush=True)
+    default_precision = resolve_precision("auto")
+    results = {"machine": reporting.machine(), "cpu": describe_cpu(), "onednn": onednn_enabled(),
                "tensorflow": tf.__version__, "matmul_peak_gflops": peak,
+               "matmul_peak_gflops_without_onednn": peak_without, "default_precision": default_precision,
                "command": "python benchmarks/train_throughput.py", "paper_size": {}}
     fixed = [_feature_batch(rng, 64, [13] * 64)]
     fixed128 = [_feature_batch(rng, 128, [13] * 128)]
@@ -185,6 +220,8 @@ def main() -> None:
               f"{100 * result['fraction_of_peak']:.0f}% of peak", flush=True)
 
     record("naive", _paper_size_model(NaiveDecoder), fixed)
+    with dtype_policy(default_precision):
+        record(f"sat_tf default ({default_precision})", _paper_size_model(), fixed)
     record("+precomputed attention projection", _paper_size_model(NaiveDecoder, precompute_projection=True), fixed)
     record("+hoisted output layer", _paper_size_model(UnfusedDecoder), fixed)
     record("+fused gates (sat_tf)", _paper_size_model(), fixed)
@@ -220,7 +257,12 @@ def main() -> None:
     demo_batch = {"images": tf.constant(rng.integers(0, 256, (batch_size, image_size, image_size, 3)), tf.uint8),
                   "tokens": tf.constant(demo_tokens)}
     results["demo_model"] = measure(build_captioner(demo.model, tokenizer), [demo_batch], args.steps)
+    naive, default = results["paper_size"]["naive"], results["paper_size"][f"sat_tf default ({default_precision})"]
+    results["summary"] = {"default_over_naive": default["tokens_per_second"] / naive["tokens_per_second"],
+                          "default_fraction_of_peak": default["fraction_of_peak"]}
     print(json.dumps(results, indent=2))
+    print(f"sat_tf default ({default_precision}): {results['summary']['default_over_naive']:.2f}x the naive decoder, "
+          f"{100 * default['fraction_of_peak']:.0f}% of the fp32 matmul peak")
     write_json_atomic(args.output, results)
 
 

@@ -121,7 +121,7 @@ def cmd_export(args) -> None:
         from sat_tf.export.saved_model import export_saved_model
 
         path = export_saved_model(model, args.saved_model_dir, args.model_name, args.version, args.max_length,
-                                  args.beam_size)
+                                  args.beam_size, xla=args.xla)
         print(f"SavedModel (TF Serving layout): {path}")
     if args.tflite_dir:
         from sat_tf.export.tflite import export_tflite
@@ -214,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--version", type=int, default=1)
     export.add_argument("--beam-size", type=int, default=3, help="beam of the beam_search signature")
     export.add_argument("--max-length", type=int, default=20)
+    export.add_argument("--xla", action="store_true",
+                        help="save the SavedModel's decoding loops XLA-compiled (faster batched serving with sat-tf "
+                             "serve; TF Serving then needs --xla_cpu_compilation_enabled=true)")
     export.add_argument("--tflite-dir", help="writes image_encoder.tflite, decoder_step.tflite, sat_tf_edge.json")
     export.add_argument("--encoder-quantization", choices=["fp32", "fp16", "dynamic", "int8"], default="fp32")
     export.add_argument("--decoder-quantization", choices=["fp32", "fp16", "dynamic", "int8"], default="dynamic")

@@ -4,6 +4,9 @@ MirroredStrategy can be tested on a one-CPU machine; this file is imported befor
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The kernels sat_tf's commands use (sat_tf/__init__.py), pinned before TensorFlow loads, so the exactness
+# tests (bit-identical resume, 2-worker equality) check the numerics users get on every CPU.
+os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402

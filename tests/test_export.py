@@ -36,15 +36,19 @@ def images(tiny_data):
     return tiny_data[0].images[:6]
 
 
-@pytest.fixture(scope="module")
-def saved_model_dir(trained_tiny_model, tmp_path_factory):
-    return export_saved_model(trained_tiny_model, tmp_path_factory.mktemp("serving"), "captioner", 3,
-                              max_length=12, beam_size=2)
+@pytest.fixture(scope="module", params=[False, True], ids=["graph", "xla"])
+def saved_model_dir(trained_tiny_model, tmp_path_factory, request):
+    """The SavedModel as exported by default and with XLA-compiled decoding loops (`--xla`)."""
+    return export_saved_model(trained_tiny_model, tmp_path_factory.mktemp("xla" if request.param else "graph"),
+                              "captioner", 3, max_length=12, beam_size=2, xla=request.param)
 
 
 def test_saved_model_loads_with_tensorflow_only_and_matches_the_library(
         trained_tiny_model, saved_model_dir, images, tmp_path):
     assert saved_model_dir.parts[-2:] == ("captioner", "3")
+    # the XLA export marks its decoding loops for compilation; the default export has no such function
+    xla = saved_model_dir.parts[-3].startswith("xla")
+    assert (b"_XlaMustCompile" in (saved_model_dir / "saved_model.pb").read_bytes()) == xla
     files = []
     for i, image in enumerate(images):
         files.append(tmp_path / f"{i}.png")

@@ -63,26 +63,38 @@ def _caption_outputs(model: Captioner, tokens, log_probs, alphas) -> dict:
             "alphas": alphas}
 
 
-def build_export_archive(model: Captioner, max_length: int = 20, beam_size: int = 3) -> keras.export.ExportArchive:
-    """The serving endpoints of `model` as a `keras.export.ExportArchive` (not yet written)."""
+def build_export_archive(model: Captioner, max_length: int = 20, beam_size: int = 3,
+                         xla: bool = False) -> keras.export.ExportArchive:
+    """The serving endpoints of `model` as a `keras.export.ExportArchive` (not yet written).
+
+    With `xla`, the decoding loops are saved as XLA-compiled functions (`jit_compile=True`, compiled
+    on the serving machine at the first call of each batch size): each step's ~100 small ops
+    become a few fused kernels. `tf.saved_model.load` (and so `sat-tf serve`) runs them as is;
+    stock TensorFlow Serving needs `--xla_cpu_compilation_enabled=true`."""
     size = model.encoder.image_size
-    # Plain graphs in the SavedModel (the library's loop, not XLA-compiled: that would tie it to this CPU).
     greedy, beam = GreedySampler(), BeamSampler(beam_size)
 
-    def best_caption(sampler, features):
-        outputs = sampler.run(model, features, max_length)
+    def decoding(sampler):
+        """features -> the sampler's outputs, XLA-compiled when asked (string ops stay outside)."""
+        run = lambda features: sampler.run(model, features, max_length)  # noqa: E731
+        return tf.function(run, jit_compile=True) if xla else run
+
+    greedy_decode, beam_decode = decoding(greedy), decoding(beam)
+
+    def best_caption(decode, features):
+        outputs = decode(features)
         return _caption_outputs(model, outputs["tokens"][:, 0], outputs["token_log_probs"][:, 0],
                                 outputs["alphas"][:, 0]), outputs["scores"][:, 0]
 
     def caption_images(images):
-        return best_caption(greedy, model.encode(tf.cast(images, tf.float32), training=False))[0]
+        return best_caption(greedy_decode, model.encode(tf.cast(images, tf.float32), training=False))[0]
 
     def caption_bytes(image_bytes):
         return caption_images(decode_image_bytes(image_bytes, size))
 
     def beam_search(image_bytes):
         features = model.encode(decode_image_bytes(image_bytes, size), training=False)
-        outputs = beam.run(model, features, max_length)
+        outputs = beam_decode(features)
         best = _caption_outputs(model, outputs["tokens"][:, 0], outputs["token_log_probs"][:, 0],
                                 outputs["alphas"][:, 0])
         # the k-best list: every beam's caption and score, best first
@@ -108,6 +120,7 @@ def export_saved_model(
     version: int = 1,
     max_length: int = 20,
     beam_size: int = 3,
+    xla: bool = False,
 ) -> Path:
     """Writes the serving SavedModel to `<export_dir>/<model_name>/<version>/`, atomically.
 
@@ -118,6 +131,7 @@ def export_saved_model(
         version: a positive integer; an existing version is replaced.
         max_length: most tokens per caption.
         beam_size: the beam of the `beam_search` signature.
+        xla: save the decoding loops XLA-compiled (see `build_export_archive`).
 
     Returns:
         The version directory.
@@ -133,5 +147,5 @@ def export_saved_model(
     # TF Serving polls the base path: it must never see a half-written version. atomic_path writes
     # a hidden (non-numeric, so ignored) sibling and renames it into place.
     with atomic_path(target) as staging:
-        build_export_archive(model, max_length, beam_size).write_out(str(staging), verbose=False)
+        build_export_archive(model, max_length, beam_size, xla).write_out(str(staging), verbose=False)
     return target

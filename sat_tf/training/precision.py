@@ -15,19 +15,12 @@ import tensorflow as tf
 
 from sat_tf.errors import ConfigError
 from sat_tf.training.config import PRECISIONS
+from sat_tf.utils.cpu import cpu_flags
 
 
 def cpu_supports_bfloat16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     """Whether the CPU flags list native bfloat16 arithmetic (AVX512-BF16 or AMX-BF16)."""
-    try:
-        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[-1].split())
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return bool(cpu_flags(cpuinfo) & {"avx512_bf16", "amx_bf16"})
 
 
 def gpus_support_bfloat16() -> bool | None:

@@ -1,0 +1,47 @@
+"""CPU description recorded with every speed figure, and the oneDNN default sat_tf sets."""
+
+import os
+import subprocess
+import sys
+
+from sat_tf.utils.cpu import SPEED_FLAGS, cpu_flags, describe_cpu, describe_machine
+
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu sse2 avx avx2 fma bmi2
+processor\t: 1
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu sse2 avx avx2 fma bmi2
+"""
+
+
+def test_flags_and_model_are_read_from_the_first_processor(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text(CPUINFO)
+    assert cpu_flags(path) == {"fpu", "sse2", "avx", "avx2", "fma", "bmi2"}
+    assert describe_cpu(path) == {"model": "AMD EPYC 7B13", "speed_flags": ["avx2", "fma"]}
+    assert describe_machine(path).endswith("flags: avx2 fma") and "AMD EPYC 7B13" in describe_machine(path)
+
+
+def test_missing_cpuinfo_is_described_as_unknown(tmp_path):
+    assert cpu_flags(tmp_path / "missing") == set()
+    assert describe_cpu(tmp_path / "missing") == {"model": "unknown", "speed_flags": []}
+    assert describe_machine(tmp_path / "missing").endswith(f"none of {' '.join(SPEED_FLAGS)}")
+
+
+def _onednn_in_fresh_process(env_value):
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if env_value is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = env_value
+    code = ("import sat_tf, tensorflow\n"
+            "from tensorflow.python.util import _pywrap_util_port\n"
+            "print(_pywrap_util_port.IsMklEnabled())")
+    result = subprocess.run([sys.executable, "-c", code], env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                            capture_output=True, text=True, check=True, timeout=300)
+    return result.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_importing_sat_tf_first_turns_onednn_on_unless_the_user_said_otherwise():
+    assert _onednn_in_fresh_process(None)  # on, whatever TensorFlow's own default for this CPU
+    assert not _onednn_in_fresh_process("0")  # the user's setting wins
