@@ -137,10 +137,12 @@ def cmd_export(args) -> None:
 
 
 def cmd_serve(args) -> None:
+    from sat_tf.serving.limits import ServingLimits
     from sat_tf.serving.server import serve
 
-    print(f"serving {args.model_dir} on http://{args.host}:{args.port}/v1/models/<name>", flush=True)
-    serve(args.model_dir, args.host, args.port, args.model_name, max_batch_size=args.max_batch_size,
+    limits = ServingLimits(max_image_pixels=args.max_image_pixels, image_workers=args.image_workers,
+                           request_timeout_s=args.request_timeout_s, max_in_flight=args.max_in_flight)
+    serve(args.model_dir, args.host, args.port, args.model_name, limits=limits, max_batch_size=args.max_batch_size,
           batch_timeout_ms=args.batch_timeout_ms, max_queued_requests=args.max_queued_requests,
           num_batch_threads=args.num_batch_threads)
 
@@ -149,6 +151,7 @@ def cmd_serve(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from sat_tf.models.config import ENCODER_FEATURE_SETTINGS
     from sat_tf.workflows.flags import add_config_arguments, add_section_flags
+    from sat_tf.serving.limits import ServingLimits
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--verbose", action="store_true",
@@ -230,10 +233,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-batch-size", type=int, default=16, help="most images per graph call (default: 16)")
     serve.add_argument("--batch-timeout-ms", type=float, default=5.0,
                        help="how long a request waits for others to share its graph call (default: 5)")
-    serve.add_argument("--max-queued-requests", type=int, default=64,
-                       help="requests waiting beyond this are answered 503 (default: 64)")
+    serve.add_argument("--max-queued-requests", type=int, default=32,
+                       help="requests waiting for a graph call beyond this are answered 503 (default: 32)")
     serve.add_argument("--num-batch-threads", type=int, default=2,
                        help="graph calls run at once: one decodes while another encodes (default: 2)")
+    serve.add_argument("--max-in-flight", type=int, default=ServingLimits.max_in_flight,
+                       help="requests admitted at once; more get 503 + Retry-After at once "
+                            f"(default: {ServingLimits.max_in_flight})")
+    serve.add_argument("--max-image-pixels", type=int, default=ServingLimits.max_image_pixels,
+                       help="largest image (width x height), checked from its header before decoding "
+                            f"(default: {ServingLimits.max_image_pixels:,})")
+    serve.add_argument("--image-workers", type=int, default=ServingLimits.image_workers,
+                       help=f"threads that check and decode request images (default: {ServingLimits.image_workers})")
+    serve.add_argument("--request-timeout-s", type=float, default=ServingLimits.request_timeout_s,
+                       help="deadline for a request's image checks and its place in a batch; 503 beyond "
+                            f"(default: {ServingLimits.request_timeout_s:g})")
     return parser
 
 

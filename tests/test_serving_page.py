@@ -21,7 +21,8 @@ from PIL import Image
 from sat_tf.export.saved_model import export_saved_model
 from sat_tf.inference import BeamSampler, generate_captions
 from sat_tf.serving.batching import QueueFullError, RequestBatcher
-from sat_tf.serving.server import MAX_REQUEST_BYTES, create_app
+from sat_tf.serving.limits import ServingLimits
+from sat_tf.serving.server import create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -121,7 +122,7 @@ def test_page_reports_bad_uploads_and_the_server_stays_up(browser, live_server, 
     assert "notes.jpg" in error.text and "not a decodable image" in error.text
 
     oversized = tmp_path / "huge.jpg"
-    oversized.write_bytes(b"\xff\xd8" + bytes(MAX_REQUEST_BYTES))
+    oversized.write_bytes(b"\xff\xd8" + bytes(ServingLimits.max_request_bytes))
     upload.send_keys(str(oversized))
     wait.until(lambda d: "too large" in error.text)
     assert "huge.jpg" in error.text
@@ -239,7 +240,7 @@ def test_a_full_queue_is_refused_at_once_and_the_server_answers_503(served_model
 
     app = create_app(served_model_dir, max_batch_size=1, max_queued_requests=1)
     real = app.extensions["sat_tf_batcher"]
-    real.submit = lambda *args: (_ for _ in ()).throw(QueueFullError("server busy: test"))
+    real.run = lambda *args: (_ for _ in ()).throw(QueueFullError("server busy: test"))
     response = app.test_client().post("/v1/models/captioner:predict", json={"instances": [{"b64": "AA=="}]})
     # a bad image is still a 400 before the queue is involved ...
     assert response.status_code == 400

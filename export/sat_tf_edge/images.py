@@ -61,8 +61,12 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def decode_image(source: ImageSource) -> np.ndarray:
+def decode_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Reads a file path or encoded bytes as oriented RGB uint8 [H, W, 3] (steps 1-3).
+
+    Args:
+        source: a file path or encoded bytes.
+        max_pixels: largest width x height accepted, checked from the header before decoding.
 
     Raises:
         ImageDecodeError: missing, unreadable, truncated, non-image or oversized input.
@@ -72,21 +76,37 @@ def decode_image(source: ImageSource) -> np.ndarray:
         raise ImageDecodeError(name, "file not found")
     stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(stream) as image:
-                width, height = image.size
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise ImageDecodeError(name, f"{width}x{height} pixels is over the {MAX_IMAGE_PIXELS:,}-pixel "
-                                                 f"limit")
-                image.load()
-                return to_rgb_array(ImageOps.exif_transpose(image))
+        with _open_within_limit(stream, name, max_pixels) as image:
+            image.load()
+            return to_rgb_array(ImageOps.exif_transpose(image))
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
         raise ImageDecodeError(name, "not an image file in a format Pillow reads") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (OSError, ValueError, SyntaxError) as exc:
         raise ImageDecodeError(name, f"unreadable or truncated: {exc}") from None
+
+
+def _too_many_pixels(name: str, max_pixels: int, size: str = "") -> ImageDecodeError:
+    return ImageDecodeError(name, f"{size + ' pixels is ' if size else ''}over the {max_pixels:,}-pixel limit")
+
+
+def _open_within_limit(stream, name: str, max_pixels: int) -> Image.Image:
+    """Image.open (header only) refusing more than `max_pixels` before any pixel is decoded.
+
+    Pillow's own decompression-bomb guard (a warning above ~89 MP, an error above ~179 MP) is set
+    aside here, so the limit a caller hears about is always `max_pixels`."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(stream)
+    except Image.DecompressionBombError:
+        raise _too_many_pixels(name, max_pixels) from None
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise _too_many_pixels(name, max_pixels, f"{width}x{height}")
+    return image
 
 
 def resize_image(pixels: np.ndarray, size: int) -> np.ndarray:
@@ -112,7 +132,7 @@ def exif_orientation(image: Image.Image) -> int:
     return int(image.getexif().get(0x0112, 1) or 1)
 
 
-def graph_ready_bytes(data: bytes) -> bytes:
+def graph_ready_bytes(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> bytes:
     """Checks encoded image bytes against the contract and returns bytes the SavedModel graph
     decodes to the contract's pixels: unchanged when upright (EXIF orientation 1 or absent) and in
     a format and mode the graph reads, else the upright image re-encoded losslessly as PNG (its
@@ -120,9 +140,9 @@ def graph_ready_bytes(data: bytes) -> bytes:
     CMYK and other modes as the contract's RGB).
 
     Raises:
-        ImageDecodeError: the bytes are not a readable image within the pixel limit.
+        ImageDecodeError: the bytes are not a readable image within `max_pixels`.
     """
-    decode_image(data)  # validates: bombs, truncation, non-images
+    decode_image(data, max_pixels)  # validates: bombs (from the header), truncation, non-images
     with Image.open(io.BytesIO(data)) as image:
         if exif_orientation(image) == 1 and image.format in GRAPH_FORMATS and image.mode in GRAPH_MODES:
             return data

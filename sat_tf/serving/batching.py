@@ -33,6 +33,7 @@ class _Request:
     images: Sequence[bytes]
     done: threading.Event = dataclasses.field(default_factory=threading.Event)
     outputs: dict | None = None
+    batch_size: int = 0  # images in the graph call it ran in
     error: BaseException | None = None
 
 
@@ -81,6 +82,10 @@ class RequestBatcher:
 
     def submit(self, signature: str, images: Sequence[bytes]) -> dict[str, np.ndarray]:
         """Queues the images, waits for their batch and returns their output rows."""
+        return self.run(signature, images)[0]
+
+    def run(self, signature: str, images: Sequence[bytes]) -> tuple[dict[str, np.ndarray], int]:
+        """`submit`, also returning how many images the graph call it joined held (for access logs)."""
         request = _Request(signature, list(images))
         try:
             self._queue.put_nowait(request)
@@ -90,7 +95,7 @@ class RequestBatcher:
         request.done.wait()
         if request.error is not None:
             raise request.error
-        return request.outputs
+        return request.outputs, request.batch_size
 
     def close(self) -> None:
         """Stops the worker after the queued requests (blocks until they are answered)."""
@@ -150,6 +155,7 @@ class RequestBatcher:
         for request in batch:
             count = len(request.images)
             request.outputs = {key: value[start : start + count] for key, value in outputs.items()}
+            request.batch_size = len(images)
             start += count
             request.done.set()
 
