@@ -142,3 +142,27 @@ def test_bad_images_name_the_source():
         contract.decode_image(b"not an image")
     with pytest.raises(ImageLoadError, match="missing.png: not a readable image"):
         load_image("missing.png")
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height pixels but that carries almost no data."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [10_000, 20_000])  # over Pillow's warning (89 MP) and error (179 MP) limits
+def test_oversized_images_are_refused_quoting_the_contracts_limit_not_pillows(side):
+    with pytest.raises(contract.ImageDecodeError, match=f"over the {contract.MAX_IMAGE_PIXELS:,}-pixel limit"):
+        contract.decode_image(_png_declaring(side, side))
+    with pytest.raises(contract.ImageDecodeError, match="10x20 pixels is over the 100-pixel limit"):
+        contract.graph_ready_bytes(_png_declaring(10, 20), max_pixels=100)
+    small = io.BytesIO()
+    Image.new("RGB", (10, 10)).save(small, format="PNG")
+    assert contract.graph_ready_bytes(small.getvalue(), max_pixels=100) == small.getvalue()  # at the limit

@@ -222,3 +222,26 @@ def test_access_log_has_one_line_per_request_with_status_latency_and_batch(live,
     lines = [r.getMessage() for r in caplog.records if r.name == "sat_tf.serving.access"]
     assert any(line.startswith(f"POST /v1/models/{NAME}:predict 200 ") and line.endswith("batch=1") for line in lines)
     assert any(line.startswith(f"GET /v1/models/{NAME}/versions/9 404 ") for line in lines)
+
+
+def test_sat_tf_serve_announces_the_real_name_version_and_page_once_loaded(model_base):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "sat_tf.cli", "serve", "--model-dir", str(model_base),
+                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        line = process.stdout.readline().strip()
+        url = f"http://127.0.0.1:{port}"
+        assert line == f"serving model '{NAME}' version 2 at {url}/v1/models/{NAME} (page: {url}/)"
+        status = requests.get(f"{url}/v1/models/{NAME}", timeout=10).json()["model_version_status"][0]
+        assert status["state"] == "AVAILABLE"  # announced only once it is
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
