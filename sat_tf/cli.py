@@ -70,15 +70,27 @@ def cmd_caption(args) -> None:
     from sat_tf.inference.attention_plot import plot_attention
     from sat_tf.utils.atomic import write_json_atomic
     from sat_tf.workflows import caption_files, load_captioners
+    from sat_tf.workflows.flags import section_overrides
 
     model = load_captioners(args.model)  # default: the shipped preset
-    captioned = caption_files(model, args.images, _decoding_for(args), skip_bad=args.skip_bad)
+    decoding = _decoding_for(args)
+    if "tag_guidance" not in section_overrides(args).get("decoding", {}):
+        decoding = dataclasses.replace(decoding, tag_guidance="auto")  # caption's own default
+    captioned = caption_files(model, args.images, decoding, skip_bad=args.skip_bad, with_tags=args.tags)
     best = captioned.candidates.best()
     results = []
     for index, path in enumerate(captioned.paths):
-        print(f"{path}\t{best.texts[index]}")
+        tags = captioned.tags[index] if captioned.tags is not None else []
+        guided = bool(captioned.constrained and captioned.constrained[index])
+        line = f"{path}\t{best.texts[index]}"
+        if args.tags:
+            shown = ", ".join(f"{tag.word} {tag.probability:.2f}" for tag in tags) or "none"
+            line += f"\t[tags: {shown}{'; caption guided by the tags' if guided else ''}]"
+        print(line)
         results.append({"image": path, "caption": best.texts[index], "log_prob": float(best.log_probs[index].sum()),
-                        "candidates": captioned.candidates.texts[index]})
+                        "candidates": captioned.candidates.texts[index], "guided_by_tags": guided,
+                        "tags": [{"word": t.word, "probability": t.probability, "classes": list(t.classes)}
+                                 for t in tags]})
         if args.attention_plot:
             plot_path = Path(args.attention_plot)
             if len(captioned.paths) > 1:
@@ -121,7 +133,7 @@ def cmd_export(args) -> None:
         from sat_tf.export.saved_model import export_saved_model
 
         path = export_saved_model(model, args.saved_model_dir, args.model_name, args.version, args.max_length,
-                                  args.beam_size, xla=args.xla)
+                                  args.beam_size, xla=args.xla, tags=args.tags)
         print(f"SavedModel (TF Serving layout): {path}")
     if args.tflite_dir:
         from sat_tf.export.tflite import export_tflite
@@ -192,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
                               f"ensemble (default: the pretrained preset {DEFAULT_PRESET})")
     caption.add_argument("--attention-plot", help="write the attention figure here (PNG)")
     caption.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of failing")
+    caption.add_argument("--tags", action="store_true",
+                         help="also print each photo's ImageNet tags (the words the encoder's classifier sees); "
+                              "captions use them per --tag-guidance (default here: auto)")
     caption.add_argument("--output", help="also write the captions as JSON")
     add_config_arguments(caption)
     add_section_flags(caption, "decoding")
@@ -217,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--version", type=int, default=1)
     export.add_argument("--beam-size", type=int, default=3, help="beam of the beam_search signature")
     export.add_argument("--max-length", type=int, default=20)
+    export.add_argument("--tags", action=argparse.BooleanOptionalAction, default=None,
+                        help="add the encoder checkpoint's ImageNet tags to the SavedModel's outputs (default: for "
+                             "EfficientNet-Lite encoders)")
     export.add_argument("--xla", action="store_true",
                         help="save the SavedModel's decoding loops XLA-compiled (faster batched serving with sat-tf "
                              "serve; TF Serving then needs --xla_cpu_compilation_enabled=true)")

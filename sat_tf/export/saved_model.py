@@ -8,7 +8,10 @@ Written in TensorFlow Serving's layout `<export_dir>/<model_name>/<version>/` wi
 
 each returning caption (string [B]), tokens (int32 [B, T]), log_probs (float32 [B, T]) and alphas
 (float32 [B, T, L]); beam_search adds score (float32 [B]) and the k-best list, candidates (string
-[B, k], best first) with candidate_scores (float32 [B, k]). The graph holds only core TensorFlow
+[B, k], best first) with candidate_scores (float32 [B, k]). With an ImageNet tagger (the default
+for EfficientNet-Lite encoders with ImageNet weights), every signature also returns tags (string
+[B, 3], the caption words the encoder checkpoint's ImageNet classifier sees, most probable first)
+and tag_probabilities (float32 [B, 3]); the captions themselves are not tag-guided in the graph. The graph holds only core TensorFlow
 ops (no tensorflow_text), so `tf.saved_model.load` works with nothing but `tensorflow` imported.
 
 Images are decoded in the graph under the image contract of `sat_tf_edge.images` (see
@@ -24,7 +27,9 @@ import keras
 import tensorflow as tf
 
 from sat_tf.inference import BeamSampler, GreedySampler
+from sat_tf.models import efficientnet_lite
 from sat_tf.models.captioner import Captioner
+from sat_tf.models.imagenet_tagger import ImageNetTagger, shared_tagger, tag_outputs
 from sat_tf.utils.atomic import atomic_path
 
 SIGNATURES = ("serving_default", "caption_images", "beam_search")
@@ -64,13 +69,14 @@ def _caption_outputs(model: Captioner, tokens, log_probs, alphas) -> dict:
 
 
 def build_export_archive(model: Captioner, max_length: int = 20, beam_size: int = 3,
-                         xla: bool = False) -> keras.export.ExportArchive:
+                         xla: bool = False, tagger: ImageNetTagger | None = None) -> keras.export.ExportArchive:
     """The serving endpoints of `model` as a `keras.export.ExportArchive` (not yet written).
 
     With `xla`, the decoding loops are saved as XLA-compiled functions (`jit_compile=True`, compiled
     on the serving machine at the first call of each batch size): each step's ~100 small ops
     become a few fused kernels. `tf.saved_model.load` (and so `sat-tf serve`) runs them as is;
-    stock TensorFlow Serving needs `--xla_cpu_compilation_enabled=true`."""
+    stock TensorFlow Serving needs `--xla_cpu_compilation_enabled=true`. With `tagger`, every
+    signature also returns the images' tags (`imagenet_tagger.tag_outputs`)."""
     size = model.encoder.image_size
     greedy, beam = GreedySampler(), BeamSampler(beam_size)
 
@@ -86,31 +92,50 @@ def build_export_archive(model: Captioner, max_length: int = 20, beam_size: int 
         return _caption_outputs(model, outputs["tokens"][:, 0], outputs["token_log_probs"][:, 0],
                                 outputs["alphas"][:, 0]), outputs["scores"][:, 0]
 
+    def with_tags(outputs, images):
+        if tagger is None:
+            return outputs
+        return {**outputs, **tag_outputs(tagger.class_probabilities(images))}
+
     def caption_images(images):
-        return best_caption(greedy_decode, model.encode(tf.cast(images, tf.float32), training=False))[0]
+        images = tf.cast(images, tf.float32)
+        return with_tags(best_caption(greedy_decode, model.encode(images, training=False))[0], images)
 
     def caption_bytes(image_bytes):
         return caption_images(decode_image_bytes(image_bytes, size))
 
     def beam_search(image_bytes):
-        features = model.encode(decode_image_bytes(image_bytes, size), training=False)
+        images = decode_image_bytes(image_bytes, size)
+        features = model.encode(images, training=False)
         outputs = beam_decode(features)
         best = _caption_outputs(model, outputs["tokens"][:, 0], outputs["token_log_probs"][:, 0],
                                 outputs["alphas"][:, 0])
         # the k-best list: every beam's caption and score, best first
         tokens = outputs["tokens"]
         candidates = model.tokenizer.detokenize(tf.reshape(tokens, [-1, tf.shape(tokens)[2]]))
-        return {**best, "score": outputs["scores"][:, 0], "candidates": tf.reshape(candidates, tf.shape(tokens)[:2]),
-                "candidate_scores": outputs["scores"]}
+        return with_tags({**best, "score": outputs["scores"][:, 0],
+                          "candidates": tf.reshape(candidates, tf.shape(tokens)[:2]),
+                          "candidate_scores": outputs["scores"]}, images)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
+    if tagger is not None:
+        archive.track(tagger.network)
     bytes_spec = [tf.TensorSpec([None], tf.string, name="image_bytes")]
     archive.add_endpoint("serving_default", caption_bytes, input_signature=bytes_spec)
     archive.add_endpoint("caption_images", caption_images,
                          input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
     archive.add_endpoint("beam_search", beam_search, input_signature=bytes_spec)
     return archive
+
+
+def _tagger_for(model: Captioner, tags: bool | None) -> ImageNetTagger | None:
+    variant = model.encoder.backbone_name
+    if tags is False or (tags is None and variant not in efficientnet_lite.VARIANTS):
+        return None
+    if variant not in efficientnet_lite.VARIANTS:
+        raise ValueError(f"tags need an EfficientNet-Lite encoder with ImageNet weights; this model's is '{variant}'")
+    return shared_tagger(variant)
 
 
 def export_saved_model(
@@ -121,6 +146,7 @@ def export_saved_model(
     max_length: int = 20,
     beam_size: int = 3,
     xla: bool = False,
+    tags: bool | None = None,
 ) -> Path:
     """Writes the serving SavedModel to `<export_dir>/<model_name>/<version>/`, atomically.
 
@@ -132,6 +158,8 @@ def export_saved_model(
         max_length: most tokens per caption.
         beam_size: the beam of the `beam_search` signature.
         xla: save the decoding loops XLA-compiled (see `build_export_archive`).
+        tags: add the encoder checkpoint's ImageNet tags to every signature's outputs; None (the
+            default): when the model's encoder is an EfficientNet-Lite with ImageNet weights.
 
     Returns:
         The version directory.
@@ -147,5 +175,5 @@ def export_saved_model(
     # TF Serving polls the base path: it must never see a half-written version. atomic_path writes
     # a hidden (non-numeric, so ignored) sibling and renames it into place.
     with atomic_path(target) as staging:
-        build_export_archive(model, max_length, beam_size, xla).write_out(str(staging), verbose=False)
+        build_export_archive(model, max_length, beam_size, xla, _tagger_for(model, tags)).write_out(str(staging), verbose=False)
     return target

@@ -2,6 +2,7 @@
 feature extraction and attention plots (imports data and models)."""
 
 from sat_tf.inference.beam_sampler import BeamSampler
+from sat_tf.inference.constrained_beam_sampler import ConstrainedBeamSampler
 from sat_tf.inference.ensemble import CaptionerEnsemble
 from sat_tf.inference.generate import compiled_decoder, generate_captions
 from sat_tf.inference.greedy_sampler import GreedySampler
@@ -13,6 +14,7 @@ __all__ = [
     "BeamSampler",
     "CaptionCandidates",
     "CaptionerEnsemble",
+    "ConstrainedBeamSampler",
     "DecodedCaptions",
     "GreedySampler",
     "RandomSampler",

@@ -44,7 +44,7 @@ class BeamSampler(Sampler):
         live_first = tf.concat([[0.0], tf.fill([self.beam_size - 1], NEG_INF)], 0)
         return tf.tile(live_first[tf.newaxis], [batch, 1])
 
-    def select(self, log_probs, scores, step, seed):
+    def select(self, log_probs, scores, step, seed, constraint=None):
         batch, k, vocabulary = tf.shape(log_probs)[0], self.beam_size, tf.shape(log_probs)[2]
         candidates = tf.reshape(scores[:, :, tf.newaxis] + log_probs, [batch, -1])
         new_scores, flat = tf.math.top_k(candidates, k=k)

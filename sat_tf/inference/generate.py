@@ -35,8 +35,8 @@ def compiled_decoder(model, sampler: Sampler, max_length: int, forbidden_ids: tu
     key = (sampler, max_length, tuple(forbidden_ids), jit_compile, _traced_settings(model))
     functions = _COMPILED.setdefault(model, {})
     if key not in functions:
-        def decode(features, seed):
-            return sampler.run(model, features, max_length, seed, forbidden_ids)
+        def decode(features, seed, constraint_words=None):
+            return sampler.run(model, features, max_length, seed, forbidden_ids, constraint_words)
 
         functions[key] = tf.function(decode, reduce_retracing=True, jit_compile=jit_compile)
     return functions[key]
@@ -85,6 +85,7 @@ def generate_captions(
     forbid_unknown: bool = False,
     seed: int = 0,
     jit_compile: bool = True,
+    constraint_words: np.ndarray | None = None,
 ) -> CaptionCandidates:
     """Captions images (or precomputed region features), in batches, with any decoding strategy.
 
@@ -100,6 +101,8 @@ def generate_captions(
         seed: seed of random strategies; batch i uses (seed, i), so results do not depend on
             anything but the seed and the batch size.
         jit_compile: compile the decoding loop with XLA.
+        constraint_words: [N, V], for a constrained sampler (`ConstrainedBeamSampler`): 1 for the
+            words of which each image's caption should contain at least one.
 
     Returns:
         `CaptionCandidates` with k candidates per image (`.best()` for one caption per image).
@@ -113,6 +116,11 @@ def generate_captions(
     count = len(images) if images is not None else len(features[0] if per_member else features)
     if count == 0:
         raise ValueError("no images to caption")
+    if sampler.needs_constraint:
+        vocabulary = model.tokenizer.vocabulary_size
+        if constraint_words is None or np.shape(constraint_words) != (count, vocabulary):
+            raise ValueError(f"{type(sampler).__name__} needs constraint_words of shape [{count}, {vocabulary}], "
+                             f"got {None if constraint_words is None else np.shape(constraint_words)}")
     decode = compiled_decoder(model, sampler, max_length, forbidden_token_ids(model, forbid_unknown), jit_compile)
     parts = []
     for index, start in enumerate(range(0, count, batch_size)):
@@ -122,7 +130,9 @@ def generate_captions(
         else:
             batch_features = region_features(model, features=[f[window] for f in features] if per_member
                                              else features[window])
-        outputs = decode(batch_features, tf.constant([seed, index], tf.int32))
+        constraint = {} if not sampler.needs_constraint else {
+            "constraint_words": tf.constant(constraint_words[window], tf.float32)}
+        outputs = decode(batch_features, tf.constant([seed, index], tf.int32), **constraint)
         parts.append(_to_candidates(model, {key: value.numpy() for key, value in outputs.items()}))
     return parts[0] if len(parts) == 1 else CaptionCandidates.concatenate(parts)
 

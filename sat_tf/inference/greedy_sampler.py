@@ -22,7 +22,7 @@ class GreedySampler(Sampler):
     def num_hypotheses(self) -> int:
         return 1
 
-    def select(self, log_probs, scores, step, seed):
+    def select(self, log_probs, scores, step, seed, constraint=None):
         word = tf.argmax(log_probs, axis=-1, output_type=tf.int32)  # [B, 1]
         chosen = tf.gather(log_probs, word, batch_dims=2)
         return tf.zeros_like(word), word, scores + chosen

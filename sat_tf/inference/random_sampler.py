@@ -45,7 +45,7 @@ class RandomSampler(Sampler):
     def num_hypotheses(self) -> int:
         return self.num_samples
 
-    def select(self, log_probs, scores, step, seed):
+    def select(self, log_probs, scores, step, seed, constraint=None):
         batch, k, vocabulary = tf.shape(log_probs)[0], self.num_samples, tf.shape(log_probs)[2]
         logits = tf.reshape(log_probs, [-1, vocabulary]) / self.temperature
         if self.top_k is not None:

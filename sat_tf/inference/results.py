@@ -57,6 +57,23 @@ class CaptionCandidates:
         return DecodedCaptions(tokens=self.tokens[:, 0], log_probs=self.token_log_probs[:, 0],
                                alphas=self.alphas[:, 0], lengths=self.lengths[:, 0], texts=self.best_texts)
 
+    def first(self, k: int, images: int | None = None) -> "CaptionCandidates":
+        """The first k candidates of each image (of the first `images` images, default all)."""
+        n = len(self.texts) if images is None else images
+        return CaptionCandidates(self.tokens[:n, :k], self.scores[:n, :k], self.log_probs[:n, :k],
+                                 self.token_log_probs[:n, :k], self.alphas[:n, :k], self.lengths[:n, :k],
+                                 [texts[:k] for texts in self.texts[:n]])
+
+    def with_rows(self, rows: list[int], other: "CaptionCandidates") -> "CaptionCandidates":
+        """These candidates with images `rows` replaced by `other`'s (same k), steps padded."""
+        merged = CaptionCandidates.concatenate([self, other])  # pads both to the longer step axis
+        order = list(range(len(self.texts)))
+        for position, row in enumerate(rows):
+            order[row] = len(self.texts) + position
+        return CaptionCandidates(merged.tokens[order], merged.scores[order], merged.log_probs[order],
+                                 merged.token_log_probs[order], merged.alphas[order], merged.lengths[order],
+                                 [merged.texts[i] for i in order])
+
     @staticmethod
     def concatenate(parts: list["CaptionCandidates"]) -> "CaptionCandidates":
         """Joins the results of consecutive batches, padding the step axis to the longest."""

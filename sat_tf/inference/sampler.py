@@ -31,11 +31,17 @@ class Sampler:
     def num_hypotheses(self) -> int:
         raise NotImplementedError
 
+    @property
+    def needs_constraint(self) -> bool:
+        """Whether `run` must be given `constraint_words` (constrained decoding)."""
+        return False
+
     def initial_scores(self, batch: tf.Tensor) -> tf.Tensor:
         """Scores [B, k] before the first word: every hypothesis live."""
         return tf.zeros([batch, self.num_hypotheses])
 
-    def select(self, log_probs: tf.Tensor, scores: tf.Tensor, step: tf.Tensor, seed: tf.Tensor):
+    def select(self, log_probs: tf.Tensor, scores: tf.Tensor, step: tf.Tensor, seed: tf.Tensor,
+               constraint: tf.Tensor | None = None):
         """Chooses each hypothesis' continuation.
 
         Args:
@@ -44,6 +50,8 @@ class Sampler:
             scores: float32 [B, k], the hypotheses' scores so far.
             step: int32 scalar, the step index.
             seed: int32 [2], the call's seed (for random strategies).
+            constraint: float32 [B, V], 1 for the words that satisfy the image's constraint
+                (constrained strategies only; None for the others).
 
         Returns:
             (parent int32 [B, k], word int32 [B, k], new scores float32 [B, k]).
@@ -63,7 +71,7 @@ class Sampler:
 
     # ----- the loop ---------------------------------------------------------------------------
     def run(self, model, features, max_length: int, seed: tf.Tensor | None = None,
-            forbidden_ids: Sequence[int] = ()) -> dict[str, tf.Tensor]:
+            forbidden_ids: Sequence[int] = (), constraint_words: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         """Decodes a batch in the graph (call it inside a `tf.function`, or eagerly).
 
         Args:
@@ -72,6 +80,8 @@ class Sampler:
             max_length: most tokens per caption, `<end>` included.
             seed: int32 [2] for random strategies (default [0, 0]).
             forbidden_ids: token ids never emitted (for example `<unk>`).
+            constraint_words: float32 [B, V] for constrained strategies (`needs_constraint`): 1 for
+                the words of which each caption should contain at least one.
 
         Returns:
             {"tokens" int32 [B, k, T], "scores" [B, k], "log_probs" [B, k], "token_log_probs"
@@ -80,6 +90,9 @@ class Sampler:
         """
         if max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}")
+        if self.needs_constraint and constraint_words is None:
+            raise ValueError(f"{type(self).__name__} needs constraint_words")
+        constraint = None if constraint_words is None else tf.cast(constraint_words, tf.float32)
         decoder, tokenizer, k = model.decoder, model.tokenizer, self.num_hypotheses
         seed = tf.zeros([2], tf.int32) if seed is None else tf.cast(seed, tf.int32)
         initial = decoder.initial_state(features)
@@ -109,7 +122,7 @@ class Sampler:
             out = decoder.step(constants, state, previous)
             log_probs = tf.reshape(tf.cast(out.log_probs, tf.float32), [batch, k, vocabulary])
             allowed = tf.where(finished[:, :, tf.newaxis], pad_only, log_probs + forbidden)
-            parent, word, scores = self.select(allowed, scores, t, seed)
+            parent, word, scores = self.select(allowed, scores, t, seed, constraint)
             gather = lambda x: tf.gather(x, parent, batch_dims=1)  # noqa: E731
             # Recorded per token: the model's own log-probability (0 for <pad> after <end>).
             model_log_probs = tf.where(finished[:, :, tf.newaxis], pad_only, log_probs)

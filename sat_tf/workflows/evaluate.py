@@ -18,7 +18,10 @@ from sat_tf.errors import ConfigError
 from sat_tf.evaluation.metrics import caption_metrics
 from sat_tf.inference import CaptionCandidates, CaptionerEnsemble, generate_captions
 from sat_tf.inference.features import encoder_identity, extract_to_cache
+from sat_tf.inference.tag_guidance import guided_captions
+from sat_tf.models import efficientnet_lite
 from sat_tf.models.config import ModelConfig
+from sat_tf.models.imagenet_tagger import Tag, shared_tagger
 from sat_tf.models.preset import preset_info
 from sat_tf.utils.atomic import write_json_atomic
 from sat_tf.workflows.features import encoder_settings_record
@@ -28,10 +31,40 @@ from sat_tf.workflows.train import validation_data_config
 
 
 def decode(model, decoding: DecodingConfig, images=None, features=None) -> CaptionCandidates:
-    """Captions with the configured strategy (beam size, length penalty, `<unk>` filtering)."""
+    """Captions with the configured strategy (beam size, length penalty, `<unk>` filtering, tag
+    guidance)."""
+    if decoding.tag_guidance != "off":
+        if images is None:
+            raise ConfigError("decoding.tag_guidance needs images (the tagger reads pixels), not cached features")
+        return decode_with_tags(model, decoding, images)[0]
     return generate_captions(model, images=images, features=features, sampler=decoding.sampler(),
                              max_length=decoding.max_length, batch_size=decoding.decode_batch_size,
                              forbid_unknown=decoding.forbid_unknown)
+
+
+def image_tags(model, images) -> list[list[Tag]] | None:
+    """Each image's ImageNet tags from the model's own encoder checkpoint, or None when its encoder
+    is not an ImageNet EfficientNet-Lite (the tagger needs that classifier)."""
+    backbone = getattr(model.encoder, "backbone_name", None)
+    if backbone not in efficientnet_lite.VARIANTS:
+        return None
+    return shared_tagger(backbone).tags(images)
+
+
+def decode_with_tags(model, decoding: DecodingConfig, images) -> tuple[CaptionCandidates, list | None, list[bool]]:
+    """(candidates, tags per image or None, which captions the tags constrained)."""
+    tags = image_tags(model, images)
+    if tags is None or decoding.tag_guidance == "off":
+        if tags is None and decoding.tag_guidance == "on":
+            raise ConfigError(f"decoding.tag_guidance 'on' needs an EfficientNet-Lite encoder with ImageNet weights; "
+                              f"this model's is '{getattr(model.encoder, 'backbone_name', '?')}'")
+        plain = dataclasses.replace(decoding, tag_guidance="off")
+        return decode(model, plain, images=images), tags, [False] * len(images)
+    candidates, constrained = guided_captions(
+        model, {"images": images}, tags, decoding.guidance(), beam_size=decoding.beam_size,
+        length_penalty=decoding.length_penalty, max_length=decoding.max_length,
+        forbid_unknown=decoding.forbid_unknown, batch_size=decoding.decode_batch_size)
+    return candidates, tags, constrained
 
 
 def run_config_of(model_path: str | os.PathLike) -> RunConfig | None:
@@ -112,10 +145,14 @@ class CaptionedFiles:
     paths: list[str]
     candidates: CaptionCandidates
     skipped: list[str]
+    tags: list[list[Tag]] | None = None  # per image, its ImageNet tags (when the encoder has a tagger)
+    constrained: list[bool] | None = None  # per image, whether the tags constrained its caption
 
 
-def caption_files(model, paths: Sequence[str], decoding: DecodingConfig, skip_bad: bool = False) -> CaptionedFiles:
-    """Reads image files (through the library's one image contract) and captions them."""
+def caption_files(model, paths: Sequence[str], decoding: DecodingConfig, skip_bad: bool = False,
+                  with_tags: bool = False) -> CaptionedFiles:
+    """Reads image files (through the library's one image contract) and captions them; with
+    `with_tags` (or tag guidance on), also tags them."""
     size = model.encoder.image_size
     loaded, pixels, skipped = [], [], []
     for path in paths:
@@ -128,6 +165,9 @@ def caption_files(model, paths: Sequence[str], decoding: DecodingConfig, skip_ba
             skipped.append(str(exc))
     if not loaded:
         raise ConfigError("no readable images")
+    if with_tags or decoding.tag_guidance != "off":
+        candidates, tags, constrained = decode_with_tags(model, decoding, np.stack(pixels))
+        return CaptionedFiles(loaded, candidates, skipped, tags, constrained)
     return CaptionedFiles(loaded, decode(model, decoding, images=np.stack(pixels)), skipped)
 
 

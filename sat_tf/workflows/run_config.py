@@ -59,6 +59,12 @@ class DecodingConfig:
         max_length: most tokens per caption, `<end>` included.
         forbid_unknown: never emit `<unk>`.
         decode_batch_size: images decoded per compiled call.
+        tag_guidance: "off", "on" or "auto": make captions contain a word of the encoder's
+            ImageNet tags (EfficientNet-Lite encoders; see `sat_tf.inference.tag_guidance`).
+            `sat-tf caption` uses "auto" unless told otherwise.
+        tag_probability: "on": tags at least this probable constrain the caption.
+        tag_auto_probability: "auto": a tag at least this probable that the free caption does not
+            name makes that caption constrained.
     """
 
     beam_size: int = 3
@@ -66,12 +72,25 @@ class DecodingConfig:
     max_length: int = 20
     forbid_unknown: bool = True
     decode_batch_size: int = 64
+    tag_guidance: str = "off"
+    tag_probability: float = 0.3
+    tag_auto_probability: float = 0.5
 
     def __post_init__(self):
         if self.beam_size < 1:
             raise ConfigError(f"decoding.beam_size must be >= 1; got {self.beam_size}")
         if self.max_length < 1:
             raise ConfigError(f"decoding.max_length must be >= 1; got {self.max_length}")
+        try:
+            self.guidance()
+        except ValueError as exc:
+            raise ConfigError(f"decoding: {exc}") from None
+
+    def guidance(self):
+        """The tag-guidance settings as `sat_tf.inference.tag_guidance.TagGuidance`."""
+        from sat_tf.inference.tag_guidance import TagGuidance
+
+        return TagGuidance(self.tag_guidance, self.tag_probability, self.tag_auto_probability)
 
     def sampler(self):
         from sat_tf.inference import BeamSampler, GreedySampler

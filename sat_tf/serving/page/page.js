@@ -11,6 +11,7 @@ const elements = {
   result: document.getElementById("result"),
   canvas: document.getElementById("photo-canvas"),
   caption: document.getElementById("caption"),
+  tags: document.getElementById("tags"),
   candidates: document.getElementById("candidates"),
 };
 const state = { config: null, photo: null, alphas: null, activeStep: null };
@@ -92,13 +93,33 @@ async function captionFile(file) {
   }
 }
 
+// The ImageNet tags worth showing (the SavedModel returns the 3 most probable words).
+const TAG_MIN_PROBABILITY = 0.1;
+
+function shownTags(prediction) {
+  const words = prediction.tags || [];
+  const probabilities = prediction.tag_probabilities || [];
+  return words.map((word, i) => ({word, probability: Number(probabilities[i])}))
+    .filter((tag) => tag.probability >= TAG_MIN_PROBABILITY);
+}
+
+function showTags(tags) {
+  elements.tags.hidden = tags.length === 0;
+  elements.tags.textContent = tags.length
+    ? `The encoder's ImageNet classifier sees: ${tags.map((t) => `${t.word} (${Math.round(100 * t.probability)}%)`).join(", ")}`
+    : "";
+}
+
 function showPrediction(prediction) {
   state.alphas = prediction.alphas;
   state.activeStep = null;
   elements.caption.replaceChildren();
+  const tags = shownTags(prediction);
+  const tagWords = new Set(tags.flatMap((t) => t.word.split(" ")));
+  showTags(tags);
   prediction.caption.split(" ").filter(Boolean).forEach((word, step) => {
     const span = document.createElement("span");
-    span.className = "word";
+    span.className = tagWords.has(word) ? "word tag" : "word";
     span.textContent = word;
     span.dataset.step = String(step);
     span.tabIndex = 0;
