@@ -68,6 +68,7 @@ def _decoding_for(args):
 def cmd_caption(args) -> None:
     from sat_tf.data.images import load_image
     from sat_tf.inference.attention_plot import plot_attention
+    from sat_tf.inference.results import NOT_SURE_BELOW
     from sat_tf.utils.atomic import write_json_atomic
     from sat_tf.workflows import caption_files, load_captioners
     from sat_tf.workflows.flags import section_overrides
@@ -82,12 +83,15 @@ def cmd_caption(args) -> None:
     for index, path in enumerate(captioned.paths):
         tags = captioned.tags[index] if captioned.tags is not None else []
         guided = bool(captioned.constrained and captioned.constrained[index])
-        line = f"{path}\t{best.texts[index]}"
+        confidence = float(best.confidence[index])
+        not_sure = confidence < NOT_SURE_BELOW
+        line = f"{path}\t{best.texts[index]}\t(confidence {confidence:.2f}{': not sure' if not_sure else ''})"
         if args.tags:
             shown = ", ".join(f"{tag.word} {tag.probability:.2f}" for tag in tags) or "none"
             line += f"\t[tags: {shown}{'; caption guided by the tags' if guided else ''}]"
         print(line)
         results.append({"image": path, "caption": best.texts[index], "log_prob": float(best.log_probs[index].sum()),
+                        "confidence": confidence, "not_sure": not_sure,
                         "candidates": captioned.candidates.texts[index], "guided_by_tags": guided,
                         "tags": [{"word": t.word, "probability": t.probability, "classes": list(t.classes)}
                                  for t in tags]})
@@ -133,7 +137,8 @@ def cmd_export(args) -> None:
         from sat_tf.export.saved_model import export_saved_model
 
         path = export_saved_model(model, args.saved_model_dir, args.model_name, args.version, args.max_length,
-                                  args.beam_size, xla=args.xla, tags=args.tags)
+                                  args.beam_size, xla=args.xla, tags=args.tags,
+                                  no_repeat_ngram_size=args.no_repeat_ngram_size, forbid_unknown=args.forbid_unknown)
         print(f"SavedModel (TF Serving layout): {path}")
     if args.tflite_dir:
         from sat_tf.export.tflite import export_tflite
@@ -232,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--version", type=int, default=1)
     export.add_argument("--beam-size", type=int, default=3, help="beam of the beam_search signature")
     export.add_argument("--max-length", type=int, default=20)
+    export.add_argument("--no-repeat-ngram-size", type=int, default=3,
+                        help="the SavedModel's decoding never repeats an n-gram of this size, as sat-tf caption "
+                             "(default: 3; 0: off)")
+    export.add_argument("--forbid-unknown", action=argparse.BooleanOptionalAction, default=True,
+                        help="the SavedModel's decoding never emits <unk>, as sat-tf caption (default: on)")
     export.add_argument("--tags", action=argparse.BooleanOptionalAction, default=None,
                         help="add the encoder checkpoint's ImageNet tags to the SavedModel's outputs (default: for "
                              "EfficientNet-Lite encoders)")

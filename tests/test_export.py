@@ -36,11 +36,17 @@ def images(tiny_data):
     return tiny_data[0].images[:6]
 
 
+# The library's decoding settings each export variant bakes in (the XLA one also blocks repeated
+# bigrams and <unk>, so those settings are checked against the library too).
+VARIANT_DECODING = {False: {}, True: {"no_repeat_ngram_size": 2, "forbid_unknown": True}}
+
+
 @pytest.fixture(scope="module", params=[False, True], ids=["graph", "xla"])
 def saved_model_dir(trained_tiny_model, tmp_path_factory, request):
     """The SavedModel as exported by default and with XLA-compiled decoding loops (`--xla`)."""
     return export_saved_model(trained_tiny_model, tmp_path_factory.mktemp("xla" if request.param else "graph"),
-                              "captioner", 3, max_length=12, beam_size=2, xla=request.param)
+                              "captioner", 3, max_length=12, beam_size=2, xla=request.param,
+                              **VARIANT_DECODING[request.param])
 
 
 def test_saved_model_loads_with_tensorflow_only_and_matches_the_library(
@@ -63,6 +69,7 @@ def test_saved_model_loads_with_tensorflow_only_and_matches_the_library(
         print(json.dumps({{
             "greedy": [c.decode() for c in greedy["caption"].numpy()],
             "tokens": greedy["tokens"].numpy().tolist(),
+            "confidence": greedy["confidence"].numpy().tolist(),
             "beam": [c.decode() for c in beam["caption"].numpy()],
             "candidates": [[c.decode() for c in row] for row in beam["candidates"].numpy()],
             "signatures": sorted(served.signatures),
@@ -74,12 +81,14 @@ def test_saved_model_loads_with_tensorflow_only_and_matches_the_library(
     served = json.loads(result.stdout.strip().splitlines()[-1])
     assert served["imported"] == []
     assert served["signatures"] == ["beam_search", "caption_images", "serving_default"]
-    library = generate_captions(trained_tiny_model, images=images, max_length=12).best()
+    settings = VARIANT_DECODING[xla]
+    library = generate_captions(trained_tiny_model, images=images, max_length=12, **settings).best()
     assert served["greedy"] == library.texts
     assert len(set(library.texts)) > 1  # not a constant caption
+    np.testing.assert_allclose(served["confidence"], library.confidence, rtol=1e-4)
     steps = library.tokens.shape[1]
     assert [row[:steps] for row in served["tokens"]] == library.tokens.tolist()
-    beam = generate_captions(trained_tiny_model, images=images, sampler=BeamSampler(2), max_length=12)
+    beam = generate_captions(trained_tiny_model, images=images, sampler=BeamSampler(2), max_length=12, **settings)
     assert served["beam"] == beam.best_texts
     assert served["candidates"] == beam.texts  # the k-best list, best first
     cli = subprocess.run(["saved_model_cli", "show", "--dir", str(saved_model_dir), "--all"],

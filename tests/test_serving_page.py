@@ -93,6 +93,11 @@ def test_page_captions_an_upload_and_shows_attention_per_word(browser, live_serv
     candidates = [item.text.split("log p")[0].strip()
                   for item in browser.find_elements(By.CSS_SELECTOR, "#candidates li")]
     assert candidates == expected.texts[0]
+    from sat_tf.inference.results import NOT_SURE_BELOW
+
+    confidence = float(expected.best().confidence[0])  # said as a number, with "not sure" below the threshold
+    status = browser.find_element(By.ID, "status").text
+    assert f"confidence {confidence:.2f}" in status and ("Not sure" in status) == (confidence < NOT_SURE_BELOW)
 
     plain = _canvas_pixels(browser)
     ActionChains(browser).move_to_element(words[0]).perform()

@@ -45,7 +45,9 @@ def test_caption_without_a_model_uses_the_preset(photo, tmp_path, capsys):
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     result = json.loads(output.read_text())["captions"][0]
     words = result["caption"].split()
-    assert printed == f"{photo}\t{result['caption']}"
+    confidence = f"(confidence {result['confidence']:.2f}{': not sure' if result['not_sure'] else ''})"
+    assert printed == f"{photo}\t{result['caption']}\t{confidence}"
+    assert 0.0 < result["confidence"] <= 1.0
     model = Captioner.from_preset(PRESET)
     assert 2 <= len(words) <= 20 and "<unk>" not in words
     assert set(words) <= set(model.tokenizer.vocabulary)

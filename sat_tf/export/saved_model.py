@@ -6,8 +6,8 @@ Written in TensorFlow Serving's layout `<export_dir>/<model_name>/<version>/` wi
   caption_images    images: float32 [B, S, S, 3] (0..255)    -> greedy caption
   beam_search       image_bytes: string [B]                   -> best of a beam fixed at export
 
-each returning caption (string [B]), tokens (int32 [B, T]), log_probs (float32 [B, T]) and alphas
-(float32 [B, T, L]); beam_search adds score (float32 [B]) and the k-best list, candidates (string
+each returning caption (string [B]), tokens (int32 [B, T]), log_probs (float32 [B, T]), alphas
+(float32 [B, T, L]) and confidence (float32 [B], the geometric-mean token probability); beam_search adds score (float32 [B]) and the k-best list, candidates (string
 [B, k], best first) with candidate_scores (float32 [B, k]). With an ImageNet tagger (the default
 for EfficientNet-Lite encoders with ImageNet weights), every signature also returns tags (string
 [B, 3], the caption words the encoder checkpoint's ImageNet classifier sees, most probable first)
@@ -63,13 +63,16 @@ def decode_image_bytes(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
                      fn_output_signature=tf.TensorSpec((image_size, image_size, 3), tf.float32))
 
 
-def _caption_outputs(model: Captioner, tokens, log_probs, alphas) -> dict:
+def _caption_outputs(model: Captioner, tokens, log_probs, alphas, lengths) -> dict:
+    # confidence: exp(log p / length), as `sat_tf.inference.results.caption_confidence`
+    confidence = tf.exp(tf.reduce_sum(log_probs, axis=-1) / tf.cast(tf.maximum(lengths, 1), log_probs.dtype))
     return {"caption": model.tokenizer.detokenize(tokens), "tokens": tokens, "log_probs": log_probs,
-            "alphas": alphas}
+            "alphas": alphas, "confidence": confidence}
 
 
 def build_export_archive(model: Captioner, max_length: int = 20, beam_size: int = 3,
-                         xla: bool = False, tagger: ImageNetTagger | None = None) -> keras.export.ExportArchive:
+                         xla: bool = False, tagger: ImageNetTagger | None = None,
+                         no_repeat_ngram_size: int = 0, forbid_unknown: bool = False) -> keras.export.ExportArchive:
     """The serving endpoints of `model` as a `keras.export.ExportArchive` (not yet written).
 
     With `xla`, the decoding loops are saved as XLA-compiled functions (`jit_compile=True`, compiled
@@ -82,7 +85,9 @@ def build_export_archive(model: Captioner, max_length: int = 20, beam_size: int 
 
     def decoding(sampler):
         """features -> the sampler's outputs, XLA-compiled when asked (string ops stay outside)."""
-        run = lambda features: sampler.run(model, features, max_length)  # noqa: E731
+        forbidden = (model.tokenizer.unk_id,) if forbid_unknown else ()
+        run = lambda features: sampler.run(model, features, max_length, forbidden_ids=forbidden,  # noqa: E731
+                                           no_repeat_ngram_size=no_repeat_ngram_size)
         return tf.function(run, jit_compile=True) if xla else run
 
     greedy_decode, beam_decode = decoding(greedy), decoding(beam)
@@ -90,7 +95,7 @@ def build_export_archive(model: Captioner, max_length: int = 20, beam_size: int 
     def best_caption(decode, features):
         outputs = decode(features)
         return _caption_outputs(model, outputs["tokens"][:, 0], outputs["token_log_probs"][:, 0],
-                                outputs["alphas"][:, 0]), outputs["scores"][:, 0]
+                                outputs["alphas"][:, 0], outputs["lengths"][:, 0]), outputs["scores"][:, 0]
 
     def with_tags(outputs, images):
         if tagger is None:
@@ -109,7 +114,7 @@ def build_export_archive(model: Captioner, max_length: int = 20, beam_size: int 
         features = model.encode(images, training=False)
         outputs = beam_decode(features)
         best = _caption_outputs(model, outputs["tokens"][:, 0], outputs["token_log_probs"][:, 0],
-                                outputs["alphas"][:, 0])
+                                outputs["alphas"][:, 0], outputs["lengths"][:, 0])
         # the k-best list: every beam's caption and score, best first
         tokens = outputs["tokens"]
         candidates = model.tokenizer.detokenize(tf.reshape(tokens, [-1, tf.shape(tokens)[2]]))
@@ -147,6 +152,8 @@ def export_saved_model(
     beam_size: int = 3,
     xla: bool = False,
     tags: bool | None = None,
+    no_repeat_ngram_size: int = 0,
+    forbid_unknown: bool = False,
 ) -> Path:
     """Writes the serving SavedModel to `<export_dir>/<model_name>/<version>/`, atomically.
 
@@ -160,6 +167,8 @@ def export_saved_model(
         xla: save the decoding loops XLA-compiled (see `build_export_archive`).
         tags: add the encoder checkpoint's ImageNet tags to every signature's outputs; None (the
             default): when the model's encoder is an EfficientNet-Lite with ImageNet weights.
+        no_repeat_ngram_size: the decoding loops block repeated n-grams (0: off), as the library's.
+        forbid_unknown: the decoding loops never emit `<unk>`, as the library's with that setting.
 
     Returns:
         The version directory.
@@ -175,5 +184,6 @@ def export_saved_model(
     # TF Serving polls the base path: it must never see a half-written version. atomic_path writes
     # a hidden (non-numeric, so ignored) sibling and renames it into place.
     with atomic_path(target) as staging:
-        build_export_archive(model, max_length, beam_size, xla, _tagger_for(model, tags)).write_out(str(staging), verbose=False)
+        build_export_archive(model, max_length, beam_size, xla, _tagger_for(model, tags),
+                             no_repeat_ngram_size, forbid_unknown).write_out(str(staging), verbose=False)
     return target

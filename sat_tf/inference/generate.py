@@ -25,18 +25,19 @@ _COMPILED: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary
 
 
 def compiled_decoder(model, sampler: Sampler, max_length: int, forbidden_ids: tuple[int, ...] = (),
-                     jit_compile: bool = True) -> Callable:
+                     jit_compile: bool = True, no_repeat_ngram_size: int = 0) -> Callable:
     """The cached `tf.function` features, seed -> `sampler.run(...)` outputs for `model`.
 
     XLA (`jit_compile`) matters on CPU: a step is a few small ops, so without it per-op dispatch
     dominates; with it, each new batch shape compiles once (seconds).
     """
     # Python attributes read while tracing (hard attention's test-time mode) are part of the key.
-    key = (sampler, max_length, tuple(forbidden_ids), jit_compile, _traced_settings(model))
+    key = (sampler, max_length, tuple(forbidden_ids), jit_compile, no_repeat_ngram_size, _traced_settings(model))
     functions = _COMPILED.setdefault(model, {})
     if key not in functions:
         def decode(features, seed, constraint_words=None):
-            return sampler.run(model, features, max_length, seed, forbidden_ids, constraint_words)
+            return sampler.run(model, features, max_length, seed, forbidden_ids, constraint_words,
+                               no_repeat_ngram_size)
 
         functions[key] = tf.function(decode, reduce_retracing=True, jit_compile=jit_compile)
     return functions[key]
@@ -86,6 +87,7 @@ def generate_captions(
     seed: int = 0,
     jit_compile: bool = True,
     constraint_words: np.ndarray | None = None,
+    no_repeat_ngram_size: int = 0,
 ) -> CaptionCandidates:
     """Captions images (or precomputed region features), in batches, with any decoding strategy.
 
@@ -103,6 +105,7 @@ def generate_captions(
         jit_compile: compile the decoding loop with XLA.
         constraint_words: [N, V], for a constrained sampler (`ConstrainedBeamSampler`): 1 for the
             words of which each image's caption should contain at least one.
+        no_repeat_ngram_size: n > 0: no caption repeats an n-gram (see `Sampler.run`).
 
     Returns:
         `CaptionCandidates` with k candidates per image (`.best()` for one caption per image).
@@ -121,7 +124,8 @@ def generate_captions(
         if constraint_words is None or np.shape(constraint_words) != (count, vocabulary):
             raise ValueError(f"{type(sampler).__name__} needs constraint_words of shape [{count}, {vocabulary}], "
                              f"got {None if constraint_words is None else np.shape(constraint_words)}")
-    decode = compiled_decoder(model, sampler, max_length, forbidden_token_ids(model, forbid_unknown), jit_compile)
+    decode = compiled_decoder(model, sampler, max_length, forbidden_token_ids(model, forbid_unknown), jit_compile,
+                              no_repeat_ngram_size)
     parts = []
     for index, start in enumerate(range(0, count, batch_size)):
         window = slice(start, start + batch_size)

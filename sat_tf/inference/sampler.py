@@ -17,6 +17,26 @@ import tensorflow as tf
 NEG_INF = -1e9
 
 
+def repeated_ngram_words(tokens: tf.Tensor, step: tf.Tensor, n: int, vocabulary: int) -> tf.Tensor:
+    """float32 [B, k, V]: 1 for each word that would complete, at position `step`, an n-gram the
+    hypothesis already holds in tokens[..., :step] (its n-1 last words followed by that word).
+
+    Works on the loop's fixed-size token buffer [B, k, T] (static T), so it compiles with XLA."""
+    batch, k, length = tf.shape(tokens)[0], tf.shape(tokens)[1], tokens.shape[2]
+    if length is None or length < n:
+        return tf.zeros([batch, k, vocabulary])
+    windows = tf.signal.frame(tokens, n, 1, axis=2)  # [B, k, W, n], W = T - n + 1
+    starts = tf.range(length - n + 1)
+    # the previous n-1 words (positions step-n+1 .. step-1), clipped; only meaningful when step >= n-1
+    suffix = tf.gather(tokens, tf.clip_by_value(step - n + 1 + tf.range(n - 1), 0, length - 1), axis=2)
+    matches = tf.reduce_all(tf.equal(windows[..., : n - 1], suffix[:, :, tf.newaxis, :]), axis=-1)
+    matches &= (starts + n - 1 < step)[tf.newaxis, tf.newaxis, :] & (step >= n - 1)  # the whole n-gram is written
+    hypothesis = tf.broadcast_to(tf.range(batch * k)[:, tf.newaxis], [batch * k, length - n + 1])
+    indices = tf.stack([tf.reshape(hypothesis, [-1]), tf.reshape(windows[..., n - 1], [-1])], axis=1)
+    banned = tf.scatter_nd(indices, tf.reshape(tf.cast(matches, tf.float32), [-1]), [batch * k, vocabulary])
+    return tf.reshape(tf.minimum(banned, 1.0), [batch, k, vocabulary])
+
+
 @dataclasses.dataclass(frozen=True)
 class Sampler:
     """Base class of decoding strategies (keras-hub style: one loop, strategies as objects).
@@ -71,7 +91,8 @@ class Sampler:
 
     # ----- the loop ---------------------------------------------------------------------------
     def run(self, model, features, max_length: int, seed: tf.Tensor | None = None,
-            forbidden_ids: Sequence[int] = (), constraint_words: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+            forbidden_ids: Sequence[int] = (), constraint_words: tf.Tensor | None = None,
+            no_repeat_ngram_size: int = 0) -> dict[str, tf.Tensor]:
         """Decodes a batch in the graph (call it inside a `tf.function`, or eagerly).
 
         Args:
@@ -82,6 +103,8 @@ class Sampler:
             forbidden_ids: token ids never emitted (for example `<unk>`).
             constraint_words: float32 [B, V] for constrained strategies (`needs_constraint`): 1 for
                 the words of which each caption should contain at least one.
+            no_repeat_ngram_size: n > 0: no hypothesis emits an n-gram it already contains
+                ("sitting on a park on a park" cannot happen with n = 3); 0: no blocking.
 
         Returns:
             {"tokens" int32 [B, k, T], "scores" [B, k], "log_probs" [B, k], "token_log_probs"
@@ -90,6 +113,8 @@ class Sampler:
         """
         if max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}")
+        if no_repeat_ngram_size < 0:
+            raise ValueError(f"no_repeat_ngram_size must be >= 0, got {no_repeat_ngram_size}")
         if self.needs_constraint and constraint_words is None:
             raise ValueError(f"{type(self).__name__} needs constraint_words")
         constraint = None if constraint_words is None else tf.cast(constraint_words, tf.float32)
@@ -121,7 +146,10 @@ class Sampler:
         def step(t, state, previous, scores, finished, lengths, tokens, token_log_probs, alphas):
             out = decoder.step(constants, state, previous)
             log_probs = tf.reshape(tf.cast(out.log_probs, tf.float32), [batch, k, vocabulary])
-            allowed = tf.where(finished[:, :, tf.newaxis], pad_only, log_probs + forbidden)
+            blocked = forbidden
+            if no_repeat_ngram_size:
+                blocked += NEG_INF * repeated_ngram_words(tokens, t, no_repeat_ngram_size, vocabulary)
+            allowed = tf.where(finished[:, :, tf.newaxis], pad_only, log_probs + blocked)
             parent, word, scores = self.select(allowed, scores, t, seed, constraint)
             gather = lambda x: tf.gather(x, parent, batch_dims=1)  # noqa: E731
             # Recorded per token: the model's own log-probability (0 for <pad> after <end>).

@@ -119,7 +119,8 @@ def _guided_text(text: str, renames: dict[str, str]) -> str:
 
 def guided_captions(model, features_or_images: dict, tags: Sequence[Sequence[Tag]], guidance: TagGuidance,
                     beam_size: int = 3, length_penalty: float = 0.0, max_length: int = 20,
-                    forbid_unknown: bool = True, batch_size: int = 64) -> tuple[CaptionCandidates, list[bool]]:
+                    forbid_unknown: bool = True, batch_size: int = 64,
+                    no_repeat_ngram_size: int = 0) -> tuple[CaptionCandidates, list[bool]]:
     """Captions (k = beam_size candidates per image) under `guidance`, and which images' captions
     were constrained.
 
@@ -128,7 +129,8 @@ def guided_captions(model, features_or_images: dict, tags: Sequence[Sequence[Tag
         features_or_images: {"images": [N, H, W, 3]} or {"features": ...}, as `generate_captions` takes.
         tags: per image, its tags (`ImageNetTagger.tags`).
     """
-    settings = dict(max_length=max_length, forbid_unknown=forbid_unknown, batch_size=batch_size)
+    settings = dict(max_length=max_length, forbid_unknown=forbid_unknown, batch_size=batch_size,
+                    no_repeat_ngram_size=no_repeat_ngram_size)
     free_sampler = GreedySampler() if beam_size == 1 else BeamSampler(beam_size, length_penalty)
     free = generate_captions(model, sampler=free_sampler, **features_or_images, **settings)
     if guidance.mode == "off":

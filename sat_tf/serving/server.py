@@ -47,6 +47,7 @@ from sat_tf_edge.images import ImageDecodeError, graph_ready_bytes
 from werkzeug.exceptions import HTTPException
 
 from sat_tf.errors import SatTfError
+from sat_tf.inference.results import NOT_SURE_BELOW
 from sat_tf.serving.batching import QueueFullError, RequestBatcher
 from sat_tf.serving.limits import ServingLimits
 
@@ -273,7 +274,7 @@ def create_app(model_dir: str | os.PathLike, model_name: str | None = None, max_
     def page_config():
         signatures = model.image_signatures()
         return jsonify({"model": name, "max_request_bytes": limits.max_request_bytes,
-                        "max_image_pixels": limits.max_image_pixels,
+                        "max_image_pixels": limits.max_image_pixels, "not_sure_below": NOT_SURE_BELOW,
                         "signature": "beam_search" if "beam_search" in signatures else "serving_default"})
 
     @app.get(base)

@@ -39,7 +39,8 @@ def decode(model, decoding: DecodingConfig, images=None, features=None) -> Capti
         return decode_with_tags(model, decoding, images)[0]
     return generate_captions(model, images=images, features=features, sampler=decoding.sampler(),
                              max_length=decoding.max_length, batch_size=decoding.decode_batch_size,
-                             forbid_unknown=decoding.forbid_unknown)
+                             forbid_unknown=decoding.forbid_unknown,
+                             no_repeat_ngram_size=decoding.no_repeat_ngram_size)
 
 
 def image_tags(model, images) -> list[list[Tag]] | None:
@@ -63,7 +64,8 @@ def decode_with_tags(model, decoding: DecodingConfig, images) -> tuple[CaptionCa
     candidates, constrained = guided_captions(
         model, {"images": images}, tags, decoding.guidance(), beam_size=decoding.beam_size,
         length_penalty=decoding.length_penalty, max_length=decoding.max_length,
-        forbid_unknown=decoding.forbid_unknown, batch_size=decoding.decode_batch_size)
+        forbid_unknown=decoding.forbid_unknown, batch_size=decoding.decode_batch_size,
+        no_repeat_ngram_size=decoding.no_repeat_ngram_size)
     return candidates, tags, constrained
 
 
