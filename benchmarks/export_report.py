@@ -110,7 +110,7 @@ def main() -> None:
     for name, (encoder_quantization, decoder_quantization) in VARIANTS.items():
         paths = export_tflite(model, work / name, encoder_quantization, decoder_quantization, calibration)
         edge = EdgeCaptioner(paths["manifest"].parent, num_threads=args.threads)
-        results = [edge.caption_greedy(edge.encode_image(pixels[i : i + 1])) for i in range(len(pixels))]
+        results = [edge.caption_beam(edge.encode_image(pixels[i : i + 1])) for i in range(len(pixels))]
         identical = sum(r.tokens == keras_captions.tokens[i, : keras_captions.lengths[i]].tolist()
                         for i, r in enumerate(results))
         scores = caption_metrics(references, dict(zip(dev_paths, (r.text for r in results))))

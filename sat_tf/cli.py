@@ -147,8 +147,11 @@ def cmd_export(args) -> None:
         calibration = [load_image(p, size) for p in args.calibration_images] if args.calibration_images else None
         if calibration is None and "int8" in (args.encoder_quantization, args.decoder_quantization):
             raise ConfigError("int8 quantization needs --calibration-images (a few dozen images from your data)")
+        # the edge runtime decodes as `sat-tf caption` does (tag guidance aside: no ImageNet head on the device)
+        decoding = {"beam_size": args.beam_size, "length_penalty": args.length_penalty,
+                    "forbid_unknown": args.forbid_unknown, "no_repeat_ngram_size": args.no_repeat_ngram_size}
         paths = export_tflite(model, args.tflite_dir, args.encoder_quantization, args.decoder_quantization,
-                              calibration, args.max_length)
+                              calibration, args.max_length, decoding=decoding)
         for key, path in paths.items():
             print(f"{key}: {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
@@ -235,7 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--saved-model-dir", help="TF Serving base path; writes <dir>/<model-name>/<version>/")
     export.add_argument("--model-name", default="sat_tf")
     export.add_argument("--version", type=int, default=1)
-    export.add_argument("--beam-size", type=int, default=3, help="beam of the beam_search signature")
+    export.add_argument("--beam-size", type=int, default=3,
+                        help="beam of the beam_search signature and of the edge runtime's default decoding")
+    export.add_argument("--length-penalty", type=float, default=0.0,
+                        help="the edge runtime ranks beams by log p / length**this (default: 0)")
     export.add_argument("--max-length", type=int, default=20)
     export.add_argument("--no-repeat-ngram-size", type=int, default=3,
                         help="the SavedModel's decoding never repeats an n-gram of this size, as sat-tf caption "

@@ -257,3 +257,37 @@ def test_rest_server_accepts_the_columnar_format_and_refuses_deep_nesting(traine
     both = client.post("/v1/models/cols:predict", json={"inputs": encoded, "instances": encoded})
     assert both.status_code == 400 and "not both" in both.get_json()["error"]
     assert client.get("/v1/models/cols").status_code == 200
+
+
+def test_the_edge_runtime_decodes_with_the_manifests_settings_as_the_library_does(trained_tiny_model, images,
+                                                                                 tmp_path):
+    """One caption everywhere: the manifest carries the decoding settings, the edge runtime uses them
+    by default, and its captions equal the library's under the same settings."""
+    from sat_tf_edge import EdgeCaptioner
+    from sat_tf_edge.manifest import EdgeManifest
+
+    settings = {"beam_size": 2, "length_penalty": 0.5, "forbid_unknown": True, "no_repeat_ngram_size": 2}
+    paths = export_tflite(trained_tiny_model, tmp_path, "fp32", "fp32", max_length=12, decoding=settings)
+    assert EdgeManifest.read(paths["manifest"]).decoding == settings
+    edge = EdgeCaptioner(paths["manifest"].parent)
+    library = generate_captions(trained_tiny_model, images=images, max_length=12,
+                                sampler=BeamSampler(2, length_penalty=0.5), forbid_unknown=True,
+                                no_repeat_ngram_size=2)
+    edge_captions = [edge.caption(image[np.newaxis].astype(np.float32)) for image in images]
+    assert [c.text for c in edge_captions] == library.best_texts
+    np.testing.assert_allclose([c.score for c in edge_captions], library.scores[:, 0], rtol=1e-3)
+    greedy = generate_captions(trained_tiny_model, images=images, max_length=12, forbid_unknown=True,
+                               no_repeat_ngram_size=2).best()
+    assert [edge.caption(image[np.newaxis].astype(np.float32), beam_size=1).text for image in images] == greedy.texts
+
+
+def test_a_manifest_without_decoding_settings_reads_as_greedy_and_unknown_settings_are_refused():
+    from sat_tf_edge.manifest import DEFAULT_DECODING, EdgeManifest, ManifestError
+
+    values = {"format": "sat_tf_edge/1", "image_size": 8, "feature_grid": [2, 2], "max_length": 5,
+              "vocabulary": ["<pad>", "<start>", "<end>", "<unk>", "a"],
+              "special_ids": {"pad": 0, "start": 1, "end": 2, "unknown": 3},
+              "quantization": {"encoder": "fp32", "decoder": "fp32"}}
+    assert EdgeManifest.from_json(values).decoding == DEFAULT_DECODING
+    with pytest.raises(ManifestError, match="unknown decoding setting.*beam_width"):
+        EdgeManifest.from_json({**values, "decoding": {"beam_width": 3}})

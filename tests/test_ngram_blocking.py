@@ -88,3 +88,16 @@ def test_no_caption_repeats_an_ngram(repetitive_model, sampler, n):
     for rows, lengths in zip(blocked.tokens, blocked.lengths):
         for row, length in zip(rows, lengths):
             assert not _has_repeat(row[: int(length)].tolist(), n)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_the_edge_runtime_blocks_the_same_words_as_the_library(n):
+    from sat_tf_edge.runtime import repeated_ngram_words as edge_blocked
+
+    rng = np.random.default_rng(10 + n)
+    for _ in range(20):
+        length = int(rng.integers(0, 9))
+        tokens = rng.integers(0, 4, size=length).tolist()
+        buffer = tf.constant(np.array(tokens + [0] * (9 - length), np.int32)[np.newaxis, np.newaxis])
+        library = repeated_ngram_words(buffer, tf.constant(length), n, 4).numpy()[0, 0]
+        assert set(np.flatnonzero(library)) == set(edge_blocked(tokens, n)), (tokens, n)

@@ -16,6 +16,10 @@ MANIFEST_FILE = "sat_tf_edge.json"
 ENCODER_FILE, DECODER_FILE = "image_encoder.tflite", "decoder_step.tflite"
 
 
+# Greedy, no filtering: how manifests written before they carried decoding settings are read.
+DEFAULT_DECODING = {"beam_size": 1, "length_penalty": 0.0, "forbid_unknown": False, "no_repeat_ngram_size": 0}
+
+
 class ManifestError(ValueError):
     """A manifest is missing, unreadable, of another format, or lacks a field (named)."""
 
@@ -33,6 +37,9 @@ class EdgeManifest:
         quantization: {"encoder", "decoder"} -> "fp32", "fp16", "dynamic" or "int8".
         files: {"encoder", "decoder"} -> file name beside the manifest.
         attention_mode: "soft" or "hard".
+        decoding: the library's decoding settings the runtime uses by default, so a device
+            captions as `sat-tf caption` does: {"beam_size", "length_penalty", "forbid_unknown",
+            "no_repeat_ngram_size"} (`DEFAULT_DECODING` for manifests written without them).
     """
 
     image_size: int
@@ -44,6 +51,13 @@ class EdgeManifest:
     files: dict[str, str] = dataclasses.field(
         default_factory=lambda: {"encoder": ENCODER_FILE, "decoder": DECODER_FILE})
     attention_mode: str = "soft"
+    decoding: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_DECODING))
+
+    def __post_init__(self):
+        unknown = sorted(set(self.decoding) - set(DEFAULT_DECODING))
+        if unknown:
+            raise ManifestError(f"{MANIFEST_FILE}: unknown decoding setting(s) {', '.join(unknown)}")
+        self.decoding = {**DEFAULT_DECODING, **self.decoding}
 
     def to_json(self) -> dict:
         return {"format": FORMAT, **dataclasses.asdict(self), "feature_grid": list(self.feature_grid)}

@@ -3,17 +3,18 @@
 Reads what `sat-tf export --tflite-dir DIR` writes: `image_encoder.tflite` (signature "encode"),
 `decoder_step.tflite` (signature "step") and `sat_tf_edge.json` (`EdgeManifest`). Images follow
 the one image contract (`sat_tf_edge.images`) on the host (decoding is not a TFLite builtin);
-the encoder runs once per image and the decoder step once per word, with greedy or beam search
-in numpy.
+the encoder runs once per image and the decoder step once per word, with the library's beam
+search in numpy (beam 1 is greedy), under the decoding settings the manifest carries (beam size,
+length penalty, `<unk>` rule, n-gram blocking), so a device captions as `sat-tf caption` does.
 
 Example:
     >>> from sat_tf_edge import EdgeCaptioner
     >>> captioner = EdgeCaptioner("edge_model_dir")
-    >>> captioner.caption("photo.jpg").text                 # greedy
-    >>> captioner.caption("photo.jpg", beam_size=3).text
+    >>> captioner.caption("photo.jpg").text                 # the manifest's decoding settings
+    >>> captioner.caption("photo.jpg", beam_size=1).text    # greedy
 
 On Android/iOS, the same two files and signatures run with the LiteRT interpreter
-(`Interpreter.getSignatureRunner("encode")` / `("step")`); port `caption_greedy` (15 lines).
+(`Interpreter.getSignatureRunner("encode")` / `("step")`); port `caption_beam`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ import numpy as np
 
 from sat_tf_edge.images import load_image
 from sat_tf_edge.manifest import MANIFEST_FILE, EdgeManifest
+
+
+def repeated_ngram_words(tokens: list[int], n: int) -> list[int]:
+    """The words that would complete an n-gram `tokens` already holds (as the library's loop)."""
+    if n <= 0 or len(tokens) < n - 1:
+        return []
+    suffix = tokens[len(tokens) - n + 1 :] if n > 1 else []
+    return [tokens[j + n - 1] for j in range(len(tokens) - n + 1) if tokens[j : j + n - 1] == suffix]
 
 
 @dataclasses.dataclass
@@ -57,7 +66,7 @@ class EdgeCaptioner:
         self.manifest = EdgeManifest.read(model_dir / MANIFEST_FILE)
         self.vocabulary = self.manifest.vocabulary
         ids = self.manifest.special_ids
-        self.pad_id, self.start_id, self.end_id = ids["pad"], ids["start"], ids["end"]
+        self.pad_id, self.start_id, self.end_id, self.unknown_id = ids["pad"], ids["start"], ids["end"], ids["unknown"]
         self.image_size = int(self.manifest.image_size)
         self.max_length = int(self.manifest.max_length)
         files = self.manifest.files
@@ -71,29 +80,21 @@ class EdgeCaptioner:
         """float32 [1, S, S, 3] -> per-image step inputs and initial state."""
         return self.encode(image=image.astype(np.float32))
 
-    def caption(self, image, beam_size: int = 1) -> EdgeCaption:
-        """Captions a path, bytes, or a float32 [1, S, S, 3] array."""
+    def caption(self, image, beam_size: int | None = None, length_penalty: float | None = None,
+                forbid_unknown: bool | None = None, no_repeat_ngram_size: int | None = None) -> EdgeCaption:
+        """Captions a path, bytes, or a float32 [1, S, S, 3] array; a setting left None is the
+        manifest's (`EdgeManifest.decoding`)."""
+        settings = dict(self.manifest.decoding)
+        given = dict(beam_size=beam_size, length_penalty=length_penalty, forbid_unknown=forbid_unknown,
+                     no_repeat_ngram_size=no_repeat_ngram_size)
+        settings.update({key: value for key, value in given.items() if value is not None})
         pixels = image if isinstance(image, np.ndarray) else load_image(image, self.image_size)[np.newaxis]
-        encoded = self.encode_image(pixels)
-        return self.caption_greedy(encoded) if beam_size <= 1 else self.caption_beam(encoded, beam_size)
+        return self.caption_beam(self.encode_image(pixels), **settings)
 
-    def caption_greedy(self, encoded: dict) -> EdgeCaption:
-        per_image = {k: encoded[k] for k in ("attention_keys", "context_gates", "context_outputs")}
-        hidden, cell = encoded["hidden"], encoded["cell"]
-        token, tokens, log_probs, alphas = self.start_id, [], [], []
-        for _ in range(self.max_length):
-            out = self.step(**per_image, hidden=hidden, cell=cell, previous_token=np.array([token], np.int32))
-            hidden, cell = out["hidden"], out["cell"]
-            token = int(np.argmax(out["log_probs"][0]))
-            tokens.append(token)
-            log_probs.append(float(out["log_probs"][0, token]))
-            alphas.append(out["alpha"][0])
-            if token == self.end_id:
-                break
-        return EdgeCaption(self.text(tokens), tokens, log_probs, np.stack(alphas), float(sum(log_probs)))
-
-    def caption_beam(self, encoded: dict, beam_size: int) -> EdgeCaption:
-        """Beam search ranked by total log-probability; finished beams keep their score and compete."""
+    def caption_beam(self, encoded: dict, beam_size: int = 1, length_penalty: float = 0.0,
+                     forbid_unknown: bool = False, no_repeat_ngram_size: int = 0) -> EdgeCaption:
+        """The library's beam search (`sat_tf.inference.BeamSampler`; beam 1 is greedy): finished
+        beams keep their score and compete; the best is ranked by log p / length**length_penalty."""
         k = beam_size
         per_image = {key: np.repeat(encoded[key], k, axis=0)
                      for key in ("attention_keys", "context_gates", "context_outputs")}
@@ -108,7 +109,12 @@ class EdgeCaptioner:
                 break
             out = self.step(**per_image, hidden=hidden, cell=cell, previous_token=previous)
             log_probs = out["log_probs"].astype(np.float64)
+            model_log_probs = log_probs.copy()
             vocabulary = log_probs.shape[1]
+            if forbid_unknown:
+                log_probs[:, self.unknown_id] = -np.inf
+            for beam, (tokens, _, _) in enumerate(beams):
+                log_probs[beam, repeated_ngram_words(tokens, no_repeat_ngram_size)] = -np.inf
             log_probs[finished] = -np.inf
             log_probs[finished, self.pad_id] = 0.0  # a finished beam continues with <pad> at no cost
             candidates = (scores[:, None] + log_probs).ravel()
@@ -120,13 +126,16 @@ class EdgeCaptioner:
                 if finished[parent]:
                     new_beams.append(beams[parent])
                 else:
-                    new_beams.append((tokens + [int(word)], token_log_probs + [float(log_probs[parent, word])],
+                    new_beams.append((tokens + [int(word)], token_log_probs + [float(model_log_probs[parent, word])],
                                       alphas + [out["alpha"][parent]]))
             finished = finished[parents] | (words == self.end_id)
             scores, beams = candidates[best], new_beams
             hidden, cell, previous = out["hidden"][parents], out["cell"][parents], words.astype(np.int32)
-        tokens, token_log_probs, alphas = beams[int(np.argmax(scores))]
-        return EdgeCaption(self.text(tokens), tokens, token_log_probs, np.stack(alphas), float(np.max(scores)))
+        lengths = np.array([max(len(tokens), 1) for tokens, _, _ in beams], np.float64)
+        ranking = scores / lengths ** length_penalty if length_penalty else scores
+        best_beam = int(np.argmax(ranking))  # the first of equals, as the library's stable sort
+        tokens, token_log_probs, alphas = beams[best_beam]
+        return EdgeCaption(self.text(tokens), tokens, token_log_probs, np.stack(alphas), float(ranking[best_beam]))
 
     def text(self, tokens: list[int]) -> str:
         words = []

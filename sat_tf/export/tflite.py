@@ -151,6 +151,7 @@ def export_tflite(
     decoder_quantization: str = "dynamic",
     representative_images: Iterable[np.ndarray] | None = None,
     max_length: int = 20,
+    decoding: dict | None = None,
 ) -> dict[str, Path]:
     """Writes image_encoder.tflite, decoder_step.tflite and sat_tf_edge.json to `output_dir`.
 
@@ -161,6 +162,9 @@ def export_tflite(
         representative_images: images [S, S, 3] (0..255) from the real input pipeline; needed
             for "int8" (a few dozen are enough).
         max_length: most tokens per caption, recorded for the runtime.
+        decoding: the settings the edge runtime decodes with by default ({"beam_size",
+            "length_penalty", "forbid_unknown", "no_repeat_ngram_size"}; missing ones: greedy,
+            unfiltered), recorded in the manifest.
 
     Returns:
         {"encoder": path, "decoder": path, "manifest": path}.
@@ -197,7 +201,8 @@ def export_tflite(
         special_ids={"pad": tokenizer.pad_id, "start": tokenizer.start_id, "end": tokenizer.end_id,
                      "unknown": tokenizer.unk_id},
         quantization={"encoder": encoder_quantization, "decoder": decoder_quantization},
-        files={"encoder": ENCODER_FILE, "decoder": DECODER_FILE}, attention_mode=model.decoder.attention_mode)
+        files={"encoder": ENCODER_FILE, "decoder": DECODER_FILE}, attention_mode=model.decoder.attention_mode,
+        decoding=dict(decoding or {}))
     paths["manifest"] = output_dir / MANIFEST_FILE
     with atomic_path(paths["manifest"]) as tmp:
         manifest.write(tmp)
