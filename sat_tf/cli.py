@@ -120,7 +120,7 @@ def cmd_evaluate(args) -> None:
     if data is None:
         data = resolve_run_config(args.recipe, args.config, {"data": overrides.get("data", {})}).data
     report = evaluate_captioner(args.model, data, _decoding_for(args), tokenization=args.tokenization,
-                                output=args.output, verbose=args.verbose)
+                                output=args.output, verbose=args.verbose, instances=args.instances)
     shown = {k: v for k, v in report.items() if k not in ("captions", "data")}
     print(json.dumps(shown, indent=2))
 
@@ -222,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = command("evaluate", cmd_evaluate,
                        "BLEU-1..4, METEOR, ROUGE-L, CIDEr (0-100) of generated captions; by default on the "
                        "validation split of the run that trained --model")
+    evaluate.add_argument("--instances", help="a COCO instances JSON of the split's photos: also report where the "
+                                             "attention of words naming an annotated object lands (grounding)")
     evaluate.add_argument("--model", required=True, nargs="+",
                           help="model.keras, a run folder (its best_model.keras) or a preset name; several: an "
                                "ensemble")

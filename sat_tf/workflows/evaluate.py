@@ -15,6 +15,7 @@ from sat_tf.data.feature_cache import FeatureCache, StaleCacheError
 from sat_tf.data.images import ImageLoadError, load_image
 from sat_tf.data.sources import CaptionData, DataConfig, load_captions
 from sat_tf.errors import ConfigError
+from sat_tf.evaluation.grounding import attention_grounding, coco_object_masks
 from sat_tf.evaluation.metrics import caption_metrics
 from sat_tf.inference import CaptionCandidates, CaptionerEnsemble, generate_captions
 from sat_tf.inference.features import encoder_identity, extract_to_cache
@@ -113,8 +114,9 @@ def _images_or_features(model, data: CaptionData, feature_cache: str | None) -> 
 
 def evaluate_captioner(model_paths: Sequence[str], data: DataConfig, decoding: DecodingConfig,
                        tokenization: str = "auto", output: str | os.PathLike | None = None,
-                       verbose: bool = True) -> dict:
-    """Decodes a split and scores it with coco-caption's metrics (0-100).
+                       verbose: bool = True, instances: str | os.PathLike | None = None) -> dict:
+    """Decodes a split and scores it with coco-caption's metrics (0-100), and with `instances`
+    where its attention lands (`sat_tf.evaluation.grounding`).
 
     Args:
         model_paths: one model (file or run folder), or several for an ensemble.
@@ -122,6 +124,8 @@ def evaluate_captioner(model_paths: Sequence[str], data: DataConfig, decoding: D
         decoding: strategy and limits.
         tokenization: "auto", "ptb" or "python" (see `caption_metrics`).
         output: also write the report (scores, models, decoding, image count, every caption) as JSON.
+        instances: a COCO instances JSON of the split's photos (matched by file name): adds
+            "grounding", the attention measures of the caption words that name an annotated object.
 
     Returns:
         The report: the metrics at the top level, plus "models", "decoding", "images" and "captions".
@@ -130,11 +134,15 @@ def evaluate_captioner(model_paths: Sequence[str], data: DataConfig, decoding: D
     members = model.models if isinstance(model, CaptionerEnsemble) else [model]
     captions = load_captions(data, members[0].encoder.image_size, verbose=verbose)
     inputs = _images_or_features(model, captions, data.feature_cache)
-    texts = decode(model, decoding, **inputs).best_texts
-    hypotheses = dict(zip(captions.image_ids, texts))
+    best = decode(model, decoding, **inputs).best()
+    hypotheses = dict(zip(captions.image_ids, best.texts))
     scores = caption_metrics(captions.references(), hypotheses, tokenization=tokenization)
     report = {**scores, "models": [str(model_file(p)) for p in model_paths], "decoding": dataclasses.asdict(decoding),
               "images": len(captions), "data": dataclasses.asdict(data), "captions": hypotheses}
+    if instances is not None:
+        objects = coco_object_masks(str(instances), [Path(p).name for p in captions.image_paths])
+        grounding = attention_grounding([t.split() for t in best.texts], best.alphas, objects, members[0].feature_grid)
+        report["grounding"] = {key: value for key, value in grounding.items() if key != "words"}
     if output:
         write_json_atomic(output, report)
     return report
