@@ -14,23 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 SETTINGS = ("1", "0")
-
-
-def _median_ms(function, argument, runs: int = 10) -> float:
-    for _ in range(3):
-        function(argument)
-    times = []
-    for _ in range(runs):
-        tick = time.perf_counter()
-        function(argument)
-        times.append(1000 * (time.perf_counter() - tick))
-    return statistics.median(times)
 
 
 def measure_here(steps: int) -> dict:
@@ -39,6 +26,7 @@ def measure_here(steps: int) -> dict:
     import tensorflow as tf
 
     import train_throughput as throughput
+    from reporting import median_ms
     from sat_tf.data.tokenizer import CaptionTokenizer
     from sat_tf.models.config import build_captioner
     from sat_tf.workflows import load_captioner, resolve_run_config
@@ -58,7 +46,7 @@ def measure_here(steps: int) -> dict:
     encoder = {}
     for batch in (1, 16):
         images = tf.constant(rng.uniform(0, 255, (batch, 224, 224, 3)).astype(np.float32))
-        encoder[f"batch_{batch}_ms_per_photo"] = _median_ms(lambda x: encode(x).numpy(), images) / batch
+        encoder[f"batch_{batch}_ms_per_photo"] = median_ms(lambda: encode(images).numpy(), runs=10) / batch
     return {"paper_size_tokens_per_second": paper["tokens_per_second"], "paper_size_ms_per_step": paper["ms_per_step"],
             "demo_ms_per_step": demo_step["ms_per_step"], "encoder": encoder}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -39,6 +40,18 @@ def dev_scores(model_paths: list, data: DataConfig | None, decoding: DecodingCon
     words = [len(caption.split()) for caption in report["captions"].values()]
     return {**{k: report[k] for k in SCORE_COLUMNS}, "decode_seconds": time.perf_counter() - tick,
             "mean_words": sum(words) / len(words)}
+
+
+def median_ms(call, runs: int, warmup: int = 3) -> float:
+    """Median wall time of `call()` in milliseconds over `runs` calls, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(runs):
+        tick = time.perf_counter()
+        call()
+        times.append(1000 * (time.perf_counter() - tick))
+    return statistics.median(times)
 
 
 def machine() -> str:

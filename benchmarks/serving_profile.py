@@ -13,30 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from reporting import machine  # noqa: E402
+from reporting import machine, median_ms  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
 
 DEV_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k" / "images"
 BATCHES = (1, 4, 16)
-
-
-def _median_ms(call, runs: int) -> float:
-    for _ in range(3):
-        call()
-    times = []
-    for _ in range(runs):
-        tick = time.perf_counter()
-        call()
-        times.append(1000 * (time.perf_counter() - tick))
-    return statistics.median(times)
 
 
 def saved_model_costs(version_dir: Path, photos: list[bytes], runs: int) -> dict:
@@ -46,7 +33,7 @@ def saved_model_costs(version_dir: Path, photos: list[bytes], runs: int) -> dict
     costs = {}
     for batch in BATCHES:
         data = tf.constant(photos[:batch])
-        costs[f"batch_{batch}_ms_per_photo"] = _median_ms(lambda: signature(image_bytes=data)["caption"].numpy(),
+        costs[f"batch_{batch}_ms_per_photo"] = median_ms(lambda: signature(image_bytes=data)["caption"].numpy(),
                                                           runs) / batch
     return costs
 
@@ -64,7 +51,7 @@ def encoder_costs(model_name: str, runs: int) -> dict:
         for batch in (1, 16):
             images = tf.constant(np.random.default_rng(0).uniform(0, 255, (batch, size, size, 3)).astype(np.float32))
             name = f"batch_{batch}_ms_per_photo" + ("_xla" if jit_compile else "")
-            costs[name] = _median_ms(lambda: encode(images).numpy(), runs) / batch
+            costs[name] = median_ms(lambda: encode(images).numpy(), runs) / batch
     return costs
 
 

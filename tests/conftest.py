@@ -93,3 +93,31 @@ def pytest_terminal_summary(terminalreporter):
         total = sum(fuzz.FUZZ_CASES.values())
         details = ", ".join(f"{name} {count}" for name, count in fuzz.FUZZ_CASES.items())
         terminalreporter.write_line(f"fuzz cases run: {total} ({details}), unhandled failures: 0 unless reported above")
+
+
+@pytest.fixture(scope="module")
+def random_model():
+    """A tiny random captioner (6 tokens) for decoding tests against exhaustive search."""
+    import keras
+
+    from sat_tf.data.tokenizer import CaptionTokenizer
+    from sat_tf.models import AttentionDecoder, Captioner, Encoder
+
+    keras.utils.set_random_seed(3)
+    tokenizer = CaptionTokenizer(["x", "y"])  # 6 tokens with the specials
+    decoder = AttentionDecoder(tokenizer.vocabulary_size, embedding_dim=4, hidden_dim=6, attention_dim=3, dropout=0.0)
+    model = Captioner(Encoder("small_cnn", image_size=8, small_cnn_filters=(2,)), decoder, tokenizer)
+    for weight in decoder.trainable_weights:  # sharpen the distributions so rankings are clear
+        weight.assign(weight.numpy() * 3.0)
+    return model
+
+
+def sequence_log_prob(model, features, sequence):
+    decoder = model.decoder
+    constants, state = decoder.step_constants(features), decoder.initial_state(features)
+    previous, total = tf.constant([model.tokenizer.start_id]), 0.0
+    for token in sequence:
+        out = decoder.step(constants, state, previous)
+        total += float(out.log_probs[0, token])
+        state, previous = out.state, tf.constant([token])
+    return total

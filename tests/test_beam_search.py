@@ -2,36 +2,12 @@
 
 import itertools
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import sequence_log_prob
 
-from sat_tf.data.tokenizer import CaptionTokenizer
 from sat_tf.inference import BeamSampler, generate_captions
-from sat_tf.models import AttentionDecoder, Captioner, Encoder
-
-
-@pytest.fixture(scope="module")
-def random_model():
-    keras.utils.set_random_seed(3)
-    tokenizer = CaptionTokenizer(["x", "y"])  # 6 tokens with the specials
-    decoder = AttentionDecoder(tokenizer.vocabulary_size, embedding_dim=4, hidden_dim=6, attention_dim=3, dropout=0.0)
-    model = Captioner(Encoder("small_cnn", image_size=8, small_cnn_filters=(2,)), decoder, tokenizer)
-    for weight in decoder.trainable_weights:  # sharpen the distributions so rankings are clear
-        weight.assign(weight.numpy() * 3.0)
-    return model
-
-
-def _sequence_log_prob(model, features, sequence):
-    decoder = model.decoder
-    constants, state = decoder.step_constants(features), decoder.initial_state(features)
-    previous, total = tf.constant([model.tokenizer.start_id]), 0.0
-    for token in sequence:
-        out = decoder.step(constants, state, previous)
-        total += float(out.log_probs[0, token])
-        state, previous = out.state, tf.constant([token])
-    return total
 
 
 def _exhaustive_best(model, features, max_length, length_penalty=0.0):
@@ -45,7 +21,7 @@ def _exhaustive_best(model, features, max_length, length_penalty=0.0):
                 candidates.extend(list(prefix) + [last] for last in range(vocabulary) if last != end)
     scored = []
     for sequence in candidates:
-        log_prob = _sequence_log_prob(model, features, sequence)
+        log_prob = sequence_log_prob(model, features, sequence)
         scored.append((log_prob / len(sequence) ** length_penalty, log_prob, sequence))
     return max(scored, key=lambda item: item[0])
 

@@ -4,9 +4,9 @@ caption that contains at least one of the image's constraint words."""
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import sequence_log_prob
 
 from sat_tf.inference import BeamSampler, ConstrainedBeamSampler, generate_captions
-from test_beam_search import _sequence_log_prob, random_model  # noqa: F401  (the fixture)
 
 MAX_LENGTH = 3
 
@@ -25,7 +25,7 @@ def _exhaustive_constrained_best(model, features, words, length_penalty=0.0):
                 sequence = list(prefix) + ending
                 if not set(sequence) & set(words):
                     continue
-                log_prob = _sequence_log_prob(model, features, sequence)
+                log_prob = sequence_log_prob(model, features, sequence)
                 score = log_prob / len(sequence) ** length_penalty
                 if best is None or score > best[0]:
                     best = (score, log_prob, sequence)

@@ -7,10 +7,15 @@ import itertools
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import sequence_log_prob
 
-from sat_tf.inference import BeamSampler, GreedySampler, RandomSampler, generate_captions
+from sat_tf.inference import (
+    BeamSampler,
+    GreedySampler,
+    RandomSampler,
+    generate_captions,
+)
 from sat_tf.inference.sampler import repeated_ngram_words
-from test_beam_search import _sequence_log_prob, random_model  # noqa: F401  (the fixture)
 
 
 def _reference_blocked(row: list[int], step: int, n: int) -> set[int]:
@@ -38,7 +43,7 @@ def _has_repeat(sequence, n):
 
 
 @pytest.mark.parametrize("image_seed", [0, 3])
-def test_wide_beam_with_blocking_equals_exhaustive_search_without_repeats(random_model, image_seed):  # noqa: F811
+def test_wide_beam_with_blocking_equals_exhaustive_search_without_repeats(random_model, image_seed):
     features = tf.constant(np.random.default_rng(image_seed).normal(size=(1, 16, 2)) * 2.0, tf.float32)
     max_length, n = 4, 2
     vocabulary, end = random_model.tokenizer.vocabulary_size, random_model.tokenizer.end_id
@@ -49,7 +54,7 @@ def test_wide_beam_with_blocking_equals_exhaustive_search_without_repeats(random
                 sequence = list(prefix) + ending
                 if _has_repeat(sequence, n):
                     continue
-                log_prob = _sequence_log_prob(random_model, features, sequence)
+                log_prob = sequence_log_prob(random_model, features, sequence)
                 if best is None or log_prob > best[0]:
                     best = (log_prob, sequence)
     result = generate_captions(random_model, features=features, max_length=max_length, no_repeat_ngram_size=n,

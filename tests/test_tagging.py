@@ -6,9 +6,18 @@ import tensorflow as tf
 
 from sat_tf.data.coco_words import COCO_CATEGORIES, coco_category
 from sat_tf.inference import BeamSampler, generate_captions
-from sat_tf.inference.tag_guidance import TagGuidance, caption_names, constraint_words, guided_captions
-from sat_tf.models.imagenet_tagger import ImageNetTagger, Tag, imagenet_classes, tags_from_probabilities
-from test_beam_search import random_model  # noqa: F401  (the fixture)
+from sat_tf.inference.tag_guidance import (
+    TagGuidance,
+    caption_names,
+    constraint_words,
+    guided_captions,
+)
+from sat_tf.models.imagenet_tagger import (
+    ImageNetTagger,
+    Tag,
+    imagenet_classes,
+    tags_from_probabilities,
+)
 
 
 def _index(name: str) -> int:
@@ -90,7 +99,7 @@ def test_guided_text_renames_surrogates_and_fixes_articles():
     assert _guided_text("a horse stands near a elephant", {"horse": "zebra"}) == "a zebra stands near an elephant"
 
 
-def test_auto_guidance_constrains_only_captions_that_miss_a_confident_tag(random_model):  # noqa: F811
+def test_auto_guidance_constrains_only_captions_that_miss_a_confident_tag(random_model):
     features = tf.constant(np.random.default_rng(7).normal(size=(4, 16, 2)) * 2.0, tf.float32)
     free = generate_captions(random_model, features=features, max_length=3, sampler=BeamSampler(3))
     free_words = [set(text.split()) for text in free.best_texts]

@@ -6,11 +6,12 @@ import dataclasses
 
 import tensorflow as tf
 
-from sat_tf.inference.sampler import NEG_INF, Sampler
+from sat_tf.inference.beam_sampler import BeamSampler
+from sat_tf.inference.sampler import NEG_INF
 
 
 @dataclasses.dataclass(frozen=True)
-class ConstrainedBeamSampler(Sampler):
+class ConstrainedBeamSampler(BeamSampler):
     """Beam search under one disjunctive constraint per image: "at least one of these words".
 
     The constraint has two states (not yet met, met), so, as in constrained beam search, the
@@ -37,15 +38,6 @@ class ConstrainedBeamSampler(Sampler):
         Anderson et al., "Guided Open Vocabulary Image Captioning with Constrained Beam Search",
         EMNLP 2017.
     """
-
-    beam_size: int = 3
-    length_penalty: float = 0.0
-
-    def __post_init__(self):
-        if self.beam_size < 1:
-            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
-        if self.length_penalty < 0:
-            raise ValueError(f"length_penalty must be >= 0, got {self.length_penalty}")
 
     @property
     def num_hypotheses(self) -> int:
