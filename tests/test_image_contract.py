@@ -166,3 +166,12 @@ def test_oversized_images_are_refused_quoting_the_contracts_limit_not_pillows(si
     small = io.BytesIO()
     Image.new("RGB", (10, 10)).save(small, format="PNG")
     assert contract.graph_ready_bytes(small.getvalue(), max_pixels=100) == small.getvalue()  # at the limit
+
+
+def test_a_declared_oversize_is_refused_from_the_first_bytes_alone():
+    header = _png_declaring(10_000, 10_000)  # signature, IHDR and 64 bytes of data: no real pixels
+    with pytest.raises(contract.ImageDecodeError, match="10000x10000 pixels is over the 1,000-pixel limit"):
+        contract.refuse_declared_oversize(header, max_pixels=1_000)
+    contract.refuse_declared_oversize(_png_declaring(10, 10), max_pixels=1_000)  # small: passes
+    contract.refuse_declared_oversize(b"\xff\xd8\xff", max_pixels=1_000)  # a header cut short: left to the full check
+    contract.refuse_declared_oversize(b"not an image", max_pixels=1_000)

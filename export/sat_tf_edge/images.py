@@ -91,6 +91,20 @@ def _too_many_pixels(name: str, max_pixels: int, size: str = "") -> ImageDecodeE
     return ImageDecodeError(name, f"{size + ' pixels is ' if size else ''}over the {max_pixels:,}-pixel limit")
 
 
+def refuse_declared_oversize(header: bytes, max_pixels: int = MAX_IMAGE_PIXELS, name: str = "<bytes>") -> None:
+    """Raises `ImageDecodeError` when the first bytes of an image already declare more than
+    `max_pixels` (nothing is decoded: a server can refuse a decompression bomb from a few hundred
+    bytes); does nothing when they do not tell (the full check then decides)."""
+    try:
+        with _open_within_limit(io.BytesIO(header), name, max_pixels):
+            pass
+    except ImageDecodeError as exc:
+        if "pixel limit" in exc.reason:
+            raise
+    except Exception:  # noqa: BLE001 - a header cut short, not an image: left to the full check
+        return
+
+
 def _open_within_limit(stream, name: str, max_pixels: int) -> Image.Image:
     """Image.open (header only) refusing more than `max_pixels` before any pixel is decoded.
 

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 from flask import Flask, Response, g, jsonify, request
-from sat_tf_edge.images import ImageDecodeError, graph_ready_bytes
+from sat_tf_edge.images import ImageDecodeError, graph_ready_bytes, refuse_declared_oversize
 from werkzeug.exceptions import HTTPException
 
 from sat_tf.errors import SatTfError
@@ -106,6 +106,26 @@ def _image_bytes(instance, index: int, max_pixels: int) -> bytes:
         return graph_ready_bytes(data, max_pixels=max_pixels)
     except ImageDecodeError as exc:
         raise BadRequest(f"instances[{index}]: not a decodable image ({exc.reason})") from None
+
+
+HEADER_CHARACTERS = 8192  # base64 characters read to check a declared size (6 KB: any PNG/GIF/BMP header)
+
+
+def _refuse_declared_oversize(instance, index: int, max_pixels: int) -> None:
+    """400 at once when an instance's first bytes declare more than `max_pixels`, before its
+    whole base64 is decoded or a worker is involved (floods of huge images stay cheap)."""
+    if isinstance(instance, dict) and "image_bytes" in instance:
+        instance = instance["image_bytes"]
+    text = instance.get("b64") if isinstance(instance, dict) else None
+    if not isinstance(text, str):
+        return
+    prefix = text[: HEADER_CHARACTERS - HEADER_CHARACTERS % 4]
+    try:
+        header = base64.b64decode(prefix[: len(prefix) - len(prefix) % 4])
+        refuse_declared_oversize(header, max_pixels)
+    except (binascii.Error, ValueError) as exc:
+        if isinstance(exc, ImageDecodeError):
+            raise BadRequest(f"instances[{index}]: not a decodable image ({exc.reason})") from None
 
 
 def _request_instances(payload: dict) -> tuple[list, bool]:
@@ -351,6 +371,8 @@ def create_app(model_dir: str | os.PathLike, model_name: str | None = None, max_
 
     def checked_images(instances: list, deadline: float) -> list[bytes]:
         """Each instance checked and made graph-ready in the bounded pool, within the deadline."""
+        for index, instance in enumerate(instances):
+            _refuse_declared_oversize(instance, index, limits.max_image_pixels)
         futures = [image_pool.submit(_image_bytes, instance, i, limits.max_image_pixels)
                    for i, instance in enumerate(instances)]
         try:
