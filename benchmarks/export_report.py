@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -40,7 +38,7 @@ from sat_tf.export.saved_model import export_saved_model  # noqa: E402
 from sat_tf.export.tflite import export_tflite  # noqa: E402
 from sat_tf.inference import generate_captions  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
-from reporting import machine  # noqa: E402  (benchmarks/reporting.py)
+from reporting import machine, median_ms  # noqa: E402  (benchmarks/reporting.py)
 
 
 def load_rgb(source, size: int) -> np.ndarray:
@@ -54,16 +52,6 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
 # the last row pairs the int8 encoder with the dynamic-range decoder.
 VARIANTS = {"fp32": ("fp32", "fp32"), "fp16": ("fp16", "fp16"), "dynamic": ("fp32", "dynamic"),
             "int8": ("int8", "int8"), "int8 encoder + dynamic decoder": ("int8", "dynamic")}
-
-
-def _median_ms(fn, runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(1000 * (time.perf_counter() - start))
-    return statistics.median(times)
 
 
 def _size_mb(path: Path) -> float:
@@ -115,13 +103,14 @@ def main() -> None:
                         for i, r in enumerate(results))
         scores = caption_metrics(references, dict(zip(dev_paths, (r.text for r in results))))
         image_iter = iter(range(10**9))
-        whole_ms = _median_ms(lambda: edge.caption(jpeg_bytes[next(image_iter) % len(jpeg_bytes)]), args.latency_runs)
+        whole_ms = median_ms(lambda: edge.caption(jpeg_bytes[next(image_iter) % len(jpeg_bytes)], beam_size=1),
+                             args.latency_runs, warmup=1)
         steps = np.mean([len(r.tokens) for r in results])
         encoded = edge.encode_image(pixels[:1])
         step_inputs = {k: encoded[k] for k in ("attention_keys", "context_gates", "context_outputs", "hidden", "cell")}
-        step_ms = _median_ms(lambda: edge.step(**step_inputs, previous_token=np.array([1], np.int32)), 200)
-        encoder_ms = _median_ms(lambda: edge.encode_image(pixels[:1]), args.latency_runs)
-        decode_ms = _median_ms(lambda: load_rgb(jpeg_bytes[0], size), args.latency_runs)
+        step_ms = median_ms(lambda: edge.step(**step_inputs, previous_token=np.array([1], np.int32)), 200, warmup=1)
+        encoder_ms = median_ms(lambda: edge.encode_image(pixels[:1]), args.latency_runs, warmup=1)
+        decode_ms = median_ms(lambda: load_rgb(jpeg_bytes[0], size), args.latency_runs)
         report["variants"][name] = {"encoder_quantization": encoder_quantization,
                                     "decoder_quantization": decoder_quantization,
             "encoder_mb": _size_mb(paths["encoder"]), "decoder_mb": _size_mb(paths["decoder"]),
@@ -134,11 +123,11 @@ def main() -> None:
     served = tf.saved_model.load(str(saved_model))
     serving_default = served.signatures["serving_default"]
     image_iter = iter(range(10**9))
-    report["saved_model_caption_from_jpeg_ms"] = _median_ms(
+    report["saved_model_caption_from_jpeg_ms"] = median_ms(
         lambda: serving_default(image_bytes=tf.constant([jpeg_bytes[next(image_iter) % len(jpeg_bytes)]])),
         args.latency_runs)
     image_iter = iter(range(10**9))
-    report["keras_caption_from_jpeg_ms"] = _median_ms(
+    report["keras_caption_from_jpeg_ms"] = median_ms(
         lambda: generate_captions(model, images=load_rgb(jpeg_bytes[next(image_iter) % len(jpeg_bytes)], size)),
         args.latency_runs)
     fp32, dynamic = report["variants"]["fp32"], report["variants"]["dynamic"]
