@@ -175,3 +175,12 @@ def test_a_declared_oversize_is_refused_from_the_first_bytes_alone():
     contract.refuse_declared_oversize(_png_declaring(10, 10), max_pixels=1_000)  # small: passes
     contract.refuse_declared_oversize(b"\xff\xd8\xff", max_pixels=1_000)  # a header cut short: left to the full check
     contract.refuse_declared_oversize(b"not an image", max_pixels=1_000)
+
+
+def test_a_folder_an_empty_file_and_a_missing_file_each_get_their_own_message(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    cases = {tmp_path: "a folder, not an image file", tmp_path / "empty.jpg": "the file is empty",
+             tmp_path / "missing.jpg": "file not found", b"": "no bytes"}
+    for source, message in cases.items():
+        with pytest.raises(contract.ImageDecodeError, match=message):
+            contract.decode_image(source)

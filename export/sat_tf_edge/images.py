@@ -72,8 +72,15 @@ def decode_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS) -> np.
         ImageDecodeError: missing, unreadable, truncated, non-image or oversized input.
     """
     name = _name(source)
-    if not isinstance(source, (bytes, bytearray)) and not os.path.isfile(source):
-        raise ImageDecodeError(name, "file not found")
+    if not isinstance(source, (bytes, bytearray)):
+        if os.path.isdir(source):
+            raise ImageDecodeError(name, "a folder, not an image file")
+        if not os.path.isfile(source):
+            raise ImageDecodeError(name, "file not found")
+        if os.path.getsize(source) == 0:
+            raise ImageDecodeError(name, "the file is empty")
+    elif not source:
+        raise ImageDecodeError(name, "no bytes (empty image)")
     stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     try:
         with _open_within_limit(stream, name, max_pixels) as image:
