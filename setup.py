@@ -9,7 +9,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["sat_tf", "sat_tf.*"]),
     package_data={"sat_tf.workflows": ["recipes/*.json"], "sat_tf.serving": ["page/*"],
-                  "sat_tf.presets": ["*/config.json", "*/weights.npz"]},
+                  "sat_tf.presets": ["*/config.json", "*/weights.npz"],
+                  "sat_tf.models": ["data/*.json"]},  # the ImageNet class -> caption word table
     install_requires=[
         "tensorflow==2.21.0",
         "tensorflow-text==2.21.1",
