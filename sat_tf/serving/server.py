@@ -94,12 +94,11 @@ def _image_bytes(instance, index: int, max_pixels: int) -> bytes:
     """One instance -> image bytes the graph decodes under the image contract (EXIF orientation
     applied here, since the graph's decoder ignores it); accepts {"b64": ...} or
     {"image_bytes": {"b64": ...}}."""
-    if isinstance(instance, dict) and "image_bytes" in instance:
-        instance = instance["image_bytes"]
-    if not isinstance(instance, dict) or not isinstance(instance.get("b64"), str):
+    text = _base64_of(instance)
+    if text is None:
         raise BadRequest(f'instances[{index}]: expected {{"b64": "<base64 image>"}}')
     try:
-        data = base64.b64decode(instance["b64"], validate=True)
+        data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise BadRequest(f"instances[{index}]: not valid base64 ({exc})") from exc
     try:
@@ -113,19 +112,28 @@ HEADER_CHARACTERS = 8192  # base64 characters read to check a declared size (6 K
 
 def _refuse_declared_oversize(instance, index: int, max_pixels: int) -> None:
     """400 at once when an instance's first bytes declare more than `max_pixels`, before its
-    whole base64 is decoded or a worker is involved (floods of huge images stay cheap)."""
+    whole base64 is decoded or a worker is involved (floods of huge images stay cheap). Anything
+    else (malformed base64, a header cut short) is left to the full check in `_image_bytes`."""
+    text = _base64_of(instance)
+    if text is None:
+        return
+    prefix = text[:HEADER_CHARACTERS]
+    try:
+        header = base64.b64decode(prefix[: len(prefix) - len(prefix) % 4])
+    except (binascii.Error, ValueError):
+        return
+    try:
+        refuse_declared_oversize(header, max_pixels)
+    except ImageDecodeError as exc:
+        raise BadRequest(f"instances[{index}]: not a decodable image ({exc.reason})") from None
+
+
+def _base64_of(instance) -> str | None:
+    """The base64 text of {"b64": ...} or {"image_bytes": {"b64": ...}}, else None."""
     if isinstance(instance, dict) and "image_bytes" in instance:
         instance = instance["image_bytes"]
     text = instance.get("b64") if isinstance(instance, dict) else None
-    if not isinstance(text, str):
-        return
-    prefix = text[: HEADER_CHARACTERS - HEADER_CHARACTERS % 4]
-    try:
-        header = base64.b64decode(prefix[: len(prefix) - len(prefix) % 4])
-        refuse_declared_oversize(header, max_pixels)
-    except (binascii.Error, ValueError) as exc:
-        if isinstance(exc, ImageDecodeError):
-            raise BadRequest(f"instances[{index}]: not a decodable image ({exc.reason})") from None
+    return text if isinstance(text, str) else None
 
 
 def _request_instances(payload: dict) -> tuple[list, bool]:
