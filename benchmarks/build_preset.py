@@ -31,7 +31,8 @@ from reporting import machine  # noqa: E402
 from sat_tf.models.preset import save_preset  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
 from sat_tf.workflows import evaluate_captioner, load_captioner  # noqa: E402
-from sat_tf.workflows.evaluate import default_evaluation_data, run_config_of  # noqa: E402
+from sat_tf.workflows.caption import run_config_of  # noqa: E402
+from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
 
 METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
 PROVENANCE = (

@@ -21,7 +21,7 @@ from reporting import SCORE_COLUMNS as COLUMNS  # noqa: E402
 from reporting import command_line, dev_scores, machine, write_report  # noqa: E402
 from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
 from sat_tf.workflows.models import average_checkpoints, save_captioner  # noqa: E402
-from sat_tf.workflows.run_config import DecodingConfig  # noqa: E402
+from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 
 
 def main() -> None:

@@ -28,9 +28,9 @@ from sat_tf.data.sources import load_captions  # noqa: E402
 from sat_tf.evaluation.cider import CiderD  # noqa: E402
 from sat_tf.evaluation.ranking import auroc  # noqa: E402
 from sat_tf.inference.tag_guidance import caption_names  # noqa: E402
-from sat_tf.workflows.evaluate import decode_with_tags  # noqa: E402
+from sat_tf.workflows.caption import decode_with_tags  # noqa: E402
 from sat_tf.workflows.models import load_captioner  # noqa: E402
-from sat_tf.workflows.run_config import DecodingConfig  # noqa: E402
+from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 
 
 def _words(caption: str) -> list[str]:

@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from reporting import SCORE_COLUMNS as COLUMNS  # noqa: E402
 from reporting import command_line, dev_scores, machine, write_report  # noqa: E402
 from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
-from sat_tf.workflows.run_config import DecodingConfig  # noqa: E402
+from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 
 
 def main() -> None:

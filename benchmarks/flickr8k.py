@@ -26,7 +26,7 @@ from sat_tf.training import CaptioningTask  # noqa: E402
 from reporting import command_line, machine, write_report  # noqa: E402
 from sat_tf.workflows import evaluate_captioner, load_captioner, resolve_run_config, train_captioner  # noqa: E402
 from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
-from sat_tf.workflows.run_config import DecodingConfig  # noqa: E402
+from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 
 PAPER_ROWS = {
     "Xu et al. 2015, soft attention": {"BLEU-1": 67.0, "BLEU-2": 44.8, "BLEU-3": 29.9, "BLEU-4": 19.5,

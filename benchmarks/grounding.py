@@ -21,9 +21,9 @@ from novel_objects import COCO  # noqa: E402
 from reporting import command_line, machine, write_report  # noqa: E402
 from sat_tf.data.images import load_image  # noqa: E402
 from sat_tf.evaluation.grounding import attention_grounding, coco_object_masks  # noqa: E402
-from sat_tf.workflows.evaluate import decode_with_tags  # noqa: E402
+from sat_tf.workflows.caption import decode_with_tags  # noqa: E402
 from sat_tf.workflows.models import load_captioner  # noqa: E402
-from sat_tf.workflows.run_config import DecodingConfig  # noqa: E402
+from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 
 MEASURES = ("object_words", "mass", "share", "lift", "peak_on_object", "perplexity")
 

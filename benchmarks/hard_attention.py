@@ -51,7 +51,7 @@ from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
 from sat_tf.workflows import evaluate_captioner, resolve_run_config  # noqa: E402
 from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
 from sat_tf.workflows.models import initialize_from, load_captioner  # noqa: E402
-from sat_tf.workflows.run_config import DecodingConfig  # noqa: E402
+from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 
 AUTHORS = {"attention": "hard", "hard_reward": "mean_word_log_likelihood"}
 # name -> (model settings, training settings beyond the shared ones)

@@ -18,7 +18,7 @@ from novel_objects import coco_data, flickr_dev  # noqa: E402
 from reporting import SCORE_COLUMNS as COLUMNS  # noqa: E402
 from reporting import command_line, machine, write_report  # noqa: E402
 from sat_tf.workflows import evaluate_captioner  # noqa: E402
-from sat_tf.workflows.run_config import DecodingConfig  # noqa: E402
+from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 
 
 def repeats_a_trigram(caption: str) -> bool:

@@ -30,9 +30,9 @@ from sat_tf.data.images import load_image  # noqa: E402
 from sat_tf.data.sources import DataConfig  # noqa: E402
 from sat_tf.data.coco_words import coco_category  # noqa: E402
 from sat_tf.models.imagenet_tagger import shared_tagger  # noqa: E402
-from sat_tf.workflows.evaluate import decode_with_tags  # noqa: E402
+from sat_tf.workflows.caption import decode_with_tags  # noqa: E402
 from sat_tf.workflows.models import load_captioner  # noqa: E402
-from sat_tf.workflows.run_config import DecodingConfig  # noqa: E402
+from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 COCO = DATA / "coco_mini"

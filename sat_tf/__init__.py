@@ -18,3 +18,9 @@ import os as _os
 # sat_tf (or any of its modules) is imported first; a value the user set wins, and
 # TF_ENABLE_ONEDNN_OPTS=0 turns them off.
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+# Quiet by default: TensorFlow's info lines (XLA service, compiled clusters) are not the user's
+# business; warnings and errors still show. `SAT_TF_VERBOSE=1` shows everything, including the
+# start-up lines `sat_tf.utils.quiet.import_tensorflow_quietly` otherwise drops.
+if _os.environ.get("SAT_TF_VERBOSE", "") in ("", "0"):
+    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")

@@ -4,7 +4,6 @@ export, serve). Each command parses flags into settings and makes one library ca
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -54,57 +53,67 @@ def cmd_extract(args) -> None:
 
 
 def _decoding_for(args):
-    """Decoding settings: the run's own (when the model sits in a run folder) <- recipe/config <- flags."""
-    from sat_tf.workflows.evaluate import run_config_of
+    """Decoding settings of --model's first model <- --recipe <- --config <- flags."""
+    from sat_tf.workflows import decoding_for
     from sat_tf.workflows.flags import section_overrides
-    from sat_tf.workflows.run_config import merge, resolve_run_config
 
-    trained = run_config_of(args.model[0])
-    base = {"decoding": dataclasses.asdict(trained.decoding)} if trained is not None else {}
-    overrides = merge(base, section_overrides(args))
-    return resolve_run_config(args.recipe, args.config, overrides).decoding
+    return decoding_for(args.model[0], args.recipe, args.config, section_overrides(args))
+
+
+def _check_image_files(paths: list[str], skip_bad: bool) -> None:
+    """Reports a missing, empty or folder path at once, before the model loads (seconds)."""
+    from sat_tf.errors import ConfigError
+    from sat_tf_edge.images import file_problem
+
+    problems = [f"{path}: {problem}" for path in paths if (problem := file_problem(path)) is not None]
+    if problems and (not skip_bad or len(problems) == len(paths)):
+        raise ConfigError(f"{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
 
 
 def cmd_caption(args) -> None:
+    _check_image_files(args.images, args.skip_bad)
     from sat_tf.data.images import load_image
     from sat_tf.inference.attention_plot import plot_attention
-    from sat_tf.inference.results import NOT_SURE_BELOW
     from sat_tf.utils.atomic import write_json_atomic
-    from sat_tf.workflows import caption_files, load_captioners
+    from sat_tf.workflows import caption_files, load_for_captioning
     from sat_tf.workflows.flags import section_overrides
 
-    model = load_captioners(args.model)  # default: the shipped preset
-    decoding = _decoding_for(args)
-    if "tag_guidance" not in section_overrides(args).get("decoding", {}):
-        decoding = dataclasses.replace(decoding, tag_guidance="auto")  # caption's own default
-    captioned = caption_files(model, args.images, decoding, skip_bad=args.skip_bad, with_tags=args.tags)
+    loaded = load_for_captioning(args.model, args.recipe, args.config, section_overrides(args), tag_guidance="auto")
+    captioned = caption_files(loaded.model, args.images, loaded.decoding, skip_bad=args.skip_bad, with_tags=args.tags)
+    records = captioned.records()
+    plots = attention_plot_paths(args.attention_plot, len(records)) if args.attention_plot else []
     best = captioned.candidates.best()
-    results = []
-    for index, path in enumerate(captioned.paths):
-        tags = captioned.tags[index] if captioned.tags is not None else []
-        guided = bool(captioned.constrained and captioned.constrained[index])
-        confidence = float(best.confidence[index])
-        not_sure = confidence < NOT_SURE_BELOW
-        line = f"{path}\t{best.texts[index]}\t(confidence {confidence:.2f}{': not sure' if not_sure else ''})"
-        if args.tags:
-            shown = ", ".join(f"{tag.word} {tag.probability:.2f}" for tag in tags) or "none"
-            line += f"\t[tags: {shown}{'; caption guided by the tags' if guided else ''}]"
-        print(line)
-        results.append({"image": path, "caption": best.texts[index], "log_prob": float(best.log_probs[index].sum()),
-                        "confidence": confidence, "not_sure": not_sure,
-                        "candidates": captioned.candidates.texts[index], "guided_by_tags": guided,
-                        "tags": [{"word": t.word, "probability": t.probability, "classes": list(t.classes)}
-                                 for t in tags]})
-        if args.attention_plot:
-            plot_path = Path(args.attention_plot)
-            if len(captioned.paths) > 1:
-                plot_path = plot_path.with_name(f"{plot_path.stem}_{index}{plot_path.suffix or '.png'}")
-            plot_attention(load_image(path), best.words(index), best.alphas[index], model.feature_grid, plot_path)
+    for index, record in enumerate(records):
+        print(caption_line(record, show_tags=args.tags))
+        for rank, candidate in enumerate(record["candidates"][: args.k_best] if args.k_best else [], start=1):
+            print(f"  {rank}. {candidate}")
+        if plots:
+            plot_attention(load_image(record["image"]), best.words(index), best.alphas[index],
+                           loaded.model.feature_grid, plots[index])
+            print(f"  attention plot: {plots[index]}")
     if captioned.skipped:
         print(f"skipped {len(captioned.skipped)} unreadable image(s): {'; '.join(captioned.skipped[:3])}",
               file=sys.stderr)
     if args.output:
-        write_json_atomic(args.output, {"captions": results, "skipped": captioned.skipped})
+        write_json_atomic(args.output, {"captions": records, "skipped": captioned.skipped})
+
+
+def caption_line(record: dict, show_tags: bool = False) -> str:
+    """`path<TAB>caption<TAB>(confidence 0.71[: not sure])[<TAB>[tags: ...]]`."""
+    line = (f"{record['image']}\t{record['caption']}\t(confidence {record['confidence']:.2f}"
+            f"{': not sure' if record['not_sure'] else ''})")
+    if show_tags:
+        shown = ", ".join(f"{tag['word']} {tag['probability']:.2f}" for tag in record["tags"]) or "none"
+        line += f"\t[tags: {shown}{'; caption guided by the tags' if record['guided_by_tags'] else ''}]"
+    return line
+
+
+def attention_plot_paths(requested: str, count: int) -> list[Path]:
+    """The figure for one photo goes where asked; for several, `<stem>_<i><suffix>` beside it."""
+    path = Path(requested)
+    if count == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}_{index}{path.suffix or '.png'}") for index in range(count)]
 
 
 def cmd_evaluate(args) -> None:
@@ -210,12 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--model", nargs="+", default=[DEFAULT_PRESET],
                          help="model.keras, a run folder (its best_model.keras) or a preset name; several: an "
                               f"ensemble (default: the pretrained preset {DEFAULT_PRESET})")
-    caption.add_argument("--attention-plot", help="write the attention figure here (PNG)")
+    caption.add_argument("--attention-plot",
+                         help="write the attention figure here (PNG); with several photos, one file each: "
+                              "NAME_0.png, NAME_1.png, ... (each printed)")
+    caption.add_argument("--k-best", type=int, default=0, metavar="N",
+                         help="also print the N best captions of the beam (also in --output's JSON as 'candidates')")
     caption.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of failing")
     caption.add_argument("--tags", action="store_true",
                          help="also print each photo's ImageNet tags (the words the encoder's classifier sees); "
                               "captions use them per --tag-guidance (default here: auto)")
-    caption.add_argument("--output", help="also write the captions as JSON")
+    caption.add_argument("--output", help="also write the captions as JSON (caption, confidence, k-best list, tags)")
     add_config_arguments(caption)
     add_section_flags(caption, "decoding")
 

@@ -12,6 +12,7 @@ import json
 import time
 from pathlib import Path
 
+from sat_tf.data import synthetic
 from sat_tf.data.sources import load_captions
 from sat_tf.evaluation.bleu import corpus_bleu
 from sat_tf.evaluation.localization import attention_localization
@@ -78,7 +79,7 @@ def run_demo(output_dir: str | Path, config: DemoConfig | None = None, strategy:
     bleu = corpus_bleu(references, dict(zip(image_ids, decoded.texts)))
     grid = result.model.feature_grid
     localization = attention_localization([t.split() for t in decoded.texts], decoded.alphas,
-                                          test_set.objects, grid, image_size)
+                                          test_set.objects, grid, image_size, synthetic.naming_phrases())
     plot_dir = output_dir / "attention_plots"
     for index in range(min(config.plots, config.test_images)):
         plot_attention(test_set.images[index], decoded.words(index), decoded.alphas[index], grid,

@@ -44,6 +44,46 @@ def test_caption_writes_plot_and_json(demo_dir, tmp_path, capsys):
     assert str(tmp_path / "shapes.png") in capsys.readouterr().out
 
 
+def test_caption_names_each_plot_and_prints_the_k_best(demo_dir, tmp_path, capsys):
+    from sat_tf.data import synthetic
+
+    photos = []
+    for index, image in enumerate(synthetic.generate(2, seed=5).images):
+        photos.append(tmp_path / f"photo{index}.png")
+        Image.fromarray(image).save(photos[-1])
+    output = tmp_path / "captions.json"
+    assert main(["caption", *map(str, photos), "--model", str(demo_dir), "--attention-plot",
+                 str(tmp_path / "two.png"), "--beam-size", "3", "--k-best", "2", "--output", str(output)]) == 0
+    out = capsys.readouterr().out
+    for index in range(2):
+        written = tmp_path / f"two_{index}.png"
+        assert written.stat().st_size > 1000
+        assert f"attention plot: {written}" in out
+    candidates = [record["candidates"] for record in json.loads(output.read_text())["captions"]]
+    for texts in candidates:
+        assert len(texts) == 3  # the beam's list, best first
+        for rank, text in enumerate(texts[:2], start=1):
+            assert f"  {rank}. {text}" in out
+    assert "  3. " not in out
+
+
+def test_bad_photo_paths_are_reported_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    import sat_tf.workflows
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the photos were checked")
+
+    monkeypatch.setattr(sat_tf.workflows, "load_for_captioning", no_model)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    for name, reason in (("nope.jpg", "file not found"), ("folder", "a folder, not an image file"),
+                         ("empty.jpg", "the file is empty")):
+        assert main(["caption", str(tmp_path / name)]) == 2
+        assert f"{tmp_path / name}: {reason}" in capsys.readouterr().err
+    assert main(["caption", str(tmp_path / "nope.jpg"), str(tmp_path / "folder")]) == 2
+    assert "nope.jpg: file not found (and 1 more)" in capsys.readouterr().err
+
+
 def test_caption_reports_bad_files_by_name(demo_dir, tmp_path, capsys):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sat_tf.data.synthetic import SyntheticObject
+from sat_tf.data.synthetic import SyntheticObject, naming_phrases
 from sat_tf.evaluation.bleu import corpus_bleu
 from sat_tf.evaluation.localization import attention_localization, region_overlaps_box
 
@@ -39,8 +39,9 @@ def test_localization_scores_peaks_on_named_objects():
     alphas[0, 1, 0] = 1.0  # "red" on the red circle
     alphas[0, 6, 6] = 0.0
     alphas[0, 6, 15] = 1.0  # "square" on the blue square
-    scores = attention_localization(words, alphas, objects, (4, 4), 32)
+    scores = attention_localization(words, alphas, objects, (4, 4), 32, naming_phrases())
     assert scores["num_phrases"] == 2 and scores["phrase_accuracy"] == 1.0
     assert scores["word_accuracy"] == 0.5
-    wrong = attention_localization([["a", "green", "circle"]], alphas[:, :3], objects, (4, 4), 32)
+    wrong = attention_localization([["a", "green", "circle"]], alphas[:, :3], objects, (4, 4), 32,
+                                   naming_phrases())
     assert wrong["num_phrases"] == 1 and wrong["phrase_accuracy"] == 0.0  # names no object in the image

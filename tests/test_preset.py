@@ -44,11 +44,33 @@ def test_float32_preset_is_the_model(model, images, tmp_path):
     info = preset_info(folder)
     assert info["decoding"] == {"beam_size": 3} and info["metrics"] == {"BLEU-4": 1.0}
     # wherever a model path is taken, a preset folder works too, with its own decoding settings
-    from sat_tf.workflows.evaluate import run_config_of
+    from sat_tf.workflows.caption import run_config_of
     from sat_tf.workflows.models import load_captioner
 
     assert load_captioner(folder).tokenizer.vocabulary == model.tokenizer.vocabulary
     assert run_config_of(folder).decoding.beam_size == 3
+
+
+def test_loading_for_captioning_reads_a_preset_once(model, images, tmp_path, monkeypatch):
+    import sat_tf.models.preset as preset_module
+    from sat_tf.workflows import load_for_captioning
+
+    folder = save_preset(model, tmp_path / "p", decoding={"beam_size": 2, "length_penalty": 0.5})
+    reads = []
+    original = preset_module.preset_info
+    monkeypatch.setattr(preset_module, "preset_info", lambda *a: reads.append(a) or original(*a))
+    import sat_tf.workflows.caption as caption_module
+
+    monkeypatch.setattr(caption_module, "preset_info", preset_module.preset_info)
+    loaded = load_for_captioning([str(folder)], overrides={"decoding": {"max_length": 7}}, tag_guidance="auto")
+    assert len(reads) == 1
+    assert (loaded.decoding.beam_size, loaded.decoding.length_penalty) == (2, 0.5)  # the preset's own
+    assert loaded.decoding.max_length == 7 and loaded.decoding.tag_guidance == "auto"
+    assert loaded.model.members() == [loaded.model]
+    explicit = load_for_captioning([str(folder)], overrides={"decoding": {"tag_guidance": "off"}}, tag_guidance="auto")
+    assert explicit.decoding.tag_guidance == "off"  # a setting given wins over the command's default
+    pair = load_for_captioning([str(folder), str(folder)])
+    assert len(pair.model.members()) == 2 and pair.decoding.beam_size == 2
 
 
 def test_int8_and_float16_presets_round_within_their_step(model, images, tmp_path):

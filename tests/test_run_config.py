@@ -64,3 +64,31 @@ def test_one_builder_gives_the_configured_model():
     assert decoder.attention_mode == "hard" and decoder.dropout_rate == 0.1 and model.penalty_weight == 0.5
     assert model.encoder.small_cnn_filters == (4, 8) and model.encoder.image_size == 32
     assert model.feature_grid == (8, 8)  # two stride-2 blocks over 32 px
+
+
+def test_a_rule_is_written_once_and_named_where_it_is_broken():
+    from sat_tf.models.captioner import Captioner
+    from sat_tf.models.decoder import AttentionDecoder
+
+    with pytest.raises(ConfigError, match=r"^model\.attention must be one of soft, hard; got 'x'$"):
+        ModelConfig(attention="x")
+    with pytest.raises(ValueError, match=r"^attention_mode must be one of soft, hard; got 'x'$"):
+        AttentionDecoder(10, attention_mode="x")
+    with pytest.raises(ConfigError, match=r"^model\.location_samples must be >= 2 with the leave-one-out"):
+        ModelConfig(hard_baseline="leave_one_out", location_samples=1)
+    with pytest.raises(ValueError, match=r"^location_samples must be >= 2 with the leave-one-out"):
+        Captioner(None, None, None, hard_baseline="leave_one_out", location_samples=1)
+
+
+def test_each_section_lives_beside_what_it_configures():
+    from sat_tf.data.sources import DataConfig
+    from sat_tf.evaluation.validation import ValidationConfig
+    from sat_tf.inference.decoding_config import DecodingConfig
+    from sat_tf.training.config import TrainConfig
+    from sat_tf.training.self_critical import SelfCriticalConfig
+
+    config = RunConfig()
+    for section, kind in (("data", DataConfig), ("model", ModelConfig), ("training", TrainConfig),
+                          ("validation", ValidationConfig), ("decoding", DecodingConfig),
+                          ("scst", SelfCriticalConfig)):
+        assert type(getattr(config, section)) is kind

@@ -62,4 +62,8 @@ def test_host_decode_agrees_with_in_graph_detokenize(tokenizer):
     ids[::3, 4] = tokenizer.end_id  # some rows end early, others never
     expected = [s.decode("utf-8") for s in tokenizer.detokenize(ids).numpy()]
     assert tokenizer.decode(ids) == expected
+    # the edge runtime's detokeniser is the same function, and it agrees with the graph's
+    from sat_tf_edge.text import caption_text
+
+    assert [caption_text(row, tokenizer.vocabulary) for row in ids] == expected
     assert any(tokenizer.end_id in row for row in ids) and len(set(expected)) > 1

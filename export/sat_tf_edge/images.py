@@ -61,6 +61,18 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be an image file before anything is read (a folder, missing, empty), or
+    None; cheap, so a command can check its inputs before it loads a model."""
+    if os.path.isdir(path):
+        return "a folder, not an image file"
+    if not os.path.isfile(path):
+        return "file not found"
+    if os.path.getsize(path) == 0:
+        return "the file is empty"
+    return None
+
+
 def decode_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Reads a file path or encoded bytes as oriented RGB uint8 [H, W, 3] (steps 1-3).
 
@@ -73,12 +85,9 @@ def decode_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS) -> np.
     """
     name = _name(source)
     if not isinstance(source, (bytes, bytearray)):
-        if os.path.isdir(source):
-            raise ImageDecodeError(name, "a folder, not an image file")
-        if not os.path.isfile(source):
-            raise ImageDecodeError(name, "file not found")
-        if os.path.getsize(source) == 0:
-            raise ImageDecodeError(name, "the file is empty")
+        problem = file_problem(source)
+        if problem is not None:
+            raise ImageDecodeError(name, problem)
     elif not source:
         raise ImageDecodeError(name, "no bytes (empty image)")
     stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source

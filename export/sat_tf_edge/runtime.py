@@ -26,6 +26,7 @@ import numpy as np
 
 from sat_tf_edge.images import load_image
 from sat_tf_edge.manifest import MANIFEST_FILE, EdgeManifest
+from sat_tf_edge.text import caption_text
 
 
 def repeated_ngram_words(tokens: list[int], n: int) -> list[int]:
@@ -138,10 +139,4 @@ class EdgeCaptioner:
         return EdgeCaption(self.text(tokens), tokens, token_log_probs, np.stack(alphas), float(ranking[best_beam]))
 
     def text(self, tokens: list[int]) -> str:
-        words = []
-        for token in tokens:
-            if token == self.end_id:
-                break
-            if token not in (self.pad_id, self.start_id):
-                words.append(self.vocabulary[token])
-        return " ".join(words)
+        return caption_text(tokens, self.vocabulary, self.pad_id, self.start_id, self.end_id)

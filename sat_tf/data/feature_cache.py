@@ -26,6 +26,7 @@ import numpy as np
 
 from sat_tf.errors import SatTfError
 from sat_tf.utils.atomic import atomic_path, write_json_atomic
+from sat_tf.utils.checksums import file_sha256
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -40,14 +41,6 @@ def list_checksum(paths: Sequence[str]) -> str:
     digest = hashlib.sha256()
     for path in paths:
         digest.update(os.path.basename(path).encode("utf-8") + b"\n")
-    return digest.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -151,7 +144,7 @@ def extract_features(
         manifest["feature_shape"] = list(features.shape[1:])
         manifest["shards"] = [s for s in manifest["shards"] if s["file"] != name]
         manifest["shards"].append({"file": name, "start": start, "count": len(paths),
-                                   "sha256": _file_sha256(cache_dir / name)})
+                                   "sha256": file_sha256(cache_dir / name)})
         manifest["shards"].sort(key=lambda s: s["start"])
         write_json_atomic(cache_dir / MANIFEST, manifest)
         processed += len(paths)
@@ -188,7 +181,7 @@ class FeatureCache:
         self._shards = []  # (file descriptor, data offset, dtype) per shard
         for shard in manifest["shards"]:
             path = self.cache_dir / shard["file"]
-            if verify and _file_sha256(path) != shard["sha256"]:
+            if verify and file_sha256(path) != shard["sha256"]:
                 raise StaleCacheError(f"{path}: checksum mismatch (corrupt shard)")
             self._shards.append(self._open_shard(path, shard["count"]))
 

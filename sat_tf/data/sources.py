@@ -6,11 +6,13 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from sat_tf.data import synthetic
-from sat_tf.data.images import scan_images
+from sat_tf.data.feature_cache import FeatureCache
+from sat_tf.data.images import load_image, scan_images
 from sat_tf.data.readers import index_images, read_captions
 from sat_tf.data.records import CaptionRecord, group_references
 from sat_tf.errors import ConfigError
@@ -131,3 +133,13 @@ def load_captions(config: DataConfig, image_size: int, id_prefix: str = "train",
             raise ConfigError(f"{config.captions}: no readable images left")
     paths, image_index = index_images(records)
     return CaptionData(paths, records, image_index, paths)
+
+
+def decoder_inputs(source: FeatureCache | np.ndarray | Sequence[str], image_size: int) -> dict:
+    """What a model decodes a split from: {"features": every entry} of a feature cache, or
+    {"images": [N, S, S, 3]} from an image array or a list of image files (read at `image_size`)."""
+    if isinstance(source, FeatureCache):
+        return {"features": source.gather(np.arange(len(source)))}
+    if isinstance(source, np.ndarray):
+        return {"images": source}
+    return {"images": np.stack([load_image(path, image_size) for path in source])}

@@ -38,6 +38,11 @@ class SyntheticObject:
         return f"{self.colour} {self.shape}"
 
 
+def naming_phrases() -> set[str]:
+    """Every phrase that names a generated object: a colour followed by a shape."""
+    return {f"{colour} {shape}" for colour in COLOURS for shape in SHAPES}
+
+
 @dataclasses.dataclass
 class SyntheticDataset:
     """Images [N, S, S, 3] uint8, their objects, and caption records pointing at rows of `images`."""

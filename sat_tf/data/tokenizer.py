@@ -12,6 +12,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from sat_tf_edge.text import END_ID, PAD_ID, START_ID, UNKNOWN_ID, caption_text
+
 from sat_tf.utils.atomic import write_json_atomic
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
@@ -53,7 +55,7 @@ class CaptionTokenizer(keras.layers.Layer):
         )
         self._splitter = tf_text.WhitespaceTokenizer()
 
-    pad_id, start_id, end_id, unk_id = 0, 1, 2, 3
+    pad_id, start_id, end_id, unk_id = PAD_ID, START_ID, END_ID, UNKNOWN_ID
 
     @property
     def vocabulary_size(self) -> int:
@@ -110,19 +112,11 @@ class CaptionTokenizer(keras.layers.Layer):
         return tf.strings.reduce_join(words, axis=1, separator=" ")
 
     def decode(self, ids) -> list[str]:
-        """Like `detokenize`, as Python strings; plain Python, so decoding a caption on the host
-        costs microseconds instead of a round of eager TensorFlow ops."""
-        skip = (self.pad_id, self.start_id)
-        texts = []
-        for row in np.asarray(ids).tolist():
-            words = []
-            for token in row:
-                if token == self.end_id:
-                    break
-                if token not in skip:
-                    words.append(self.vocabulary[token])
-            texts.append(" ".join(words))
-        return texts
+        """Like `detokenize`, as Python strings (`sat_tf_edge.text.caption_text`, the detokeniser
+        the edge runtime uses too); plain Python, so decoding a caption on the host costs
+        microseconds instead of a round of eager TensorFlow ops."""
+        return [caption_text(row, self.vocabulary, self.pad_id, self.start_id, self.end_id)
+                for row in np.asarray(ids).tolist()]
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -1,10 +1,18 @@
-"""Does attention look at the object a word names? Scored on the synthetic grounded dataset."""
+"""Does attention look at the object a phrase names? Scored against boxes (the demo's generated
+shapes; `sat_tf.evaluation.grounding` scores real photos against instance masks)."""
 
 from __future__ import annotations
 
+from typing import Collection, Protocol, Sequence
+
 import numpy as np
 
-from sat_tf.data.synthetic import COLOURS, SHAPES, SyntheticObject
+
+class NamedObject(Protocol):
+    """An object in an image: the phrase that names it ("red circle") and its box."""
+
+    phrase: str
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels, exclusive end
 
 
 def region_overlaps_box(region: int, grid: tuple[int, int], image_size: int, box) -> bool:
@@ -21,9 +29,10 @@ def region_overlaps_box(region: int, grid: tuple[int, int], image_size: int, box
 def attention_localization(
     captions: list[list[str]],
     alphas: np.ndarray,
-    objects: list[list[SyntheticObject]],
+    objects: Sequence[Sequence[NamedObject]],
     grid: tuple[int, int],
     image_size: int,
+    naming_phrases: Collection[str],
 ) -> dict[str, float]:
     """Scores where attention peaks while an object phrase ("red circle") is generated.
 
@@ -37,22 +46,26 @@ def attention_localization(
         objects: the objects of each image.
         grid: (rows, columns) of the region grid, L = rows * columns.
         image_size: image side in pixels.
+        naming_phrases: every phrase that names an object (for the demo's shapes, each colour
+            followed by each shape); where a caption holds one, it is scored.
 
     Returns:
         {"phrase_accuracy", "word_accuracy", "num_phrases", "num_words"}.
     """
     phrase_hits = word_hits = num_phrases = num_words = 0
+    lengths = sorted({len(phrase.split()) for phrase in naming_phrases})
     for words, image_alphas, image_objects in zip(captions, alphas, objects):
-        for j in range(len(words) - 1):
-            if words[j] not in COLOURS or words[j + 1] not in SHAPES:
+        for j, length in ((j, n) for j in range(len(words)) for n in lengths if j + n <= len(words)):
+            phrase = " ".join(words[j : j + length])
+            if phrase not in naming_phrases:
                 continue
-            named = [o for o in image_objects if o.colour == words[j] and o.shape == words[j + 1]]
+            named = [o for o in image_objects if o.phrase == phrase]
             hits = []
-            for step in (j, j + 1):
+            for step in range(j, j + length):
                 region = int(np.argmax(image_alphas[step]))
                 hits.append(any(region_overlaps_box(region, grid, image_size, o.box) for o in named))
             num_phrases += 1
-            num_words += 2
+            num_words += length
             phrase_hits += any(hits)
             word_hits += sum(hits)
     return {

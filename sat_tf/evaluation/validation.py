@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -10,6 +11,29 @@ from sat_tf.evaluation.bleu import corpus_bleu, normalize_for_scoring
 from sat_tf.evaluation.cider import CiderD
 from sat_tf.inference import generate_captions
 from sat_tf.models.captioner import Captioner
+
+
+
+@dataclasses.dataclass
+class ValidationConfig:
+    """Held-out data for model selection (the paper selects on validation BLEU).
+
+    Args:
+        captions: validation caption file (same formats as data.captions); None: held-out
+            generated images when training on generated data, else no validation.
+        image_dir: folder of the validation images (default: data.image_dir).
+        split_list: Flickr split list of the validation images.
+        split: Karpathy split used for validation.
+        feature_cache: features of the validation images (a folder, or "auto" to extract them).
+        num_images: held-out generated images (default: a tenth of data.num_images, at least 64).
+    """
+
+    captions: str | None = None
+    image_dir: str | None = None
+    split_list: str | None = None
+    split: str = "val"
+    feature_cache: str | None = None
+    num_images: int | None = None
 
 
 def cider_validator(

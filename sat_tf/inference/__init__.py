@@ -1,6 +1,10 @@
 """Inference layer: one decoding loop with greedy, beam and sampling strategies, ensembles,
 feature extraction and attention plots (imports data and models)."""
 
+from sat_tf.utils.quiet import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # before any module below imports TensorFlow
+
 from sat_tf.inference.beam_sampler import BeamSampler
 from sat_tf.inference.constrained_beam_sampler import ConstrainedBeamSampler
 from sat_tf.inference.ensemble import CaptionerEnsemble

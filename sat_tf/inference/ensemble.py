@@ -73,6 +73,10 @@ class CaptionerEnsemble:
     def __len__(self) -> int:
         return len(self.models)
 
+    def members(self) -> list[Captioner]:
+        """The captioners that decode together (a single `Captioner` lists itself)."""
+        return self.models
+
     @property
     def encoder(self):
         """The first member's encoder (input size and region grid of the returned attention)."""

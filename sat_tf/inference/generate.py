@@ -44,8 +44,7 @@ def compiled_decoder(model, sampler: Sampler, max_length: int, forbidden_ids: tu
 
 
 def _traced_settings(model) -> tuple:
-    members = model.models if isinstance(model, CaptionerEnsemble) else [model]
-    return tuple(getattr(m.decoder, "hard_inference", None) for m in members)
+    return tuple(getattr(m.decoder, "hard_inference", None) for m in model.members())
 
 
 def _compiled(model, name: str) -> Callable:

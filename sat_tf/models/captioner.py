@@ -10,6 +10,7 @@ from sat_tf.models.decoder import AttentionDecoder
 from sat_tf.models.encoder import Encoder
 from sat_tf.models.hard_attention import DEFAULT_REWARD_WEIGHTS, HARD_BASELINES, HARD_REWARDS
 from sat_tf.models.losses import PENALTY_TARGETS
+from sat_tf.models.rules import require_choice, require_location_samples
 
 # Chosen by measurement (benchmarks/penalty_sweep.py, README "Penalty weight"): on the synthetic
 # demo (L = 64 regions, ~10-word captions) every weight tried (1e-4 ... 1, tau = 1 or T/L) lowered
@@ -74,15 +75,10 @@ class Captioner(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if penalty_target not in PENALTY_TARGETS:
-            raise ValueError(f"penalty_target must be one of {PENALTY_TARGETS}, got '{penalty_target}'")
-        if hard_reward not in HARD_REWARDS:
-            raise ValueError(f"hard_reward must be one of {HARD_REWARDS}, got '{hard_reward}'")
-        if hard_baseline not in HARD_BASELINES:
-            raise ValueError(f"hard_baseline must be one of {HARD_BASELINES}, got '{hard_baseline}'")
-        if location_samples < 1 or (hard_baseline == "leave_one_out" and location_samples < 2):
-            raise ValueError(f"location_samples must be >= 1 (>= 2 with the leave-one-out baseline), "
-                             f"got {location_samples}")
+        require_choice("penalty_target", penalty_target, PENALTY_TARGETS)
+        require_choice("hard_reward", hard_reward, HARD_REWARDS)
+        require_choice("hard_baseline", hard_baseline, HARD_BASELINES)
+        require_location_samples("location_samples", location_samples, hard_baseline)
         if decoder.vocabulary_size != tokenizer.vocabulary_size:
             raise ValueError(
                 f"decoder vocabulary_size {decoder.vocabulary_size} != tokenizer's {tokenizer.vocabulary_size}"
@@ -115,6 +111,11 @@ class Captioner(keras.Model):
             self.reward_baseline = self.add_weight(name="reward_baseline", shape=(), initializer="zeros",
                                                    trainable=False, aggregation="only_first_replica")
         self.built = True
+
+    def members(self) -> list["Captioner"]:
+        """The captioners that decode together: this one (an ensemble lists its models). A method,
+        not a property: Keras' saving walks a layer's properties, and this one holds the layer."""
+        return [self]
 
     @property
     def feature_grid(self) -> tuple[int, int]:

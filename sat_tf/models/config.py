@@ -6,11 +6,13 @@ import dataclasses
 
 from sat_tf.data.tokenizer import CaptionTokenizer
 from sat_tf.errors import ConfigError
+from sat_tf.models.backbones import SMALL_CNN_NORMALIZATIONS
 from sat_tf.models.captioner import DEFAULT_ENTROPY_WEIGHT, DEFAULT_PENALTY_WEIGHT, Captioner
 from sat_tf.models.decoder import AttentionDecoder
 from sat_tf.models.encoder import Encoder
 from sat_tf.models.hard_attention import ATTENTION_MODES, HARD_BASELINES, HARD_INFERENCE_MODES, HARD_REWARDS
 from sat_tf.models.losses import PENALTY_TARGETS
+from sat_tf.models.rules import require_choice, require_location_samples
 
 # The settings that decide an encoder's features: a feature cache records them, and a run that
 # trains from the cache takes them from there.
@@ -77,21 +79,23 @@ class ModelConfig:
     location_samples: int = 1
 
     def __post_init__(self):
+        # The layers' own rules (`sat_tf.models.rules`), checked here so that a config file's
+        # mistake is reported by key before anything is built.
         self.cnn_filters = tuple(int(width) for width in self.cnn_filters)
         choices = {"attention": ATTENTION_MODES, "hard_inference": HARD_INFERENCE_MODES,
-                   "penalty_target": PENALTY_TARGETS, "cnn_normalization": ("batch", "group", "none"),
+                   "penalty_target": PENALTY_TARGETS, "cnn_normalization": SMALL_CNN_NORMALIZATIONS,
                    "hard_reward": HARD_REWARDS, "hard_baseline": HARD_BASELINES}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"model.{name} must be one of {', '.join(allowed)}; got '{getattr(self, name)}'")
+        try:
+            for name, allowed in choices.items():
+                require_choice(f"model.{name}", getattr(self, name), allowed)
+            require_location_samples("model.location_samples", self.location_samples, self.hard_baseline)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         for name in ("embedding_dim", "hidden_dim", "attention_dim"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name} must be positive; got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1); got {self.dropout}")
-        if self.location_samples < (2 if self.hard_baseline == "leave_one_out" else 1):
-            raise ConfigError(f"model.location_samples must be >= 2 with the leave-one-out baseline (>= 1 "
-                              f"otherwise); got {self.location_samples}")
 
     def encoder_settings(self) -> dict:
         """The settings that decide the encoder's features (see `ENCODER_FEATURE_SETTINGS`)."""

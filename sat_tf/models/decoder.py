@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from sat_tf.models.attention import BahdanauAttention
 from sat_tf.models.hard_attention import ATTENTION_MODES, HARD_INFERENCE_MODES, sample_locations
+from sat_tf.models.rules import require_choice, require_probability
 
 
 class DecoderState(NamedTuple):
@@ -128,12 +129,9 @@ class AttentionDecoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if attention_mode not in ATTENTION_MODES:
-            raise ValueError(f"attention_mode must be one of {ATTENTION_MODES}, got '{attention_mode}'")
-        if hard_inference not in HARD_INFERENCE_MODES:
-            raise ValueError(f"hard_inference must be one of {HARD_INFERENCE_MODES}, got '{hard_inference}'")
-        if not 0.0 <= expectation_probability <= 1.0:
-            raise ValueError(f"expectation_probability must be in [0, 1], got {expectation_probability}")
+        require_choice("attention_mode", attention_mode, ATTENTION_MODES)
+        require_choice("hard_inference", hard_inference, HARD_INFERENCE_MODES)
+        require_probability("expectation_probability", expectation_probability)
         self.attention_mode = attention_mode
         self.hard_inference = hard_inference
         self.expectation_probability = float(expectation_probability)

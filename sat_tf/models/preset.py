@@ -123,13 +123,17 @@ def save_preset(model, folder: str | os.PathLike, decoding: dict, metrics: dict 
     return folder
 
 
-def load_preset(name_or_path: str | os.PathLike):
+def load_preset(name_or_path: str | os.PathLike, info: dict | None = None):
     """The preset's `Captioner`, ready to caption raw images (float32 weights).
+
+    Args:
+        name_or_path: a shipped preset's name or a folder written by `save_preset`.
+        info: its config.json as `preset_info` returned it, when the caller has read it already.
 
     Example:
         >>> model = load_preset("flickr8k_lite0")    # or Captioner.from_preset("flickr8k_lite0")
     """
-    info = preset_info(name_or_path)
+    info = preset_info(name_or_path) if info is None else info
     folder = preset_folder(name_or_path)
     model = keras.saving.deserialize_keras_object(copy.deepcopy(info["captioner"]))
     with (folder / WEIGHTS_FILE).open("rb") as f:

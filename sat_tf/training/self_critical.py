@@ -18,12 +18,14 @@ Reference:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Mapping, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from sat_tf.errors import ConfigError
 from sat_tf.evaluation.cider import CiderD
 from sat_tf.inference.greedy_sampler import GreedySampler
 from sat_tf.inference.random_sampler import RandomSampler
@@ -34,6 +36,33 @@ from sat_tf.training.task import CaptioningTask, sum_over_replicas
 BASELINES = ("leave_one_out", "greedy", "none")
 # rewards(image_index int [B], tokens int [B, k, T], lengths int [B, k]) -> float [B, k]
 RewardFunction = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+
+@dataclasses.dataclass
+class SelfCriticalConfig:
+    """Self-critical sequence training (Rennie et al. 2017) on CIDEr-D, after cross-entropy.
+
+    Args:
+        init_from: the cross-entropy model to fine-tune (a `.keras` file or its run folder); set,
+            `sat-tf train` runs self-critical training (one record per image, model selection on
+            validation CIDEr) with the training section's optimizer settings.
+        num_samples: captions sampled per image (k).
+        baseline: "leave_one_out" (mean reward of the image's other samples), "greedy" (the
+            greedy caption's reward) or "none".
+        max_length: most tokens per sampled caption.
+    """
+
+    init_from: str | None = None
+    num_samples: int = 5
+    baseline: str = "leave_one_out"
+    max_length: int = 16
+
+    def __post_init__(self):
+        if self.baseline not in ("leave_one_out", "greedy", "none"):
+            raise ConfigError(f"scst.baseline must be leave_one_out, greedy or none; got '{self.baseline}'")
+        if self.num_samples < 1 or (self.baseline == "leave_one_out" and self.num_samples < 2):
+            raise ConfigError(f"scst.num_samples must be >= 2 with the leave-one-out baseline; got {self.num_samples}")
 
 
 class CiderReward:

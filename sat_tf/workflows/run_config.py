@@ -3,7 +3,11 @@
     {"data": {...}, "model": {...}, "training": {...}, "validation": {...}, "decoding": {...},
      "scst": {...}}
 
-Each section is a dataclass whose fields are the config keys (and the command line's flags). A
+Each section is a dataclass, defined beside what it configures, whose fields are the config keys
+(and the command line's flags): `DataConfig` (sat_tf.data.sources), `ModelConfig`
+(sat_tf.models.config), `TrainConfig` (sat_tf.training.config), `ValidationConfig`
+(sat_tf.evaluation.validation), `DecodingConfig` (sat_tf.inference.decoding_config),
+`SelfCriticalConfig` (sat_tf.training.self_critical). A
 config is built from a shipped recipe (`recipe_names()`), a JSON file, or both (the file's keys
 override the recipe's), then from flags; every run folder keeps the resolved config it ran with
 (`run_config.json`), so `sat-tf train --config runs/x/run_config.json` repeats the run.
@@ -20,114 +24,14 @@ from pathlib import Path
 
 from sat_tf.data.sources import DataConfig
 from sat_tf.errors import ConfigError
+from sat_tf.evaluation.validation import ValidationConfig
+from sat_tf.inference.decoding_config import DecodingConfig
 from sat_tf.models.config import ModelConfig
 from sat_tf.training.config import TrainConfig
+from sat_tf.training.self_critical import SelfCriticalConfig
 from sat_tf.utils.atomic import write_json_atomic
 
 RUN_CONFIG_FILE = "run_config.json"
-
-
-@dataclasses.dataclass
-class ValidationConfig:
-    """Held-out data for model selection (the paper selects on validation BLEU).
-
-    Args:
-        captions: validation caption file (same formats as data.captions); None: held-out
-            generated images when training on generated data, else no validation.
-        image_dir: folder of the validation images (default: data.image_dir).
-        split_list: Flickr split list of the validation images.
-        split: Karpathy split used for validation.
-        feature_cache: features of the validation images (a folder, or "auto" to extract them).
-        num_images: held-out generated images (default: a tenth of data.num_images, at least 64).
-    """
-
-    captions: str | None = None
-    image_dir: str | None = None
-    split_list: str | None = None
-    split: str = "val"
-    feature_cache: str | None = None
-    num_images: int | None = None
-
-
-@dataclasses.dataclass
-class DecodingConfig:
-    """How captions are decoded by `caption`, `evaluate` and validation.
-
-    Args:
-        beam_size: 1 is greedy decoding.
-        length_penalty: beam search ranks by log p / length**length_penalty.
-        max_length: most tokens per caption, `<end>` included.
-        forbid_unknown: never emit `<unk>`.
-        decode_batch_size: images decoded per compiled call.
-        no_repeat_ngram_size: n > 0: no caption repeats an n-gram ("on a park on a park"); 0: off.
-            3 by default: on Flickr8k dev it removes the 2.1% of captions that repeated a trigram
-            and costs nothing (`benchmarks/ngram_blocking.py`).
-        tag_guidance: "off", "on" or "auto": make captions contain a word of the encoder's
-            ImageNet tags (EfficientNet-Lite encoders; see `sat_tf.inference.tag_guidance`).
-            `sat-tf caption` uses "auto" unless told otherwise.
-        tag_probability: "on": tags at least this probable constrain the caption.
-        tag_auto_probability: "auto": a tag at least this probable that the free caption does not
-            name makes that caption constrained.
-    """
-
-    beam_size: int = 3
-    length_penalty: float = 0.0
-    max_length: int = 20
-    forbid_unknown: bool = True
-    decode_batch_size: int = 64
-    no_repeat_ngram_size: int = 3
-    tag_guidance: str = "off"
-    tag_probability: float = 0.3
-    tag_auto_probability: float = 0.5
-
-    def __post_init__(self):
-        if self.beam_size < 1:
-            raise ConfigError(f"decoding.beam_size must be >= 1; got {self.beam_size}")
-        if self.max_length < 1:
-            raise ConfigError(f"decoding.max_length must be >= 1; got {self.max_length}")
-        if self.no_repeat_ngram_size < 0:
-            raise ConfigError(f"decoding.no_repeat_ngram_size must be >= 0; got {self.no_repeat_ngram_size}")
-        try:
-            self.guidance()
-        except ValueError as exc:
-            raise ConfigError(f"decoding: {exc}") from None
-
-    def guidance(self):
-        """The tag-guidance settings as `sat_tf.inference.tag_guidance.TagGuidance`."""
-        from sat_tf.inference.tag_guidance import TagGuidance
-
-        return TagGuidance(self.tag_guidance, self.tag_probability, self.tag_auto_probability)
-
-    def sampler(self):
-        from sat_tf.inference import BeamSampler, GreedySampler
-
-        return GreedySampler() if self.beam_size == 1 else BeamSampler(self.beam_size, self.length_penalty)
-
-
-@dataclasses.dataclass
-class SelfCriticalConfig:
-    """Self-critical sequence training (Rennie et al. 2017) on CIDEr-D, after cross-entropy.
-
-    Args:
-        init_from: the cross-entropy model to fine-tune (a `.keras` file or its run folder); set,
-            `sat-tf train` runs self-critical training (one record per image, model selection on
-            validation CIDEr) with the training section's optimizer settings.
-        num_samples: captions sampled per image (k).
-        baseline: "leave_one_out" (mean reward of the image's other samples), "greedy" (the
-            greedy caption's reward) or "none".
-        max_length: most tokens per sampled caption.
-    """
-
-    init_from: str | None = None
-    num_samples: int = 5
-    baseline: str = "leave_one_out"
-    max_length: int = 16
-
-    def __post_init__(self):
-        if self.baseline not in ("leave_one_out", "greedy", "none"):
-            raise ConfigError(f"scst.baseline must be leave_one_out, greedy or none; got '{self.baseline}'")
-        if self.num_samples < 1 or (self.baseline == "leave_one_out" and self.num_samples < 2):
-            raise ConfigError(f"scst.num_samples must be >= 2 with the leave-one-out baseline; got {self.num_samples}")
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "training": TrainConfig,

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sat_tf.data.feature_cache import FeatureCache
 from sat_tf.data.images import load_image
 from sat_tf.data.pipeline import encode_captions
-from sat_tf.data.sources import CaptionData, DataConfig, load_captions
+from sat_tf.data.sources import CaptionData, DataConfig, decoder_inputs, load_captions
 from sat_tf.data.tokenizer import CaptionTokenizer
 from sat_tf.errors import ConfigError
 from sat_tf.evaluation.validation import bleu4_validator, cider_validator
@@ -120,8 +119,7 @@ def validation_scorer(config: RunConfig, encoder, output_dir: Path, verbose: boo
     else:
         cache = validation_data_config(config).feature_cache
         source = features_source(data, encoder, config.model, cache, output_dir, "validation", verbose)
-        inputs = ({"features": source.gather(np.arange(len(source)))} if isinstance(source, FeatureCache)
-                  else {"images": np.stack([load_image(p, encoder.image_size) for p in source])})
+        inputs = decoder_inputs(source, encoder.image_size)
     if metric == "CIDEr":
         return cider_validator(data.image_ids, data.references(), decoding.max_length,
                                forbid_unknown=decoding.forbid_unknown, **inputs)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import os
 import pickle
 import struct
 from typing import BinaryIO
 
 import numpy as np
+
+from sat_tf.utils.checksums import file_sha256
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -97,14 +98,6 @@ class _Unpickler(pickle.Unpickler):
         return self.storages[key]
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_legacy_state_dict(path: str | os.PathLike, expected_sha256: str | None = None) -> dict[str, np.ndarray]:
     """Returns {name: array} from a legacy `.pth` state dict.
 
@@ -112,7 +105,7 @@ def load_legacy_state_dict(path: str | os.PathLike, expected_sha256: str | None 
         TorchFileError: wrong checksum, not a legacy checkpoint, truncated, or unsupported content.
     """
     if expected_sha256 is not None:
-        actual = sha256_of(path)
+        actual = file_sha256(path)
         if actual != expected_sha256:
             raise TorchFileError(f"{path}: sha256 {actual} does not match the expected {expected_sha256}")
     storages: dict[str, _Storage] = {}

@@ -1,0 +1,205 @@
+"""Captioning image files from settings: what `sat-tf caption` runs, and the decoding every
+workflow shares.
+
+Example:
+    >>> loaded = load_for_captioning(["flickr8k_lite0"])        # the model and its decoding settings
+    >>> captioned = caption_files(loaded.model, ["photo.jpg"], loaded.decoding)
+    >>> captioned.records()[0]["caption"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from sat_tf.data.images import ImageLoadError, load_image
+from sat_tf.errors import ConfigError
+from sat_tf.inference import CaptionCandidates, CaptionerEnsemble, generate_captions
+from sat_tf.inference.decoding_config import DecodingConfig
+from sat_tf.inference.results import NOT_SURE_BELOW
+from sat_tf.inference.tag_guidance import guided_captions
+from sat_tf.models import efficientnet_lite
+from sat_tf.models.captioner import Captioner
+from sat_tf.models.imagenet_tagger import Tag, shared_tagger
+from sat_tf.models.preset import PresetError, load_preset, preset_info
+from sat_tf.workflows.models import ModelLoadError, is_preset, load_captioner
+from sat_tf.workflows.run_config import RUN_CONFIG_FILE, RunConfig, merge, read_json_file, resolve_run_config
+
+
+def decode(model, decoding: DecodingConfig, images=None, features=None) -> CaptionCandidates:
+    """Captions with the configured strategy (beam size, length penalty, `<unk>` filtering, tag
+    guidance)."""
+    if decoding.tag_guidance != "off":
+        if images is None:
+            raise ConfigError("decoding.tag_guidance needs images (the tagger reads pixels), not cached features")
+        return decode_with_tags(model, decoding, images)[0]
+    return generate_captions(model, images=images, features=features, sampler=decoding.sampler(),
+                             max_length=decoding.max_length, batch_size=decoding.decode_batch_size,
+                             forbid_unknown=decoding.forbid_unknown,
+                             no_repeat_ngram_size=decoding.no_repeat_ngram_size)
+
+
+def image_tags(model, images) -> list[list[Tag]] | None:
+    """Each image's ImageNet tags from the model's own encoder checkpoint, or None when its encoder
+    is not an ImageNet EfficientNet-Lite (the tagger needs that classifier)."""
+    backbone = getattr(model.encoder, "backbone_name", None)
+    if backbone not in efficientnet_lite.VARIANTS:
+        return None
+    return shared_tagger(backbone).tags(images)
+
+
+def decode_with_tags(model, decoding: DecodingConfig, images) -> tuple[CaptionCandidates, list | None, list[bool]]:
+    """(candidates, tags per image or None, which captions the tags constrained)."""
+    tags = image_tags(model, images)
+    if tags is None or decoding.tag_guidance == "off":
+        if tags is None and decoding.tag_guidance == "on":
+            raise ConfigError(f"decoding.tag_guidance 'on' needs an EfficientNet-Lite encoder with ImageNet weights; "
+                              f"this model's is '{getattr(model.encoder, 'backbone_name', '?')}'")
+        plain = dataclasses.replace(decoding, tag_guidance="off")
+        return decode(model, plain, images=images), tags, [False] * len(images)
+    candidates, constrained = guided_captions(
+        model, {"images": images}, tags, decoding.guidance(), beam_size=decoding.beam_size,
+        length_penalty=decoding.length_penalty, max_length=decoding.max_length,
+        forbid_unknown=decoding.forbid_unknown, batch_size=decoding.decode_batch_size,
+        no_repeat_ngram_size=decoding.no_repeat_ngram_size)
+    return candidates, tags, constrained
+
+
+def run_config_of(model_path: str | os.PathLike) -> RunConfig | None:
+    """The settings a model was trained with, when it sits in (or is) a run folder; for a shipped
+    preset, its decoding settings."""
+    if is_preset(model_path):
+        return RunConfig.from_dict({"decoding": _preset_info(model_path)["decoding"]}, f"preset {model_path}")
+    path = Path(model_path)
+    folder = path if path.is_dir() else path.parent
+    if not (folder / RUN_CONFIG_FILE).is_file():
+        return None
+    return RunConfig.from_dict(read_json_file(folder / RUN_CONFIG_FILE), str(folder / RUN_CONFIG_FILE))
+
+
+@dataclasses.dataclass
+class CaptionedFiles:
+    """Captions of image files: the readable ones, their candidates, and why others were skipped."""
+
+    paths: list[str]
+    candidates: CaptionCandidates
+    skipped: list[str]
+    tags: list[list[Tag]] | None = None  # per image, its ImageNet tags (when the encoder has a tagger)
+    constrained: list[bool] | None = None  # per image, whether the tags constrained its caption
+
+    def records(self) -> list[dict]:
+        """One JSON-ready record per image: the caption, its confidence and whether it is below
+        the "not sure" threshold, the k-best list, the tags and whether they guided the caption."""
+        best = self.candidates.best()
+        records = []
+        for index, path in enumerate(self.paths):
+            tags = self.tags[index] if self.tags is not None else []
+            confidence = float(best.confidence[index])
+            records.append({
+                "image": path, "caption": best.texts[index], "log_prob": float(best.log_probs[index].sum()),
+                "confidence": confidence, "not_sure": confidence < NOT_SURE_BELOW,
+                "candidates": self.candidates.texts[index],
+                "guided_by_tags": bool(self.constrained and self.constrained[index]),
+                "tags": [{"word": t.word, "probability": t.probability, "classes": list(t.classes)} for t in tags]})
+        return records
+
+
+def caption_files(model, paths: Sequence[str], decoding: DecodingConfig, skip_bad: bool = False,
+                  with_tags: bool = False) -> CaptionedFiles:
+    """Reads image files (through the library's one image contract) and captions them; with
+    `with_tags` (or tag guidance on), also tags them."""
+    size = model.encoder.image_size
+    loaded, pixels, skipped = [], [], []
+    for path in paths:
+        try:
+            pixels.append(load_image(path, size))
+            loaded.append(str(path))
+        except ImageLoadError as exc:
+            if not skip_bad:
+                raise
+            skipped.append(str(exc))
+    if not loaded:
+        raise ConfigError("no readable images")
+    if with_tags or decoding.tag_guidance != "off":
+        candidates, tags, constrained = decode_with_tags(model, decoding, np.stack(pixels))
+        return CaptionedFiles(loaded, candidates, skipped, tags, constrained)
+    return CaptionedFiles(loaded, decode(model, decoding, images=np.stack(pixels)), skipped)
+
+
+@dataclasses.dataclass
+class LoadedCaptioner:
+    """A model ready to caption, with the decoding settings that go with it."""
+
+    model: Captioner | CaptionerEnsemble
+    decoding: DecodingConfig
+
+
+def decoding_for(model_reference: str | os.PathLike, recipe: str | None = None,
+                 config_file: str | os.PathLike | None = None, overrides: dict | None = None) -> DecodingConfig:
+    """Decoding settings of a model: library defaults <- its own (the run's `run_config.json`, a
+    preset's config) <- recipe <- config file <- `overrides` (`{"decoding": {...}}`, e.g. flags)."""
+    trained = run_config_of(model_reference)
+    return _decoding_over(trained.decoding if trained is not None else None, recipe, config_file, overrides)
+
+
+def _decoding_over(own: DecodingConfig | None, recipe, config_file, overrides) -> DecodingConfig:
+    base = {"decoding": dataclasses.asdict(own)} if own is not None else {}
+    return resolve_run_config(recipe, config_file, merge(base, overrides or {})).decoding
+
+
+def load_for_captioning(references: Sequence[str | os.PathLike], recipe: str | None = None,
+                        config_file: str | os.PathLike | None = None, overrides: dict | None = None,
+                        tag_guidance: str | None = None) -> LoadedCaptioner:
+    """Loads one model (or an ensemble of several) and its decoding settings (see `decoding_for`,
+    read from the first model), reading each model's files once.
+
+    Args:
+        references: `.keras` files, run folders or preset names; several decode as an ensemble.
+        recipe, config_file, overrides: settings layered over the model's own decoding settings.
+        tag_guidance: the tag-guidance mode to use unless `overrides` sets one (`sat-tf caption`
+            passes "auto").
+    """
+    if not references:
+        raise ConfigError("no model given")
+    models, own = [], None
+    for index, reference in enumerate(references):
+        if is_preset(reference):
+            info = _preset_info(reference)
+            models.append(_load_preset(reference, info))
+            decoding = RunConfig.from_dict({"decoding": info["decoding"]}, f"preset {reference}").decoding
+        else:
+            models.append(load_captioner(reference))
+            trained = run_config_of(reference)
+            decoding = trained.decoding if trained is not None else None
+        own = decoding if index == 0 else own
+    decoding = _decoding_over(own, recipe, config_file, overrides)
+    if tag_guidance is not None and "tag_guidance" not in (overrides or {}).get("decoding", {}):
+        decoding = dataclasses.replace(decoding, tag_guidance=tag_guidance)
+    return LoadedCaptioner(_as_one(models), decoding)
+
+
+def _preset_info(reference) -> dict:
+    try:
+        return preset_info(str(reference))
+    except PresetError as exc:
+        raise ModelLoadError(str(exc)) from None
+
+
+def _load_preset(reference, info: dict) -> Captioner:
+    try:
+        return load_preset(str(reference), info=info)
+    except PresetError as exc:
+        raise ModelLoadError(str(exc)) from None
+
+
+def _as_one(models: list[Captioner]) -> Captioner | CaptionerEnsemble:
+    if len(models) == 1:
+        return models[0]
+    try:
+        return CaptionerEnsemble(models)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from None
