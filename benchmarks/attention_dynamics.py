@@ -33,9 +33,12 @@ def attention_dynamics(alphas: np.ndarray, lengths: np.ndarray) -> dict:
         modal.append(np.bincount(alpha.argmax(-1)).max() / len(alpha))
         entropy.append(float(np.mean(-(alpha * np.log(alpha + 1e-12)).sum(-1))))
         change.append(float(np.abs(np.diff(alpha, axis=0)).sum(-1).mean()) if len(alpha) > 1 else 0.0)
-    return {"steps_at_modal_region": float(np.mean(modal)), "mean_entropy_nats": float(np.mean(entropy)),
-            "uniform_entropy_nats": float(np.log(alphas.shape[-1])),
-            "mean_l1_change_between_steps": float(np.mean(change))}
+    return {
+        "steps_at_modal_region": float(np.mean(modal)),
+        "mean_entropy_nats": float(np.mean(entropy)),
+        "uniform_entropy_nats": float(np.log(alphas.shape[-1])),
+        "mean_l1_change_between_steps": float(np.mean(change)),
+    }
 
 
 def main() -> None:
@@ -51,8 +54,10 @@ def main() -> None:
     for path in args.models:
         model = keras.saving.load_model(path)
         decoded = generate_captions(model, features=features, max_length=20).best()
-        report["models"][path] = {"attention_mode": model.decoder.attention_mode,
-                                  **attention_dynamics(decoded.alphas, decoded.lengths)}
+        report["models"][path] = {
+            "attention_mode": model.decoder.attention_mode,
+            **attention_dynamics(decoded.alphas, decoded.lengths),
+        }
     print(json.dumps(report, indent=2))
     write_json_atomic(args.output, report)
 

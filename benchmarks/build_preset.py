@@ -28,6 +28,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from reporting import machine  # noqa: E402
+
 from sat_tf.models.preset import save_preset  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
 from sat_tf.workflows import evaluate_captioner, load_captioner  # noqa: E402
@@ -59,24 +60,40 @@ def main() -> None:
         return evaluate_captioner([str(path)], data, decoding, verbose=False)
 
     reference = evaluate(args.model)
-    report = {"machine": machine(), "model": str(args.model), "decoding": dataclasses.asdict(decoding),
-              "float32": {k: reference[k] for k in METRICS}}
+    report = {
+        "machine": machine(),
+        "model": str(args.model),
+        "decoding": dataclasses.asdict(decoding),
+        "float32": {k: reference[k] for k in METRICS},
+    }
     with tempfile.TemporaryDirectory() as scratch:
         for weight_format in ("int8", "float16"):
-            folder = save_preset(model, Path(scratch) / weight_format, dataclasses.asdict(decoding),
-                                 weight_format=weight_format)
+            folder = save_preset(
+                model, Path(scratch) / weight_format, dataclasses.asdict(decoding), weight_format=weight_format
+            )
             scored = evaluate(folder)
             same = sum(scored["captions"][k] == reference["captions"][k] for k in reference["captions"])
-            report[weight_format] = {**{k: scored[k] for k in METRICS}, "captions_unchanged": same,
-                                     "images": len(reference["captions"]),
-                                     "weights_bytes": (folder / "weights.npz").stat().st_size}
+            report[weight_format] = {
+                **{k: scored[k] for k in METRICS},
+                "captions_unchanged": same,
+                "images": len(reference["captions"]),
+                "weights_bytes": (folder / "weights.npz").stat().st_size,
+            }
     shipped = report[args.weight_format] if args.weight_format != "float32" else report["float32"]
     target = Path(__file__).resolve().parents[1] / "sat_tf" / "presets" / args.name
-    save_preset(model, target, dataclasses.asdict(decoding),
-                metrics={k: round(shipped[k], 2) for k in ("BLEU-4", "METEOR", "CIDEr", "BLEU-1", "ROUGE-L")},
-                provenance=PROVENANCE, weight_format=args.weight_format)
-    report["preset"] = {"folder": str(target), "weight_format": args.weight_format,
-                        "bytes": sum(f.stat().st_size for f in target.iterdir() if f.is_file())}
+    save_preset(
+        model,
+        target,
+        dataclasses.asdict(decoding),
+        metrics={k: round(shipped[k], 2) for k in ("BLEU-4", "METEOR", "CIDEr", "BLEU-1", "ROUGE-L")},
+        provenance=PROVENANCE,
+        weight_format=args.weight_format,
+    )
+    report["preset"] = {
+        "folder": str(target),
+        "weight_format": args.weight_format,
+        "bytes": sum(f.stat().st_size for f in target.iterdir() if f.is_file()),
+    }
     print(report)
     write_json_atomic(args.output, report)
 

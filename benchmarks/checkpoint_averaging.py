@@ -19,9 +19,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from reporting import SCORE_COLUMNS as COLUMNS  # noqa: E402
 from reporting import command_line, dev_scores, machine, write_report  # noqa: E402
+
+from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
 from sat_tf.workflows.models import average_checkpoints, save_captioner  # noqa: E402
-from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 
 
 def main() -> None:
@@ -37,14 +38,21 @@ def main() -> None:
     save_captioner(average_checkpoints(run / "model.keras", args.checkpoints), averaged_path)
     data = default_evaluation_data(run)
     rows = {}
-    for label, model in (("last epoch", run / "model.keras"),
-                         (f"mean of {len(args.checkpoints)} checkpoints", averaged_path)):
+    for label, model in (
+        ("last epoch", run / "model.keras"),
+        (f"mean of {len(args.checkpoints)} checkpoints", averaged_path),
+    ):
         for beam in args.beams:
             for penalty in args.length_penalties:
                 rows[f"{label}, beam {beam}, length penalty {penalty:g}"] = dev_scores(
-                    [model], data, DecodingConfig(beam_size=beam, length_penalty=penalty))
-    report = {"machine": machine(), "split": "Flickr8k dev (1,000 images)",
-              "command": command_line("checkpoint_averaging.py", args), "rows": rows}
+                    [model], data, DecodingConfig(beam_size=beam, length_penalty=penalty)
+                )
+    report = {
+        "machine": machine(),
+        "split": "Flickr8k dev (1,000 images)",
+        "command": command_line("checkpoint_averaging.py", args),
+        "rows": rows,
+    }
     lines = ["| model, decoding | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
     for name, scores in rows.items():
         lines.append(f"| {name} | " + " | ".join(f"{scores[c]:.1f}" for c in COLUMNS) + " |")

@@ -19,18 +19,18 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-
 from novel_objects import coco_data, flickr_dev  # noqa: E402
 from reporting import command_line, machine, write_report  # noqa: E402
+
 from sat_tf.data.coco_words import coco_category  # noqa: E402
 from sat_tf.data.images import load_image  # noqa: E402
 from sat_tf.data.sources import load_captions  # noqa: E402
 from sat_tf.evaluation.cider import CiderD  # noqa: E402
 from sat_tf.evaluation.ranking import auroc  # noqa: E402
+from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 from sat_tf.inference.tag_guidance import caption_names  # noqa: E402
 from sat_tf.workflows.caption import decode_with_tags  # noqa: E402
 from sat_tf.workflows.models import load_captioner  # noqa: E402
-from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 
 
 def _words(caption: str) -> list[str]:
@@ -39,8 +39,9 @@ def _words(caption: str) -> list[str]:
 
 def contradicted(caption: str, tags, min_probability: float = 0.5) -> bool:
     """A confident tag that names a COCO object and that the caption does not name."""
-    return any(t.probability >= min_probability and coco_category(t.word) and not caption_names(caption, t.word)
-               for t in tags)
+    return any(
+        t.probability >= min_probability and coco_category(t.word) and not caption_names(caption, t.word) for t in tags
+    )
 
 
 def measure(model, data, beam_size: int) -> dict:
@@ -53,12 +54,17 @@ def measure(model, data, beam_size: int) -> dict:
     cider = CiderD(reference_words).scores([_words(t) for t in best.texts], reference_words)
     right = cider > np.median(cider)
     confidence = best.confidence
-    with_tags = np.where([contradicted(text, image_tags) for text, image_tags in zip(best.texts, tags)],
-                         confidence / 2, confidence)
-    return {"images": len(cider), "median_cider_d": float(np.median(cider)),
-            "auroc_confidence": auroc(confidence, right), "auroc_confidence_with_tags": auroc(with_tags, right),
-            "median_confidence": float(np.median(confidence)),
-            "share_contradicted_by_a_tag": float(np.mean(with_tags < confidence))}
+    with_tags = np.where(
+        [contradicted(text, image_tags) for text, image_tags in zip(best.texts, tags)], confidence / 2, confidence
+    )
+    return {
+        "images": len(cider),
+        "median_cider_d": float(np.median(cider)),
+        "auroc_confidence": auroc(confidence, right),
+        "auroc_confidence_with_tags": auroc(with_tags, right),
+        "median_confidence": float(np.median(confidence)),
+        "share_contradicted_by_a_tag": float(np.mean(with_tags < confidence)),
+    }
 
 
 def main() -> None:
@@ -68,14 +74,26 @@ def main() -> None:
     parser.add_argument("--output", default="benchmarks/results/confidence")
     args = parser.parse_args()
     model = load_captioner(args.model)
-    rows = {"Flickr8k dev (1,000 images)": measure(model, flickr_dev(), args.beam_size),
-            "COCO val2017 (79 photos)": measure(model, coco_data(), args.beam_size)}
-    report = {"machine": machine(), "model": args.model, "command": command_line("confidence.py", args),
-              "rows": rows, "not_sure_below": rows["Flickr8k dev (1,000 images)"]["median_confidence"]}
-    lines = ["| data | AUROC, confidence | AUROC, confidence + tags | median confidence | captions a tag contradicts |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {name} | {r['auroc_confidence']:.3f} | {r['auroc_confidence_with_tags']:.3f} | "
-              f"{r['median_confidence']:.3f} | {100 * r['share_contradicted_by_a_tag']:.0f}% |" for name, r in rows.items()]
+    rows = {
+        "Flickr8k dev (1,000 images)": measure(model, flickr_dev(), args.beam_size),
+        "COCO val2017 (79 photos)": measure(model, coco_data(), args.beam_size),
+    }
+    report = {
+        "machine": machine(),
+        "model": args.model,
+        "command": command_line("confidence.py", args),
+        "rows": rows,
+        "not_sure_below": rows["Flickr8k dev (1,000 images)"]["median_confidence"],
+    }
+    lines = [
+        "| data | AUROC, confidence | AUROC, confidence + tags | median confidence | captions a tag contradicts |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {r['auroc_confidence']:.3f} | {r['auroc_confidence_with_tags']:.3f} | "
+        f"{r['median_confidence']:.3f} | {100 * r['share_contradicted_by_a_tag']:.0f}% |"
+        for name, r in rows.items()
+    ]
     print("\n".join(lines))
     write_report(args.output, report, "\n".join(lines))
 

@@ -21,8 +21,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-
 from reporting import command_line, machine  # noqa: E402
+
 from sat_tf.inference import BeamSampler, GreedySampler, generate_captions  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
 from sat_tf.workflows.models import load_captioners  # noqa: E402
@@ -57,8 +57,11 @@ def main() -> None:
     # activations); an ensemble's members may read different features, so it starts from a photo.
     if not args.from_images and len(args.model) == 1:
         inputs = {"features": {"features": model.encoder.cache_input(image).numpy()}, **inputs}
-    result = {"machine": machine(), "model": " ".join(args.model),
-              "command": command_line("decode_latency.py", args, skip=("output",))}
+    result = {
+        "machine": machine(),
+        "model": " ".join(args.model),
+        "command": command_line("decode_latency.py", args, skip=("output",)),
+    }
     # Whole call as a user makes it (inputs in, DecodedCaptions with texts out), with and
     # without XLA compilation of the decoding loop.
     for source, arguments in inputs.items():
@@ -68,8 +71,11 @@ def main() -> None:
             for name, sampler in (("greedy", GreedySampler()), (f"beam{args.beam_size}", BeamSampler(args.beam_size))):
                 timings[f"{name}_ms{suffix}"], timings[f"{name}_steps"] = _time(
                     lambda x, sampler=sampler, jit=jit_compile: generate_captions(
-                        model, **x, sampler=sampler, max_length=args.max_length, jit_compile=jit).tokens.shape[2],
-                    arguments, args.runs)
+                        model, **x, sampler=sampler, max_length=args.max_length, jit_compile=jit
+                    ).tokens.shape[2],
+                    arguments,
+                    args.runs,
+                )
     print(json.dumps(result, indent=2))
     write_json_atomic(args.output, result)
 

@@ -17,8 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from reporting import SCORE_COLUMNS as COLUMNS  # noqa: E402
 from reporting import command_line, dev_scores, machine, write_report  # noqa: E402
-from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
+
 from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
+from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
 
 
 def main() -> None:
@@ -33,9 +34,14 @@ def main() -> None:
     for beam in args.beams:
         for penalty in args.length_penalties:
             rows[f"beam {beam}, length penalty {penalty:g}"] = dev_scores(
-                args.model, data, DecodingConfig(beam_size=beam, length_penalty=penalty))
-    report = {"machine": machine(), "split": "Flickr8k dev (1,000 images)",
-              "command": command_line("decoding_sweep.py", args), "rows": rows}
+                args.model, data, DecodingConfig(beam_size=beam, length_penalty=penalty)
+            )
+    report = {
+        "machine": machine(),
+        "split": "Flickr8k dev (1,000 images)",
+        "command": command_line("decoding_sweep.py", args),
+        "rows": rows,
+    }
     lines = ["| decoding | " + " | ".join(COLUMNS) + " | words per caption |", "|---|" + "---|" * (len(COLUMNS) + 1)]
     for name, scores in rows.items():
         metrics = " | ".join(f"{scores[c]:.1f}" for c in COLUMNS)

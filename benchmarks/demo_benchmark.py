@@ -1,6 +1,6 @@
 """Runs `sat-tf demo` as a user would (fresh process) and records its metrics and wall time.
 
-    python benchmarks/demo_benchmark.py [--output benchmarks/results/demo.json]
+python benchmarks/demo_benchmark.py [--output benchmarks/results/demo.json]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import tempfile
 import time
 
 import reporting  # benchmarks/reporting.py
+
 from sat_tf.utils.atomic import write_json_atomic
 
 
@@ -23,16 +24,32 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as output_dir:
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "sat_tf.cli", "demo", "--output-dir", output_dir], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "sat_tf.cli", "demo", "--output-dir", output_dir],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         wall_seconds = time.perf_counter() - started
         with open(os.path.join(output_dir, "demo_metrics.json"), encoding="utf-8") as f:
             metrics = json.load(f)
-    result = {"machine": reporting.machine(), "command": "python benchmarks/demo_benchmark.py",
-              "wall_seconds": wall_seconds,
-              **{k: metrics[k] for k in ("BLEU-1", "BLEU-4", "phrase_localization", "word_localization",
-                                         "num_phrases", "train_steps", "train_tokens_per_second",
-                                         "train_seconds")}}
+    result = {
+        "machine": reporting.machine(),
+        "command": "python benchmarks/demo_benchmark.py",
+        "wall_seconds": wall_seconds,
+        **{
+            k: metrics[k]
+            for k in (
+                "BLEU-1",
+                "BLEU-4",
+                "phrase_localization",
+                "word_localization",
+                "num_phrases",
+                "train_steps",
+                "train_tokens_per_second",
+                "train_seconds",
+            )
+        },
+    }
     print(json.dumps(result, indent=2))
     write_json_atomic(args.output, result)
 

@@ -26,8 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from sat_tf_edge import EdgeCaptioner  # noqa: E402
-from sat_tf_edge.images import load_image as contract_image  # noqa: E402
+from reporting import machine, median_ms  # noqa: E402  (benchmarks/reporting.py)
 
 import sat_tf.models  # noqa: E402,F401  (registers the classes)
 from sat_tf.data.images import load_image  # noqa: E402
@@ -38,7 +37,8 @@ from sat_tf.export.saved_model import export_saved_model  # noqa: E402
 from sat_tf.export.tflite import export_tflite  # noqa: E402
 from sat_tf.inference import generate_captions  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
-from reporting import machine, median_ms  # noqa: E402  (benchmarks/reporting.py)
+from sat_tf_edge import EdgeCaptioner  # noqa: E402
+from sat_tf_edge.images import load_image as contract_image  # noqa: E402
 
 
 def load_rgb(source, size: int) -> np.ndarray:
@@ -50,8 +50,13 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
 # (encoder, decoder) quantization. Dynamic-range convolutions run as slow hybrid kernels on CPU
 # (measured: the Lite0 encoder goes from 8 to 26 ms), so "dynamic" quantizes the decoder only;
 # the last row pairs the int8 encoder with the dynamic-range decoder.
-VARIANTS = {"fp32": ("fp32", "fp32"), "fp16": ("fp16", "fp16"), "dynamic": ("fp32", "dynamic"),
-            "int8": ("int8", "int8"), "int8 encoder + dynamic decoder": ("int8", "dynamic")}
+VARIANTS = {
+    "fp32": ("fp32", "fp32"),
+    "fp16": ("fp16", "fp16"),
+    "dynamic": ("fp32", "dynamic"),
+    "int8": ("int8", "int8"),
+    "int8 encoder + dynamic decoder": ("int8", "dynamic"),
+}
 
 
 def _size_mb(path: Path) -> float:
@@ -86,10 +91,18 @@ def main() -> None:
     pixels = np.concatenate([load_rgb(p, size) for p in dev_paths])
     keras_captions = generate_captions(model, images=pixels, max_length=20, batch_size=50).best()
     float_scores = caption_metrics(references, dict(zip(dev_paths, keras_captions.texts)))
-    report = {"machine": machine(), "model": args.model,
-              "images": len(dev_paths), "command": " ".join(["python", *sys.argv]),
-              "keras": {"BLEU-4": float_scores["BLEU-4"], "CIDEr": float_scores["CIDEr"],
-                        "size_mb": _size_mb(Path(args.model))}, "variants": {}}
+    report = {
+        "machine": machine(),
+        "model": args.model,
+        "images": len(dev_paths),
+        "command": " ".join(["python", *sys.argv]),
+        "keras": {
+            "BLEU-4": float_scores["BLEU-4"],
+            "CIDEr": float_scores["CIDEr"],
+            "size_mb": _size_mb(Path(args.model)),
+        },
+        "variants": {},
+    }
     work = Path(tempfile.mkdtemp(prefix="sat_tf_export_report_"))
     saved_model = export_saved_model(model, work / "serving", "sat_tf", 1)
     report["saved_model_mb"] = _size_mb(saved_model)
@@ -99,25 +112,43 @@ def main() -> None:
         paths = export_tflite(model, work / name, encoder_quantization, decoder_quantization, calibration)
         edge = EdgeCaptioner(paths["manifest"].parent, num_threads=args.threads)
         results = [edge.caption_beam(edge.encode_image(pixels[i : i + 1])) for i in range(len(pixels))]
-        identical = sum(r.tokens == keras_captions.tokens[i, : keras_captions.lengths[i]].tolist()
-                        for i, r in enumerate(results))
+        identical = sum(
+            r.tokens == keras_captions.tokens[i, : keras_captions.lengths[i]].tolist() for i, r in enumerate(results)
+        )
         scores = caption_metrics(references, dict(zip(dev_paths, (r.text for r in results))))
         image_iter = iter(range(10**9))
-        whole_ms = median_ms(lambda: edge.caption(jpeg_bytes[next(image_iter) % len(jpeg_bytes)], beam_size=1),
-                             args.latency_runs, warmup=1)
+        whole_ms = median_ms(
+            lambda edge=edge, image_iter=image_iter: edge.caption(
+                jpeg_bytes[next(image_iter) % len(jpeg_bytes)], beam_size=1
+            ),
+            args.latency_runs,
+            warmup=1,
+        )
         steps = np.mean([len(r.tokens) for r in results])
         encoded = edge.encode_image(pixels[:1])
         step_inputs = {k: encoded[k] for k in ("attention_keys", "context_gates", "context_outputs", "hidden", "cell")}
-        step_ms = median_ms(lambda: edge.step(**step_inputs, previous_token=np.array([1], np.int32)), 200, warmup=1)
-        encoder_ms = median_ms(lambda: edge.encode_image(pixels[:1]), args.latency_runs, warmup=1)
+        step_ms = median_ms(
+            lambda edge=edge, step_inputs=step_inputs: edge.step(**step_inputs, previous_token=np.array([1], np.int32)),
+            200,
+            warmup=1,
+        )
+        encoder_ms = median_ms(lambda edge=edge: edge.encode_image(pixels[:1]), args.latency_runs, warmup=1)
         decode_ms = median_ms(lambda: load_rgb(jpeg_bytes[0], size), args.latency_runs)
-        report["variants"][name] = {"encoder_quantization": encoder_quantization,
-                                    "decoder_quantization": decoder_quantization,
-            "encoder_mb": _size_mb(paths["encoder"]), "decoder_mb": _size_mb(paths["decoder"]),
+        report["variants"][name] = {
+            "encoder_quantization": encoder_quantization,
+            "decoder_quantization": decoder_quantization,
+            "encoder_mb": _size_mb(paths["encoder"]),
+            "decoder_mb": _size_mb(paths["decoder"]),
             "tokens_identical_to_keras": f"{identical}/{len(results)}",
-            "BLEU-4": scores["BLEU-4"], "BLEU-4_change": scores["BLEU-4"] - float_scores["BLEU-4"],
-            "CIDEr": scores["CIDEr"], "caption_from_jpeg_ms": whole_ms, "jpeg_decode_resize_ms": decode_ms,
-            "encoder_ms": encoder_ms, "decoder_step_ms": step_ms, "mean_steps": float(steps)}
+            "BLEU-4": scores["BLEU-4"],
+            "BLEU-4_change": scores["BLEU-4"] - float_scores["BLEU-4"],
+            "CIDEr": scores["CIDEr"],
+            "caption_from_jpeg_ms": whole_ms,
+            "jpeg_decode_resize_ms": decode_ms,
+            "encoder_ms": encoder_ms,
+            "decoder_step_ms": step_ms,
+            "mean_steps": float(steps),
+        }
         print(name, report["variants"][name], flush=True)
 
     served = tf.saved_model.load(str(saved_model))
@@ -125,16 +156,19 @@ def main() -> None:
     image_iter = iter(range(10**9))
     report["saved_model_caption_from_jpeg_ms"] = median_ms(
         lambda: serving_default(image_bytes=tf.constant([jpeg_bytes[next(image_iter) % len(jpeg_bytes)]])),
-        args.latency_runs)
+        args.latency_runs,
+    )
     image_iter = iter(range(10**9))
     report["keras_caption_from_jpeg_ms"] = median_ms(
         lambda: generate_captions(model, images=load_rgb(jpeg_bytes[next(image_iter) % len(jpeg_bytes)], size)),
-        args.latency_runs)
+        args.latency_runs,
+    )
     fp32, dynamic = report["variants"]["fp32"], report["variants"]["dynamic"]
     report["dynamic_decoder_size_ratio"] = fp32["decoder_mb"] / dynamic["decoder_mb"]
     report["litert_speedup_over_saved_model"] = {
         name: report["saved_model_caption_from_jpeg_ms"] / variant["caption_from_jpeg_ms"]
-        for name, variant in report["variants"].items()}
+        for name, variant in report["variants"].items()
+    }
     print({k: v for k, v in report.items() if k != "variants"})
     write_json_atomic(args.output, report)
 

@@ -20,19 +20,17 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from reporting import command_line, machine, write_report  # noqa: E402
 
 from sat_tf.data.feature_cache import FeatureCache  # noqa: E402
+from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 from sat_tf.training import CaptioningTask  # noqa: E402
-from reporting import command_line, machine, write_report  # noqa: E402
 from sat_tf.workflows import evaluate_captioner, load_captioner, resolve_run_config, train_captioner  # noqa: E402
 from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
-from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 
 PAPER_ROWS = {
-    "Xu et al. 2015, soft attention": {"BLEU-1": 67.0, "BLEU-2": 44.8, "BLEU-3": 29.9, "BLEU-4": 19.5,
-                                       "METEOR": 18.93},
-    "Xu et al. 2015, hard attention": {"BLEU-1": 67.0, "BLEU-2": 45.7, "BLEU-3": 31.4, "BLEU-4": 21.3,
-                                       "METEOR": 20.30},
+    "Xu et al. 2015, soft attention": {"BLEU-1": 67.0, "BLEU-2": 44.8, "BLEU-3": 29.9, "BLEU-4": 19.5, "METEOR": 18.93},
+    "Xu et al. 2015, hard attention": {"BLEU-1": 67.0, "BLEU-2": 45.7, "BLEU-3": 31.4, "BLEU-4": 21.3, "METEOR": 20.30},
 }
 COLUMNS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
 
@@ -42,24 +40,40 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"))
     parser.add_argument("--work", default="runs/flickr8k")
     parser.add_argument("--recipe", default="flickr8k-lite0")
-    parser.add_argument("--attention", nargs="+", default=["soft"], choices=["soft", "hard"],
-                        help="attention modes to train, each under the same budget")
+    parser.add_argument(
+        "--attention",
+        nargs="+",
+        default=["soft"],
+        choices=["soft", "hard"],
+        help="attention modes to train, each under the same budget",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--max-steps", type=int, default=None, help="stop training early (smoke runs)")
     parser.add_argument("--patience", type=int, default=None, help="early stopping patience in epochs")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=JSON",
-                        help="any other recipe setting, e.g. --set model.penalty_weight=1")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=JSON",
+        help="any other recipe setting, e.g. --set model.penalty_weight=1",
+    )
     parser.add_argument("--beam-size", type=int, default=3)
     parser.add_argument("--output", default="benchmarks/results/flickr8k")
     return parser.parse_args()
 
 
 def _overrides(args, mode: str, work: Path) -> dict:
-    overrides = {"data": {"data_root": args.data, "feature_cache": str(work / "features" / "train")},
-                 "validation": {"feature_cache": str(work / "features" / "validation")},
-                 "model": {"attention": mode}, "training": {}}
-    for name, value in (("epochs", args.epochs), ("max_steps", args.max_steps),
-                        ("early_stopping_patience", args.patience)):
+    overrides = {
+        "data": {"data_root": args.data, "feature_cache": str(work / "features" / "train")},
+        "validation": {"feature_cache": str(work / "features" / "validation")},
+        "model": {"attention": mode},
+        "training": {},
+    }
+    for name, value in (
+        ("epochs", args.epochs),
+        ("max_steps", args.max_steps),
+        ("early_stopping_patience", args.patience),
+    ):
         if value is not None:
             overrides["training"][name] = value
     for item in args.set:
@@ -78,11 +92,18 @@ def _hard_gradient_variance(model, config, repeats: int = 16) -> dict:
     from sat_tf.data.sources import load_captions
 
     data = load_captions(config.data, model.encoder.image_size)
-    captions = encode_captions(data.records[:64], model.tokenizer, data.image_index[:64], drop_long=True,
-                               max_words=config.data.max_caption_words)
+    captions = encode_captions(
+        data.records[:64],
+        model.tokenizer,
+        data.image_index[:64],
+        drop_long=True,
+        max_words=config.data.max_caption_words,
+    )
     features = FeatureCache(config.data.feature_cache).gather(captions.image_index)
-    batch = {"features": tf.constant(features),
-             "tokens": tf.constant(captions.tokens[:, : int(captions.lengths.max())])}
+    batch = {
+        "features": tf.constant(features),
+        "tokens": tf.constant(captions.tokens[:, : int(captions.lengths.max())]),
+    }
     variables = model.decoder.trainable_variables
     model.decoder.expectation_probability = 0.0  # always sample
     task = CaptioningTask(model)
@@ -134,9 +155,13 @@ def main() -> None:
         config = resolve_run_config(args.recipe, overrides=_overrides(args, mode, work))
         tick = time.perf_counter()
         result = train_captioner(config, run_dir)
-        run = {"train_seconds": time.perf_counter() - tick, "train_tokens_per_second": result.tokens_per_second,
-               "train_steps": result.steps, "validation": [h for h in result.history if "validation_score" in h],
-               "config": config.to_dict()}
+        run = {
+            "train_seconds": time.perf_counter() - tick,
+            "train_tokens_per_second": result.tokens_per_second,
+            "train_steps": result.steps,
+            "validation": [h for h in result.history if "validation_score" in h],
+            "config": config.to_dict(),
+        }
         if (run_dir / "best.json").is_file():
             run["best"] = json.loads((run_dir / "best.json").read_text())
         inference_modes = ["argmax", "sample", "expectation"] if mode == "hard" else [None]
@@ -150,11 +175,18 @@ def main() -> None:
             best = load_captioner(run_dir / f"scored_{chosen}.keras")
             run["gradient_variance"] = _hard_gradient_variance(best, config)
         rows[f"sat_tf {mode}, beam {args.beam_size}" + (f" ({chosen})" if chosen else "")] = _score(
-            run_dir, beam, chosen)
+            run_dir, beam, chosen
+        )
         runs[mode] = run
-    report = {"machine": machine(), "split": "Flickr8k dev (1,000 images)",
-              "command": command_line("flickr8k.py", args),
-              "args": vars(args), "runs": runs, "wall_seconds": time.perf_counter() - started, "rows": rows}
+    report = {
+        "machine": machine(),
+        "split": "Flickr8k dev (1,000 images)",
+        "command": command_line("flickr8k.py", args),
+        "args": vars(args),
+        "runs": runs,
+        "wall_seconds": time.perf_counter() - started,
+        "rows": rows,
+    }
     lines = ["| model | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
     for name, scores in rows.items():
         lines.append(f"| {name} | " + " | ".join(f"{scores[c]:.1f}" if c in scores else "–" for c in COLUMNS) + " |")

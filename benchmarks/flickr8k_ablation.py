@@ -30,8 +30,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from reporting import SCORE_COLUMNS as COLUMNS  # noqa: E402
 from reporting import command_line, dev_scores, machine, train_stage, write_report  # noqa: E402
-from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
+
 from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
+from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
 
 
 def _parse_args() -> argparse.Namespace:
@@ -44,8 +45,13 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--scst-epochs", type=int, default=5)
     parser.add_argument("--precision", default="float32", help="of the cross-entropy stages (the table's: float32)")
     parser.add_argument("--beams", type=int, nargs="+", default=[3, 5])
-    parser.add_argument("--ensemble", nargs="*", default=[], metavar="RUN+RUN[+RUN]",
-                        help="ensembles to score, each a '+'-joined list of run folders under --work")
+    parser.add_argument(
+        "--ensemble",
+        nargs="*",
+        default=[],
+        metavar="RUN+RUN[+RUN]",
+        help="ensembles to score, each a '+'-joined list of run folders under --work",
+    )
     parser.add_argument("--output", default="benchmarks/results/flickr8k_ablation")
     return parser.parse_args()
 
@@ -65,12 +71,16 @@ def main() -> None:
         "cross-entropy, frozen Lite0 features": (baseline, train_stage(baseline, "flickr8k-lite0", data)),
         "+ fine-tuned top blocks (last stage + head)": (fine_tuned, train_stage(fine_tuned, "flickr8k-lite0-ft", data)),
     }
-    scst_overrides = {"scst": {"init_from": str(fine_tuned / "model.keras")},
-                      "training": {"epochs": args.scst_epochs},
-                      "data": {"data_root": args.data, "feature_cache": str(fine_tuned / "features" / "train")},
-                      "validation": {"feature_cache": str(fine_tuned / "features" / "validation")}}
+    scst_overrides = {
+        "scst": {"init_from": str(fine_tuned / "model.keras")},
+        "training": {"epochs": args.scst_epochs},
+        "data": {"data_root": args.data, "feature_cache": str(fine_tuned / "features" / "train")},
+        "validation": {"feature_cache": str(fine_tuned / "features" / "validation")},
+    }
     stages["+ self-critical (CIDEr-D), from the last fine-tuned epoch"] = (
-        scst, train_stage(scst, "flickr8k-lite0-scst", scst_overrides))
+        scst,
+        train_stage(scst, "flickr8k-lite0-scst", scst_overrides),
+    )
     rows = {}
     for name, (run_dir, timing) in stages.items():
         for beam in args.beams:
@@ -79,15 +89,21 @@ def main() -> None:
         members = [work / name for name in ensemble.split("+")]
         for beam in args.beams:
             rows[f"ensemble {' + '.join(m.name for m in members)}, beam {beam}"] = _score(members, beam)
-    report = {"machine": machine(), "split": "Flickr8k dev (1,000 images)",
-              "command": command_line("flickr8k_ablation.py", args),
-              "rows": rows}
+    report = {
+        "machine": machine(),
+        "split": "Flickr8k dev (1,000 images)",
+        "command": command_line("flickr8k_ablation.py", args),
+        "rows": rows,
+    }
     lines = ["| stage | " + " | ".join(COLUMNS) + " | training | decoding |", "|---|" + "---|" * (len(COLUMNS) + 2)]
     for name, scores in rows.items():
         train_seconds = scores.get("train_seconds")
         trained = f"{train_seconds / 60:.1f} min" if train_seconds else "–"
-        lines.append(f"| {name} | " + " | ".join(f"{scores[c]:.1f}" for c in COLUMNS)
-                     + f" | {trained} | {scores['decode_seconds']:.0f} s |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{scores[c]:.1f}" for c in COLUMNS)
+            + f" | {trained} | {scores['decode_seconds']:.0f} s |"
+        )
     write_report(args.output, report, "\n".join(lines))
 
 

@@ -16,14 +16,14 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-
 from novel_objects import COCO  # noqa: E402
 from reporting import command_line, machine, write_report  # noqa: E402
+
 from sat_tf.data.images import load_image  # noqa: E402
 from sat_tf.evaluation.grounding import attention_grounding, coco_object_masks  # noqa: E402
+from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 from sat_tf.workflows.caption import decode_with_tags  # noqa: E402
 from sat_tf.workflows.models import load_captioner  # noqa: E402
-from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 
 MEASURES = ("object_words", "mass", "share", "lift", "peak_on_object", "perplexity")
 
@@ -46,13 +46,25 @@ def main() -> None:
         result = attention_grounding([text.split() for text in best.texts], best.alphas, objects, model.feature_grid)
         rows[f"tags {mode}"] = {k: result[k] for k in MEASURES}
         print(mode, rows[f"tags {mode}"], flush=True)
-    report = {"machine": machine(), "model": args.model, "photos": len(files), "grid": list(model.feature_grid),
-              "command": command_line("grounding.py", args),
-              "decoding": dataclasses.asdict(DecodingConfig(beam_size=args.beam_size)), "rows": rows}
-    lines = ["| COCO photos, tag guidance | object words | attention mass on the object | area share | lift | "
-             "peak on the object | spread (cells) |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {name} | {r['object_words']} | {r['mass']:.3f} | {r['share']:.3f} | {r['lift']:.2f}x | "
-              f"{100 * r['peak_on_object']:.0f}% | {r['perplexity']:.1f} |" for name, r in rows.items()]
+    report = {
+        "machine": machine(),
+        "model": args.model,
+        "photos": len(files),
+        "grid": list(model.feature_grid),
+        "command": command_line("grounding.py", args),
+        "decoding": dataclasses.asdict(DecodingConfig(beam_size=args.beam_size)),
+        "rows": rows,
+    }
+    lines = [
+        "| COCO photos, tag guidance | object words | attention mass on the object | area share | lift | "
+        "peak on the object | spread (cells) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {r['object_words']} | {r['mass']:.3f} | {r['share']:.3f} | {r['lift']:.2f}x | "
+        f"{100 * r['peak_on_object']:.0f}% | {r['perplexity']:.1f} |"
+        for name, r in rows.items()
+    ]
     write_report(args.output, report, "\n".join(lines))
 
 

@@ -39,19 +39,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
 from attention_dynamics import attention_dynamics  # noqa: E402
 from reporting import SCORE_COLUMNS as COLUMNS  # noqa: E402
 from reporting import command_line, machine, train_stage, write_report  # noqa: E402
+
 from sat_tf.data.feature_cache import FeatureCache  # noqa: E402
 from sat_tf.inference import generate_captions  # noqa: E402
+from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 from sat_tf.models.config import build_captioner  # noqa: E402
 from sat_tf.training import CaptioningTask  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
 from sat_tf.workflows import evaluate_captioner, resolve_run_config  # noqa: E402
 from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
 from sat_tf.workflows.models import initialize_from, load_captioner  # noqa: E402
-from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 
 AUTHORS = {"attention": "hard", "hard_reward": "mean_word_log_likelihood"}
 # name -> (model settings, training settings beyond the shared ones)
@@ -82,8 +82,10 @@ def _parse_args() -> argparse.Namespace:
 def _caches(soft: str) -> dict:
     """The soft run's feature caches (train and validation), which every stage reads."""
     run = Path(soft).parent if Path(soft).is_file() else Path(soft)
-    return {"data": {"feature_cache": str(run / "features" / "train")},
-            "validation": {"feature_cache": str(run / "features" / "validation")}}
+    return {
+        "data": {"feature_cache": str(run / "features" / "train")},
+        "validation": {"feature_cache": str(run / "features" / "validation")},
+    }
 
 
 def _score(run_dir: Path, beam: int, features: np.ndarray) -> dict:
@@ -93,8 +95,9 @@ def _score(run_dir: Path, beam: int, features: np.ndarray) -> dict:
     if scores_file.is_file():
         return json.loads(scores_file.read_text())
     model_path = run_dir / "model.keras"
-    report = evaluate_captioner([str(model_path)], default_evaluation_data(run_dir), DecodingConfig(beam_size=beam),
-                                verbose=False)
+    report = evaluate_captioner(
+        [str(model_path)], default_evaluation_data(run_dir), DecodingConfig(beam_size=beam), verbose=False
+    )
     decoded = generate_captions(load_captioner(model_path), features=features, max_length=20).best()
     scores = {**{k: report[k] for k in COLUMNS}, **attention_dynamics(decoded.alphas, decoded.lengths)}
     write_json_atomic(scores_file, scores)
@@ -118,6 +121,7 @@ def _gradient_variance(soft, settings: dict, batch: dict, draws: int, seed: int 
             with tf.GradientTape() as tape:
                 loss, _ = task.compute_caption_loss(batch, training=True)
             return [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+
         return gradient
 
     model.baseline_decay = 0.0  # b becomes each draw's mean reward
@@ -131,9 +135,13 @@ def _gradient_variance(soft, settings: dict, batch: dict, draws: int, seed: int 
     samples = [[g.numpy() for g in gradient()] for _ in range(draws)]
     variance = [np.stack(per_variable).var(axis=0, ddof=1).sum() for per_variable in zip(*samples)]
     attention = sum(v for v, var in zip(variance, variables) if id(var) in attention_ids)
-    return {"total_variance": float(sum(variance)), "attention_variance": float(attention),
-            "baseline": float(model.reward_baseline), "draws": draws,
-            "decoder_passes_per_caption": model.location_samples if model.decoder.attention_mode == "hard" else 1}
+    return {
+        "total_variance": float(sum(variance)),
+        "attention_variance": float(attention),
+        "baseline": float(model.reward_baseline),
+        "draws": draws,
+        "decoder_passes_per_caption": model.location_samples if model.decoder.attention_mode == "hard" else 1,
+    }
 
 
 def _fixed_batch(overrides: dict, soft, size: int = 64) -> dict:
@@ -143,8 +151,9 @@ def _fixed_batch(overrides: dict, soft, size: int = 64) -> dict:
 
     config = resolve_run_config("flickr8k-lite0", overrides=overrides)
     data = load_captions(config.data, soft.encoder.image_size, id_prefix="train", verbose=False)
-    captions = encode_captions(data.records, soft.tokenizer, data.image_index,
-                               max_words=config.data.max_caption_words, drop_long=True)
+    captions = encode_captions(
+        data.records, soft.tokenizer, data.image_index, max_words=config.data.max_caption_words, drop_long=True
+    )
     tokens = captions.tokens[:size, : int(captions.lengths[:size].max())]
     features = FeatureCache(config.data.feature_cache).gather(captions.image_index[:size])
     return {"features": tf.constant(features), "tokens": tf.constant(tokens)}
@@ -154,15 +163,24 @@ def main() -> None:
     args = _parse_args()
     work = Path(args.work)
     caches = _caches(args.soft)
-    shared = {"data": {"data_root": args.data, **caches["data"]}, "validation": caches["validation"],
-              "training": {"init_from": args.soft, "epochs": args.epochs, "learning_rate": args.learning_rate,
-                           "schedule": "constant", "warmup_steps": 0, "precision": "float32"}}
+    shared = {
+        "data": {"data_root": args.data, **caches["data"]},
+        "validation": caches["validation"],
+        "training": {
+            "init_from": args.soft,
+            "epochs": args.epochs,
+            "learning_rate": args.learning_rate,
+            "schedule": "constant",
+            "warmup_steps": 0,
+            "precision": "float32",
+        },
+    }
     steps = None
     rows, variances = {}, {}
     soft = load_captioner(args.soft)
     dev = FeatureCache(caches["validation"]["feature_cache"])
     dev_features = dev.gather(np.arange(min(300, len(dev))))
-    batch = _fixed_batch({k: shared[k] for k in ('data', 'validation')}, soft)
+    batch = _fixed_batch({k: shared[k] for k in ("data", "validation")}, soft)
     for name in args.variants:
         model_settings, training = VARIANTS[name]
         overrides = {**shared, "model": model_settings, "training": {**shared["training"], **training}}
@@ -179,26 +197,47 @@ def main() -> None:
             write_json_atomic(variance_file, variances[name])
     for name in args.scst:
         run_dir = work / f"{name}_scst"
-        overrides = {"scst": {"init_from": str(work / name / "model.keras")}, "training": {"epochs": args.scst_epochs},
-                     "data": {"data_root": args.data, **caches["data"]}, "validation": caches["validation"]}
+        overrides = {
+            "scst": {"init_from": str(work / name / "model.keras")},
+            "training": {"epochs": args.scst_epochs},
+            "data": {"data_root": args.data, **caches["data"]},
+            "validation": caches["validation"],
+        }
         timing = train_stage(run_dir, "flickr8k-lite0-scst", overrides)
-        rows[f"{name}_scst"] = {**_score(run_dir, args.beam, dev_features),
-                                "train_seconds": timing.get("train_seconds")}
-    report = {"machine": machine(), "split": "Flickr8k dev (1,000 images; dynamics on 300)",
-              "command": command_line("hard_attention.py", args), "beam": args.beam, "rows": rows,
-              "gradient_variance": variances}
-    lines = ["| run | " + " | ".join(COLUMNS) + " | steps at modal region | L1 change | training |",
-             "|---|" + "---|" * (len(COLUMNS) + 3)]
+        rows[f"{name}_scst"] = {
+            **_score(run_dir, args.beam, dev_features),
+            "train_seconds": timing.get("train_seconds"),
+        }
+    report = {
+        "machine": machine(),
+        "split": "Flickr8k dev (1,000 images; dynamics on 300)",
+        "command": command_line("hard_attention.py", args),
+        "beam": args.beam,
+        "rows": rows,
+        "gradient_variance": variances,
+    }
+    lines = [
+        "| run | " + " | ".join(COLUMNS) + " | steps at modal region | L1 change | training |",
+        "|---|" + "---|" * (len(COLUMNS) + 3),
+    ]
     for name, scores in rows.items():
         trained = f"{scores['train_seconds'] / 60:.1f} min" if scores.get("train_seconds") else "–"
-        lines.append(f"| {name} | " + " | ".join(f"{scores[c]:.1f}" for c in COLUMNS)
-                     + f" | {scores['steps_at_modal_region']:.0%} | {scores['mean_l1_change_between_steps']:.2f}"
-                     + f" | {trained} |")
-    lines += ["", "| estimator | gradient total variance | of which attention MLP | decoder passes per caption |",
-              "|---|---|---|---|"]
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{scores[c]:.1f}" for c in COLUMNS)
+            + f" | {scores['steps_at_modal_region']:.0%} | {scores['mean_l1_change_between_steps']:.2f}"
+            + f" | {trained} |"
+        )
+    lines += [
+        "",
+        "| estimator | gradient total variance | of which attention MLP | decoder passes per caption |",
+        "|---|---|---|---|",
+    ]
     for name, measured in variances.items():
-        lines.append(f"| {name} | {measured['total_variance']:.4g} | {measured['attention_variance']:.4g} | "
-                     f"{measured['decoder_passes_per_caption']} |")
+        lines.append(
+            f"| {name} | {measured['total_variance']:.4g} | {measured['attention_variance']:.4g} | "
+            f"{measured['decoder_passes_per_caption']} |"
+        )
     write_report(args.output, report, "\n".join(lines))
 
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
 from reporting import machine  # noqa: E402  (benchmarks/reporting.py)
 
 REGIONS, FEATURE_DIM, WORDS = 49, 1280, 1000
@@ -28,15 +29,27 @@ def build_cache(cache_dir: Path, num_images: int) -> None:
 
     from sat_tf.data.feature_cache import CacheIdentity, extract_features
 
-    identity = CacheIdentity(encoder={"synthetic": True}, encoder_fingerprint="synthetic",
-                             images_checksum=str(num_images), num_images=num_images)
+    identity = CacheIdentity(
+        encoder={"synthetic": True},
+        encoder_fingerprint="synthetic",
+        images_checksum=str(num_images),
+        num_images=num_images,
+    )
 
     def encode(indices: np.ndarray) -> np.ndarray:
         rng = np.random.default_rng(int(indices[0]))
         return rng.standard_normal((len(indices), REGIONS, FEATURE_DIM), dtype=np.float32)
 
-    extract_features(encode, lambda paths: np.asarray([int(p) for p in paths]), [str(i) for i in range(num_images)],
-                     cache_dir, identity, batch_size=256, shard_size=2048, verbose=False)
+    extract_features(
+        encode,
+        lambda paths: np.asarray([int(p) for p in paths]),
+        [str(i) for i in range(num_images)],
+        cache_dir,
+        identity,
+        batch_size=256,
+        shard_size=2048,
+        verbose=False,
+    )
 
 
 def train_one_epoch(cache_dir: Path, num_images: int, output_dir: Path) -> dict:
@@ -51,21 +64,39 @@ def train_one_epoch(cache_dir: Path, num_images: int, output_dir: Path) -> dict:
 
     rng = np.random.default_rng(0)
     vocabulary = [f"w{i}" for i in range(WORDS)]
-    records = [CaptionRecord(image_id=str(i), caption=" ".join(rng.choice(vocabulary, rng.integers(6, 16))),
-                             image_path=str(i), image_index=i) for i in range(num_images)]
+    records = [
+        CaptionRecord(
+            image_id=str(i),
+            caption=" ".join(rng.choice(vocabulary, rng.integers(6, 16))),
+            image_path=str(i),
+            image_index=i,
+        )
+        for i in range(num_images)
+    ]
     tokenizer = CaptionTokenizer(vocabulary)
     captions = encode_captions(records, tokenizer, list(range(num_images)), max_words=18)
 
     def build_model():
-        return build_captioner(ModelConfig(image_size=224, cnn_filters=(8, 8, 8, 8, FEATURE_DIM - 2),
-                                           append_coordinates=True, embedding_dim=64, hidden_dim=128,
-                                           attention_dim=64), tokenizer)
+        return build_captioner(
+            ModelConfig(
+                image_size=224,
+                cnn_filters=(8, 8, 8, 8, FEATURE_DIM - 2),
+                append_coordinates=True,
+                embedding_dim=64,
+                hidden_dim=128,
+                attention_dim=64,
+            ),
+            tokenizer,
+        )
 
     config = TrainConfig(batch_size=64, epochs=1, checkpoint_every=10**9, log_every=10**9)
     start = time.perf_counter()
     result = train(build_model, TrainingData(FeatureCache(cache_dir), captions), config, output_dir, verbose=False)
-    return {"steps": result.steps, "seconds": time.perf_counter() - start,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "steps": result.steps,
+        "seconds": time.perf_counter() - start,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
@@ -80,14 +111,23 @@ def main() -> None:
         print(json.dumps(train_one_epoch(cache_dir, num_images, cache_dir.parent / f"train-{num_images}")))
         return
     work = Path(args.work)
-    report = {"machine": machine(),
-              "command": " ".join(["python", *sys.argv]), "feature_shape": [REGIONS, FEATURE_DIM], "runs": {}}
+    report = {
+        "machine": machine(),
+        "command": " ".join(["python", *sys.argv]),
+        "feature_shape": [REGIONS, FEATURE_DIM],
+        "runs": {},
+    }
     for size in args.sizes:
         cache_dir = work / f"cache-{size}"
         build_cache(cache_dir, size)
         disk = sum(p.stat().st_size for p in cache_dir.glob("*.npy"))
-        child = subprocess.run([sys.executable, __file__, "--child", str(cache_dir), str(size)], check=True,
-                               capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        child = subprocess.run(
+            [sys.executable, __file__, "--child", str(cache_dir), str(size)],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
         run = json.loads(child.stdout.strip().splitlines()[-1])
         report["runs"][str(size)] = {**run, "cache_gb": disk / 1e9}
         print(size, report["runs"][str(size)], flush=True)

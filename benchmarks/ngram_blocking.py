@@ -17,8 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from novel_objects import coco_data, flickr_dev  # noqa: E402
 from reporting import SCORE_COLUMNS as COLUMNS  # noqa: E402
 from reporting import command_line, machine, write_report  # noqa: E402
-from sat_tf.workflows import evaluate_captioner  # noqa: E402
+
 from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
+from sat_tf.workflows import evaluate_captioner  # noqa: E402
 
 
 def repeats_a_trigram(caption: str) -> bool:
@@ -43,14 +44,26 @@ def main() -> None:
             rows[f"{dataset}, no_repeat_ngram_size {size}"] = {
                 **{c: report[c] for c in COLUMNS},
                 "captions_repeating_a_trigram": sum(map(repeats_a_trigram, captions)) / len(captions),
-                "distinct_words": len({w for c in captions for w in c.split()})}
+                "distinct_words": len({w for c in captions for w in c.split()}),
+            }
             print(dataset, size, rows[f"{dataset}, no_repeat_ngram_size {size}"], flush=True)
-    report = {"machine": machine(), "model": args.model, "command": command_line("ngram_blocking.py", args),
-              "decoding": dataclasses.asdict(DecodingConfig(beam_size=args.beam_size)), "rows": rows}
-    lines = ["| data, n-gram blocking | " + " | ".join(COLUMNS) + " | captions repeating a trigram | distinct words |",
-             "|---|" + "---|" * (len(COLUMNS) + 2)]
-    lines += [f"| {name} | " + " | ".join(f"{r[c]:.1f}" for c in COLUMNS)
-              + f" | {100 * r['captions_repeating_a_trigram']:.1f}% | {r['distinct_words']} |" for name, r in rows.items()]
+    report = {
+        "machine": machine(),
+        "model": args.model,
+        "command": command_line("ngram_blocking.py", args),
+        "decoding": dataclasses.asdict(DecodingConfig(beam_size=args.beam_size)),
+        "rows": rows,
+    }
+    lines = [
+        "| data, n-gram blocking | " + " | ".join(COLUMNS) + " | captions repeating a trigram | distinct words |",
+        "|---|" + "---|" * (len(COLUMNS) + 2),
+    ]
+    lines += [
+        f"| {name} | "
+        + " | ".join(f"{r[c]:.1f}" for c in COLUMNS)
+        + f" | {100 * r['captions_repeating_a_trigram']:.1f}% | {r['distinct_words']} |"
+        for name, r in rows.items()
+    ]
     write_report(args.output, report, "\n".join(lines))
 
 

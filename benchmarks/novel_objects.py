@@ -23,16 +23,16 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-
 from reporting import SCORE_COLUMNS as COLUMNS  # noqa: E402
 from reporting import command_line, dev_scores, machine, write_report  # noqa: E402
+
+from sat_tf.data.coco_words import coco_category  # noqa: E402
 from sat_tf.data.images import load_image  # noqa: E402
 from sat_tf.data.sources import DataConfig  # noqa: E402
-from sat_tf.data.coco_words import coco_category  # noqa: E402
+from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 from sat_tf.models.imagenet_tagger import shared_tagger  # noqa: E402
 from sat_tf.workflows.caption import decode_with_tags  # noqa: E402
 from sat_tf.workflows.models import load_captioner  # noqa: E402
-from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 COCO = DATA / "coco_mini"
@@ -45,8 +45,11 @@ def coco_data() -> DataConfig:
 
 def flickr_dev() -> DataConfig:
     root = DATA / "flickr8k"
-    return DataConfig(captions=str(root / "Flickr8k.token.txt"), image_dir=str(root / "images"),
-                      split_list=str(root / "Flickr_8k.devImages.txt"))
+    return DataConfig(
+        captions=str(root / "Flickr8k.token.txt"),
+        image_dir=str(root / "images"),
+        split_list=str(root / "Flickr_8k.devImages.txt"),
+    )
 
 
 def tagger_accuracy(variant: str, thresholds=(0.1, 0.3, 0.5)) -> dict:
@@ -61,13 +64,21 @@ def tagger_accuracy(variant: str, thresholds=(0.1, 0.3, 0.5)) -> dict:
     tags = shared_tagger(variant).tags(images, min_probability=min(thresholds), max_tags=5)
     report = {"images": len(ids)}
     for threshold in thresholds:
-        named = [(coco_category(t.word), present.get(i, set())) for i, image_tags in zip(ids, tags)
-                 for t in image_tags if t.probability >= threshold and coco_category(t.word)]
+        named = [
+            (coco_category(t.word), present.get(i, set()))
+            for i, image_tags in zip(ids, tags)
+            for t in image_tags
+            if t.probability >= threshold and coco_category(t.word)
+        ]
         report[f"tags >= {threshold:g} naming a COCO category"] = len(named)
         report[f"precision of those tags, >= {threshold:g}"] = (
-            sum(category in annotated for category, annotated in named) / len(named) if named else None)
-    top = [(coco_category(image_tags[0].word), present.get(i, set())) for i, image_tags in zip(ids, tags)
-           if image_tags and coco_category(image_tags[0].word)]
+            sum(category in annotated for category, annotated in named) / len(named) if named else None
+        )
+    top = [
+        (coco_category(image_tags[0].word), present.get(i, set()))
+        for i, image_tags in zip(ids, tags)
+        if image_tags and coco_category(image_tags[0].word)
+    ]
     report["photos whose top tag names a COCO category"] = len(top)
     report["share of those naming an annotated category"] = sum(c in a for c, a in top) / len(top) if top else None
     return report
@@ -85,9 +96,17 @@ def side_by_side(model, decoding: DecodingConfig, count: int) -> list[dict]:
     images = np.stack([load_image(COCO / "val2017" / files[i], size) for i in ids])
     free = decode_with_tags(model, dataclasses.replace(decoding, tag_guidance="off"), images)
     auto = decode_with_tags(model, dataclasses.replace(decoding, tag_guidance="auto"), images)
-    return [{"photo": files[i], "reference": first[i], "free": free[0].best_texts[row],
-             "auto": auto[0].best_texts[row], "guided": auto[2][row],
-             "tags": ", ".join(f"{t.word} {t.probability:.2f}" for t in auto[1][row])} for row, i in enumerate(ids)]
+    return [
+        {
+            "photo": files[i],
+            "reference": first[i],
+            "free": free[0].best_texts[row],
+            "auto": auto[0].best_texts[row],
+            "guided": auto[2][row],
+            "tags": ", ".join(f"{t.word} {t.probability:.2f}" for t in auto[1][row]),
+        }
+        for row, i in enumerate(ids)
+    ]
 
 
 def main() -> None:
@@ -106,19 +125,31 @@ def main() -> None:
     rows = {}
     for dataset, data in datasets.items():
         for mode in MODES:
-            rows[f"{dataset}, tags {mode}"] = dev_scores([args.model], data,
-                                                         dataclasses.replace(decoding, tag_guidance=mode))
-            print(f"{dataset}, tags {mode}: " + ", ".join(f"{c} {rows[f'{dataset}, tags {mode}'][c]:.1f}"
-                                                          for c in COLUMNS), flush=True)
-    report = {"machine": machine(), "model": args.model, "decoding": dataclasses.asdict(decoding),
-              "command": command_line("novel_objects.py", args), "rows": rows,
-              "tagger_accuracy": tagger_accuracy(model.encoder.backbone_name),
-              "side_by_side": side_by_side(model, decoding, args.side_by_side)}
+            rows[f"{dataset}, tags {mode}"] = dev_scores(
+                [args.model], data, dataclasses.replace(decoding, tag_guidance=mode)
+            )
+            print(
+                f"{dataset}, tags {mode}: "
+                + ", ".join(f"{c} {rows[f'{dataset}, tags {mode}'][c]:.1f}" for c in COLUMNS),
+                flush=True,
+            )
+    report = {
+        "machine": machine(),
+        "model": args.model,
+        "decoding": dataclasses.asdict(decoding),
+        "command": command_line("novel_objects.py", args),
+        "rows": rows,
+        "tagger_accuracy": tagger_accuracy(model.encoder.backbone_name),
+        "side_by_side": side_by_side(model, decoding, args.side_by_side),
+    }
     lines = ["| data, tag guidance | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
     lines += [f"| {name} | " + " | ".join(f"{scores[c]:.1f}" for c in COLUMNS) + " |" for name, scores in rows.items()]
     lines += ["", "| photo | tags | caption (tags off) | caption (tags auto) | a reference |", "|---|---|---|---|---|"]
-    lines += [f"| {r['photo']} | {r['tags']} | {r['free']} | {r['auto']}{' (guided)' if r['guided'] else ''} | "
-              f"{r['reference']} |" for r in report["side_by_side"]]
+    lines += [
+        f"| {r['photo']} | {r['tags']} | {r['free']} | {r['auto']}{' (guided)' if r['guided'] else ''} | "
+        f"{r['reference']} |"
+        for r in report["side_by_side"]
+    ]
     write_report(args.output, report, "\n".join(lines))
 
 

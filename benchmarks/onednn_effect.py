@@ -24,9 +24,9 @@ def measure_here(steps: int) -> dict:
     """The three measurements in this process (oneDNN as this process's environment set it)."""
     import numpy as np
     import tensorflow as tf
-
     import train_throughput as throughput
     from reporting import median_ms
+
     from sat_tf.data.tokenizer import CaptionTokenizer
     from sat_tf.models.config import build_captioner
     from sat_tf.workflows import load_captioner, resolve_run_config
@@ -38,17 +38,25 @@ def measure_here(steps: int) -> dict:
     tokens = rng.integers(4, tokenizer.vocabulary_size, size=(demo.training.batch_size, 11)).astype(np.int32)
     tokens[:, 0], tokens[:, -1] = 1, 2
     size = demo.model.image_size
-    demo_batch = {"images": tf.constant(rng.integers(0, 256, (len(tokens), size, size, 3)), tf.uint8),
-                  "tokens": tf.constant(tokens)}
+    demo_batch = {
+        "images": tf.constant(rng.integers(0, 256, (len(tokens), size, size, 3)), tf.uint8),
+        "tokens": tf.constant(tokens),
+    }
     demo_step = throughput.measure(build_captioner(demo.model, tokenizer), [demo_batch], steps)
     preset = load_captioner("flickr8k_lite0")
     encode = tf.function(lambda images: preset.encode(images, training=False))
     encoder = {}
     for batch in (1, 16):
         images = tf.constant(rng.uniform(0, 255, (batch, 224, 224, 3)).astype(np.float32))
-        encoder[f"batch_{batch}_ms_per_photo"] = median_ms(lambda: encode(images).numpy(), runs=10) / batch
-    return {"paper_size_tokens_per_second": paper["tokens_per_second"], "paper_size_ms_per_step": paper["ms_per_step"],
-            "demo_ms_per_step": demo_step["ms_per_step"], "encoder": encoder}
+        encoder[f"batch_{batch}_ms_per_photo"] = (
+            median_ms(lambda images=images: encode(images).numpy(), runs=10) / batch
+        )
+    return {
+        "paper_size_tokens_per_second": paper["tokens_per_second"],
+        "paper_size_ms_per_step": paper["ms_per_step"],
+        "demo_ms_per_step": demo_step["ms_per_step"],
+        "encoder": encoder,
+    }
 
 
 def main() -> None:
@@ -61,13 +69,19 @@ def main() -> None:
         print(json.dumps(measure_here(args.steps)))
         return
     from reporting import machine
+
     from sat_tf.utils.atomic import write_json_atomic
 
     report = {"machine": machine(), "command": "python benchmarks/onednn_effect.py", "runs": {}}
     for setting in SETTINGS:
         env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": setting, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        child = subprocess.run([sys.executable, __file__, "--child", "--steps", str(args.steps)], env=env,
-                               check=True, capture_output=True, text=True)
+        child = subprocess.run(
+            [sys.executable, __file__, "--child", "--steps", str(args.steps)],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         report["runs"][f"TF_ENABLE_ONEDNN_OPTS={setting}"] = json.loads(child.stdout.strip().splitlines()[-1])
         print(setting, report["runs"][f"TF_ENABLE_ONEDNN_OPTS={setting}"], flush=True)
     write_json_atomic(args.output, report)

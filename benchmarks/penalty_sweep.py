@@ -17,9 +17,10 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from reporting import machine  # noqa: E402  (benchmarks/reporting.py)
+
 from sat_tf.demo import DemoConfig, run_demo  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
-from reporting import machine  # noqa: E402  (benchmarks/reporting.py)
 
 SETTINGS = [(0.0, "one"), (0.0001, "one"), (0.001, "one"), (0.01, "one"), (1.0, "one"), (1.0, "length")]
 
@@ -34,24 +35,37 @@ def main() -> None:
     rows = []
     for weight, target in settings:
         for seed in args.seeds:
-            config = DemoConfig(settings={"model": {"penalty_weight": weight, "penalty_target": target}}, plots=0,
-                                seed=seed)
+            config = DemoConfig(
+                settings={"model": {"penalty_weight": weight, "penalty_target": target}}, plots=0, seed=seed
+            )
             with tempfile.TemporaryDirectory() as output_dir:
                 metrics = run_demo(output_dir, config, verbose=False)
-            row = {"lambda": weight, "target": target, "seed": seed, "BLEU-4": metrics["BLEU-4"],
-                   "phrase_localization": metrics["phrase_localization"],
-                   "word_localization": metrics["word_localization"], "train_seconds": metrics["train_seconds"]}
+            row = {
+                "lambda": weight,
+                "target": target,
+                "seed": seed,
+                "BLEU-4": metrics["BLEU-4"],
+                "phrase_localization": metrics["phrase_localization"],
+                "word_localization": metrics["word_localization"],
+                "train_seconds": metrics["train_seconds"],
+            }
             print(json.dumps(row), flush=True)
             rows.append(row)
-    print(f"\nmean over seeds {args.seeds}:\n| lambda | tau | BLEU-4 | phrase loc. | word loc. |\n|---|---|---|---|---|")
+    print(
+        f"\nmean over seeds {args.seeds}:\n| lambda | tau | BLEU-4 | phrase loc. | word loc. |\n|---|---|---|---|---|"
+    )
     for weight, target in settings:
         group = [r for r in rows if r["lambda"] == weight and r["target"] == target]
-        mean = {k: sum(r[k] for r in group) / len(group) for k in ("BLEU-4", "phrase_localization",
-                                                                    "word_localization")}
-        print(f"| {weight} | {target} | {mean['BLEU-4']:.1f} | {mean['phrase_localization']:.3f} "
-              f"| {mean['word_localization']:.3f} |")
-    write_json_atomic(args.output, {"machine": machine(),
-                                    "demo_config": dataclasses.asdict(DemoConfig()), "rows": rows})
+        mean = {
+            k: sum(r[k] for r in group) / len(group) for k in ("BLEU-4", "phrase_localization", "word_localization")
+        }
+        print(
+            f"| {weight} | {target} | {mean['BLEU-4']:.1f} | {mean['phrase_localization']:.3f} "
+            f"| {mean['word_localization']:.3f} |"
+        )
+    write_json_atomic(
+        args.output, {"machine": machine(), "demo_config": dataclasses.asdict(DemoConfig()), "rows": rows}
+    )
 
 
 if __name__ == "__main__":

@@ -23,9 +23,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
 import train_throughput as throughput  # noqa: E402
 from reporting import machine  # noqa: E402
+
 from sat_tf.training import TrainConfig, build_train_step  # noqa: E402
 from sat_tf.training.precision import dtype_policy  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
@@ -55,8 +55,15 @@ def op_statistics(log_dir: str) -> list[dict]:
     table = json.loads(data if isinstance(data, str) else data.decode())[0]
     columns = [column["id"] for column in table["cols"]]
     rows = [dict(zip(columns, (cell["v"] if cell else None for cell in row["c"]))) for row in table["rows"]]
-    return [{"type": r["type"], "operation": r["operation"], "occurrences": r["occurrences"],
-             "self_us": r["total_self_time"]} for r in rows]
+    return [
+        {
+            "type": r["type"],
+            "operation": r["operation"],
+            "occurrences": r["occurrences"],
+            "self_us": r["total_self_time"],
+        }
+        for r in rows
+    ]
 
 
 def main() -> None:
@@ -76,14 +83,20 @@ def main() -> None:
     ranked = sorted(by_type.items(), key=lambda item: -item[1]["thread_ms_per_step"])
     print(f"thread time per step: {total / args.steps / 1000:.0f} ms")
     for name, entry in ranked[:15]:
-        print(f"{name:36s} {entry['ops_per_step']:6.0f} ops/step {entry['thread_ms_per_step']:7.1f} ms/step "
-              f"{100 * entry['thread_ms_per_step'] * args.steps * 1000 / total:5.1f}%")
+        print(
+            f"{name:36s} {entry['ops_per_step']:6.0f} ops/step {entry['thread_ms_per_step']:7.1f} ms/step "
+            f"{100 * entry['thread_ms_per_step'] * args.steps * 1000 / total:5.1f}%"
+        )
     top_ops = sorted(rows, key=lambda r: -r["self_us"])[:25]
-    report = {"machine": machine(), "precision": args.precision, "steps": args.steps,
-              "command": f"python benchmarks/profile_train_step.py --precision {args.precision}",
-              "thread_ms_per_step": total / args.steps / 1000,
-              "by_type": {name: entry for name, entry in ranked},
-              "top_ops": [{**r, "thread_ms_per_step": r["self_us"] / args.steps / 1000} for r in top_ops]}
+    report = {
+        "machine": machine(),
+        "precision": args.precision,
+        "steps": args.steps,
+        "command": f"python benchmarks/profile_train_step.py --precision {args.precision}",
+        "thread_ms_per_step": total / args.steps / 1000,
+        "by_type": {name: entry for name, entry in ranked},
+        "top_ops": [{**r, "thread_ms_per_step": r["self_us"] / args.steps / 1000} for r in top_ops],
+    }
     write_json_atomic(args.output, report)
 
 

@@ -26,8 +26,11 @@ def train_stage(run_dir: Path, recipe: str, overrides: dict) -> dict:
         return json.loads(timing.read_text()) if timing.is_file() else {"train_seconds": None}
     tick = time.perf_counter()
     result = train_captioner(resolve_run_config(recipe, overrides=overrides), run_dir)
-    record = {"train_seconds": time.perf_counter() - tick, "tokens_per_second": result.tokens_per_second,
-              "steps": result.steps}
+    record = {
+        "train_seconds": time.perf_counter() - tick,
+        "tokens_per_second": result.tokens_per_second,
+        "steps": result.steps,
+    }
     write_json_atomic(timing, record)
     return record
 
@@ -38,8 +41,11 @@ def dev_scores(model_paths: list, data: DataConfig | None, decoding: DecodingCon
     tick = time.perf_counter()
     report = evaluate_captioner([str(p) for p in model_paths], data, decoding, verbose=False)
     words = [len(caption.split()) for caption in report["captions"].values()]
-    return {**{k: report[k] for k in SCORE_COLUMNS}, "decode_seconds": time.perf_counter() - tick,
-            "mean_words": sum(words) / len(words)}
+    return {
+        **{k: report[k] for k in SCORE_COLUMNS},
+        "decode_seconds": time.perf_counter() - tick,
+        "mean_words": sum(words) / len(words),
+    }
 
 
 def median_ms(call, runs: int, warmup: int = 3) -> float:
@@ -67,7 +73,9 @@ def command_line(script: str, args: argparse.Namespace, skip=("data", "output"))
         if key in skip or value in (None, [], False):
             continue
         flag = f"--{key.replace('_', '-')}"
-        flags.append(flag if value is True else f"{flag} {' '.join(map(str, value)) if isinstance(value, list) else value}")
+        flags.append(
+            flag if value is True else f"{flag} {' '.join(map(str, value)) if isinstance(value, list) else value}"
+        )
     return " ".join([f"python benchmarks/{script}", *flags])
 
 

@@ -61,17 +61,22 @@ def _huge_png() -> bytes:
 
 def _percentiles(latencies: list[float]) -> dict:
     ordered = sorted(latencies)
-    return {"p50_ms": statistics.median(ordered), "p99_ms": ordered[int(0.99 * (len(ordered) - 1))],
-            "count": len(ordered)}
+    return {
+        "p50_ms": statistics.median(ordered),
+        "p99_ms": ordered[int(0.99 * (len(ordered) - 1))],
+        "count": len(ordered),
+    }
 
 
 class Server:
     def __init__(self, model_dir: str, extra: list[str]):
         self.port = _free_port()
-        self.process = subprocess.Popen([sys.executable, "-m", "sat_tf.cli", "serve", "--model-dir", model_dir,
-                                         "--port", str(self.port), *extra],
-                                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sat_tf.cli", "serve", "--model-dir", model_dir, "--port", str(self.port), *extra],
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.base = f"http://127.0.0.1:{self.port}/v1/models/{Path(model_dir).name}"
         deadline = time.time() + 180
         while True:
@@ -121,8 +126,7 @@ def main() -> None:
     huge = json.dumps({"instances": [{"b64": base64.b64encode(_huge_png()).decode()}]})
     malformed = ['{"signature_name": ["x"], "instances": []}', "not json", '{"instances": [{"b64": "%%"}]}']
     server = Server(args.model_dir, args.server_args.split())
-    report = {"machine": describe_machine(), "command": " ".join(["python", *sys.argv]),
-              "huge_png_bytes": len(huge)}
+    report = {"machine": describe_machine(), "command": " ".join(["python", *sys.argv]), "huge_png_bytes": len(huge)}
     try:
         server.predict(bodies[0])  # warm-up
         alone = normal_latencies(server, bodies, args.normal_requests)
@@ -142,8 +146,11 @@ def main() -> None:
         stop.set()
         for attacker in attackers:
             attacker.join()
-        report["with_4_huge_png_clients"] = {**_percentiles(during), "huge_requests": len(huge_statuses),
-                                             "huge_statuses": sorted(set(huge_statuses))}
+        report["with_4_huge_png_clients"] = {
+            **_percentiles(during),
+            "huge_requests": len(huge_statuses),
+            "huge_statuses": sorted(set(huge_statuses)),
+        }
         report["p99_ratio"] = report["with_4_huge_png_clients"]["p99_ms"] / report["alone"]["p99_ms"]
 
         flood_start = time.perf_counter()
@@ -158,12 +165,15 @@ def main() -> None:
         with concurrent.futures.ThreadPoolExecutor(args.flood) as pool:
             results = list(pool.map(flood_one, range(args.flood)))
         admitted = [latency for latency, status in results if status == 200]
-        report["flood"] = {"requests": args.flood, "admitted_count": len(admitted),
-                           "refused_503": sum(status == 503 for _, status in results),
-                           "other_statuses": sorted({status for _, status in results} - {200, 503}),
-                           "first_503_after_s": first_503[0] if first_503 else None,
-                           "refused_p99_ms": _percentiles([lat for lat, s in results if s == 503] or [0.0])["p99_ms"],
-                           "admitted_latency": _percentiles(admitted) if admitted else None}
+        report["flood"] = {
+            "requests": args.flood,
+            "admitted_count": len(admitted),
+            "refused_503": sum(status == 503 for _, status in results),
+            "other_statuses": sorted({status for _, status in results} - {200, 503}),
+            "first_503_after_s": first_503[0] if first_503 else None,
+            "refused_p99_ms": _percentiles([lat for lat, s in results if s == 503] or [0.0])["p99_ms"],
+            "admitted_latency": _percentiles(admitted) if admitted else None,
+        }
 
         mixed = [*bodies[:8], huge, *malformed]
         rng = np.random.default_rng(0)
@@ -177,9 +187,11 @@ def main() -> None:
         report["rss_ratio"] = rss["after_2000"] / rss["after_200"]
     finally:
         server.close()
-    report["goals"] = {"p99_with_huge_images_within_2x": report["p99_ratio"] <= 2.0,
-                       "first_503_within_1s": (report["flood"]["first_503_after_s"] or 99) <= 1.0,
-                       "rss_plateaus_within_1.2x": report["rss_ratio"] <= 1.2}
+    report["goals"] = {
+        "p99_with_huge_images_within_2x": report["p99_ratio"] <= 2.0,
+        "first_503_within_1s": (report["flood"]["first_503_after_s"] or 99) <= 1.0,
+        "rss_plateaus_within_1.2x": report["rss_ratio"] <= 1.2,
+    }
     print(json.dumps(report, indent=2))
     write_json_atomic(args.output, report)
 

@@ -45,19 +45,28 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--max-batch-size", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--num-batch-threads", type=int, nargs="+", default=[2],
-                        help="each value is a run for every batched (max batch size > 1) setting")
+    parser.add_argument(
+        "--num-batch-threads",
+        type=int,
+        nargs="+",
+        default=[2],
+        help="each value is a run for every batched (max batch size > 1) setting",
+    )
     parser.add_argument("--output", default="benchmarks/results/serve_load.json")
     args = parser.parse_args()
     images = sorted(Path(args.images).glob("*.jpg"))[:50]
     bodies = [json.dumps({"instances": [{"b64": base64.b64encode(p.read_bytes()).decode()}]}) for p in images]
     runs = {}
     for size in args.max_batch_size:
-        for threads in (args.num_batch_threads if size > 1 else [1]):
+        for threads in args.num_batch_threads if size > 1 else [1]:
             runs[f"max_batch_size={size}, num_batch_threads={threads}"] = load_test(args, bodies, size, threads)
-    report = {"machine": describe_machine(),
-              "command": " ".join(["python", *sys.argv]), "clients": args.clients, "requests": args.requests,
-              "runs": runs}
+    report = {
+        "machine": describe_machine(),
+        "command": " ".join(["python", *sys.argv]),
+        "clients": args.clients,
+        "requests": args.requests,
+        "runs": runs,
+    }
     print(json.dumps(report, indent=2))
     from sat_tf.utils.atomic import write_json_atomic
 
@@ -68,10 +77,23 @@ def load_test(args, bodies: list[str], max_batch_size: int, num_batch_threads: i
     """One server run at this batching setting: throughput, latency percentiles, errors."""
     name = Path(args.model_dir).name
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "sat_tf.cli", "serve", "--model-dir", args.model_dir,
-                               "--port", str(port), "--max-batch-size", str(max_batch_size),
-                               "--num-batch-threads", str(num_batch_threads)],
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sat_tf.cli",
+            "serve",
+            "--model-dir",
+            args.model_dir,
+            "--port",
+            str(port),
+            "--max-batch-size",
+            str(max_batch_size),
+            "--num-batch-threads",
+            str(num_batch_threads),
+        ],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     base = f"http://127.0.0.1:{port}/v1/models/{name}"
     try:
         deadline = time.time() + 120
@@ -92,8 +114,9 @@ def load_test(args, bodies: list[str], max_batch_size: int, num_batch_threads: i
             latency = 1000 * (time.perf_counter() - start)
             bad_status = 0
             if index % 20 == 19:
-                bad_status = requests.post(f"{base}:predict", data='{"instances": [{"b64": "%%"}]}', timeout=60
-                                           ).status_code
+                bad_status = requests.post(
+                    f"{base}:predict", data='{"instances": [{"b64": "%%"}]}', timeout=60
+                ).status_code
             return latency, response.status_code, bad_status
 
         start = time.perf_counter()
@@ -106,7 +129,8 @@ def load_test(args, bodies: list[str], max_batch_size: int, num_batch_threads: i
     latencies = sorted(r[0] for r in results)
     return {
         "requests_per_second": args.requests / seconds,
-        "p50_ms": statistics.median(latencies), "p99_ms": latencies[int(0.99 * (len(latencies) - 1))],
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": latencies[int(0.99 * (len(latencies) - 1))],
         "errors": sum(r[1] != 200 for r in results),
         "bad_requests_sent": sum(r[2] != 0 for r in results),
         "bad_requests_answered_400": sum(r[2] == 400 for r in results),

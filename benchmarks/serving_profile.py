@@ -18,8 +18,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-
 from reporting import machine, median_ms  # noqa: E402
+
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
 
 DEV_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k" / "images"
@@ -33,8 +33,9 @@ def saved_model_costs(version_dir: Path, photos: list[bytes], runs: int) -> dict
     costs = {}
     for batch in BATCHES:
         data = tf.constant(photos[:batch])
-        costs[f"batch_{batch}_ms_per_photo"] = median_ms(lambda: signature(image_bytes=data)["caption"].numpy(),
-                                                          runs) / batch
+        costs[f"batch_{batch}_ms_per_photo"] = (
+            median_ms(lambda data=data: signature(image_bytes=data)["caption"].numpy(), runs) / batch
+        )
     return costs
 
 
@@ -51,7 +52,7 @@ def encoder_costs(model_name: str, runs: int) -> dict:
         for batch in (1, 16):
             images = tf.constant(np.random.default_rng(0).uniform(0, 255, (batch, size, size, 3)).astype(np.float32))
             name = f"batch_{batch}_ms_per_photo" + ("_xla" if jit_compile else "")
-            costs[name] = median_ms(lambda: encode(images).numpy(), runs) / batch
+            costs[name] = median_ms(lambda encode=encode, images=images: encode(images).numpy(), runs) / batch
     return costs
 
 
@@ -66,9 +67,14 @@ def main() -> None:
     photos = [p.read_bytes() for p in sorted(Path(args.images).glob("*.jpg"))[: max(BATCHES)]]
     if len(photos) < max(BATCHES):
         raise SystemExit(f"{args.images}: need {max(BATCHES)} JPEG photos")
-    report = {"machine": machine(), "command": " ".join(["python benchmarks/serving_profile.py", "--model", args.model,
-                                                         "--model-dir", *args.model_dir]),
-              "saved_models": {}, "encoder": encoder_costs(args.model, args.runs)}
+    report = {
+        "machine": machine(),
+        "command": " ".join(
+            ["python benchmarks/serving_profile.py", "--model", args.model, "--model-dir", *args.model_dir]
+        ),
+        "saved_models": {},
+        "encoder": encoder_costs(args.model, args.runs),
+    }
     for model_dir in args.model_dir:
         versions = sorted((p for p in Path(model_dir).iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
         report["saved_models"][model_dir] = saved_model_costs(versions[-1], photos, args.runs)

@@ -39,21 +39,20 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import sat_tf  # noqa: E402, F401  (turns oneDNN on before TensorFlow loads, as sat_tf's commands do)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import reporting  # noqa: E402  (benchmarks/reporting.py)
 import tensorflow as tf  # noqa: E402
 
+import sat_tf  # noqa: E402, F401  (turns oneDNN on before TensorFlow loads, as sat_tf's commands do)
 from sat_tf.data.tokenizer import CaptionTokenizer  # noqa: E402
 from sat_tf.models import AttentionDecoder, Captioner  # noqa: E402
 from sat_tf.models.config import ModelConfig, build_captioner  # noqa: E402
-from sat_tf.workflows import resolve_run_config  # noqa: E402
 from sat_tf.training import TrainConfig, build_train_step  # noqa: E402
 from sat_tf.training.precision import dtype_policy, resolve_precision  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
 from sat_tf.utils.cpu import describe_cpu  # noqa: E402
-
-import reporting  # noqa: E402  (benchmarks/reporting.py)
+from sat_tf.workflows import resolve_run_config  # noqa: E402
 
 REGIONS, FEATURE_DIM, UNITS, VOCABULARY = 49, 1280, 512, 8004
 
@@ -81,8 +80,9 @@ def onednn_enabled() -> bool:
 def matmul_peak_without_onednn() -> float:
     """The same peak in a child process started with TF_ENABLE_ONEDNN_OPTS=0."""
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    child = subprocess.run([sys.executable, __file__, "--matmul-peak-only"], env=env, check=True,
-                           capture_output=True, text=True)
+    child = subprocess.run(
+        [sys.executable, __file__, "--matmul-peak-only"], env=env, check=True, capture_output=True, text=True
+    )
     return float(child.stdout.strip().splitlines()[-1])
 
 
@@ -91,9 +91,11 @@ def useful_flops_per_token(caption_targets: float) -> float:
     per_caption = REGIONS * FEATURE_DIM * UNITS + 2 * FEATURE_DIM * UNITS  # W_a a, f_init_h, f_init_c
     per_token = (
         UNITS * UNITS  # W_h h
-        + REGIONS * UNITS + REGIONS * FEATURE_DIM  # scores v^T tanh(.), context sum
+        + REGIONS * UNITS
+        + REGIONS * FEATURE_DIM  # scores v^T tanh(.), context sum
         + (UNITS + FEATURE_DIM + UNITS) * 4 * UNITS  # LSTM gates
-        + UNITS * UNITS + FEATURE_DIM * UNITS  # deep output L_h h, L_z z
+        + UNITS * UNITS
+        + FEATURE_DIM * UNITS  # deep output L_h h, L_z z
         + UNITS * VOCABULARY  # L_o
     )
     return 3 * 2 * (per_token + per_caption / caption_targets)
@@ -119,8 +121,9 @@ class NaiveDecoder(AttentionDecoder):
             return t + 1, state, logits.write(t, step_logits), alphas.write(t, alpha)
 
         arrays = [tf.TensorArray(features.dtype, size=steps) for _ in range(2)]
-        _, _, logits, alphas = tf.while_loop(lambda t, *_: t < steps, body,
-                                             (tf.constant(0), self.initial_state(features), *arrays))
+        _, _, logits, alphas = tf.while_loop(
+            lambda t, *_: t < steps, body, (tf.constant(0), self.initial_state(features), *arrays)
+        )
         return {"logits": tf.transpose(logits.stack(), [1, 0, 2]), "alphas": tf.transpose(alphas.stack(), [1, 0, 2])}
 
 
@@ -131,15 +134,25 @@ class UnfusedDecoder(AttentionDecoder):
     def _advance(self, projected_features, features, state, word_gates, hidden_kernel, select=None):
         context, alpha = self.attention(features, state.hidden, projected_features=projected_features)
         context = self.gate(state.hidden) * context
-        gates = (word_gates + tf.matmul(context, self.lstm_context_kernel)
-                 + tf.matmul(state.hidden, self.lstm_recurrent_kernel))
+        gates = (
+            word_gates
+            + tf.matmul(context, self.lstm_context_kernel)
+            + tf.matmul(state.hidden, self.lstm_recurrent_kernel)
+        )
         i, f, g, o = tf.split(gates, 4, axis=-1)
         cell = tf.sigmoid(f) * state.cell + tf.sigmoid(i) * tf.tanh(g)
         return type(state)(tf.sigmoid(o) * tf.tanh(cell), cell), context, alpha, None
 
 
-PAPER_SIZE = ModelConfig(image_size=224, cnn_filters=(8, 8, 8, 8, FEATURE_DIM - 2), append_coordinates=True,
-                         embedding_dim=UNITS, hidden_dim=UNITS, attention_dim=UNITS, dropout=0.5)
+PAPER_SIZE = ModelConfig(
+    image_size=224,
+    cnn_filters=(8, 8, 8, 8, FEATURE_DIM - 2),
+    append_coordinates=True,
+    embedding_dim=UNITS,
+    hidden_dim=UNITS,
+    attention_dim=UNITS,
+    dropout=0.5,
+)
 
 
 def _paper_size_model(decoder_class=AttentionDecoder, **decoder_kwargs) -> Captioner:
@@ -177,8 +190,11 @@ def measure(model: Captioner, batches: list[dict], steps: int, jit_compile=False
     for i in range(steps):
         tokens += float(step(batches[i % len(batches)])["tokens"])
     seconds = time.perf_counter() - start
-    return {"tokens_per_second": tokens / seconds, "ms_per_step": 1000 * seconds / steps,
-            "batch_size": int(batches[0]["tokens"].shape[0])}
+    return {
+        "tokens_per_second": tokens / seconds,
+        "ms_per_step": 1000 * seconds / steps,
+        "batch_size": int(batches[0]["tokens"].shape[0]),
+    }
 
 
 def _with_fraction(result: dict, peak: float, targets_per_caption: float) -> dict:
@@ -203,21 +219,30 @@ def main() -> None:
     rng = np.random.default_rng(0)
     peak = matmul_peak_gflops()
     peak_without = matmul_peak_without_onednn()
-    print(f"matmul peak: {peak:.0f} GFLOP/s with oneDNN ({onednn_enabled()=}), {peak_without:.0f} without",
-          flush=True)
+    print(f"matmul peak: {peak:.0f} GFLOP/s with oneDNN ({onednn_enabled()=}), {peak_without:.0f} without", flush=True)
     default_precision = resolve_precision("auto")
-    results = {"machine": reporting.machine(), "cpu": describe_cpu(), "onednn": onednn_enabled(),
-               "tensorflow": tf.__version__, "matmul_peak_gflops": peak,
-               "matmul_peak_gflops_without_onednn": peak_without, "default_precision": default_precision,
-               "command": "python benchmarks/train_throughput.py", "paper_size": {}}
+    results = {
+        "machine": reporting.machine(),
+        "cpu": describe_cpu(),
+        "onednn": onednn_enabled(),
+        "tensorflow": tf.__version__,
+        "matmul_peak_gflops": peak,
+        "matmul_peak_gflops_without_onednn": peak_without,
+        "default_precision": default_precision,
+        "command": "python benchmarks/train_throughput.py",
+        "paper_size": {},
+    }
     fixed = [_feature_batch(rng, 64, [13] * 64)]
     fixed128 = [_feature_batch(rng, 128, [13] * 128)]
 
     def record(name, model, batches, jit_compile=False):
         result = _with_fraction(measure(model, batches, args.steps, jit_compile), peak, 13)
         results["paper_size"][name] = result
-        print(f"{name:32s} {result['tokens_per_second']:7.0f} tok/s  {result['ms_per_step']:6.1f} ms/step  "
-              f"{100 * result['fraction_of_peak']:.0f}% of peak", flush=True)
+        print(
+            f"{name:32s} {result['tokens_per_second']:7.0f} tok/s  {result['ms_per_step']:6.1f} ms/step  "
+            f"{100 * result['fraction_of_peak']:.0f}% of peak",
+            flush=True,
+        )
 
     record("naive", _paper_size_model(NaiveDecoder), fixed)
     with dtype_policy(default_precision):
@@ -254,15 +279,21 @@ def main() -> None:
     batch_size, image_size = demo.training.batch_size, demo.model.image_size
     demo_tokens = rng.integers(4, tokenizer.vocabulary_size, size=(batch_size, 11)).astype(np.int32)
     demo_tokens[:, 0], demo_tokens[:, -1] = 1, 2
-    demo_batch = {"images": tf.constant(rng.integers(0, 256, (batch_size, image_size, image_size, 3)), tf.uint8),
-                  "tokens": tf.constant(demo_tokens)}
+    demo_batch = {
+        "images": tf.constant(rng.integers(0, 256, (batch_size, image_size, image_size, 3)), tf.uint8),
+        "tokens": tf.constant(demo_tokens),
+    }
     results["demo_model"] = measure(build_captioner(demo.model, tokenizer), [demo_batch], args.steps)
     naive, default = results["paper_size"]["naive"], results["paper_size"][f"sat_tf default ({default_precision})"]
-    results["summary"] = {"default_over_naive": default["tokens_per_second"] / naive["tokens_per_second"],
-                          "default_fraction_of_peak": default["fraction_of_peak"]}
+    results["summary"] = {
+        "default_over_naive": default["tokens_per_second"] / naive["tokens_per_second"],
+        "default_fraction_of_peak": default["fraction_of_peak"],
+    }
     print(json.dumps(results, indent=2))
-    print(f"sat_tf default ({default_precision}): {results['summary']['default_over_naive']:.2f}x the naive decoder, "
-          f"{100 * default['fraction_of_peak']:.0f}% of the fp32 matmul peak")
+    print(
+        f"sat_tf default ({default_precision}): {results['summary']['default_over_naive']:.2f}x the naive decoder, "
+        f"{100 * default['fraction_of_peak']:.0f}% of the fp32 matmul peak"
+    )
     write_json_atomic(args.output, results)
 
 

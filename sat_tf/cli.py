@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's Python-side l
 
 DEFAULT_PRESET = "flickr8k_lite0"  # the shipped preset `sat-tf caption` uses without --model
 
+
 def run_config(args, base: dict | None = None):
     """Library defaults <- the command's own defaults (`base`) <- --recipe <- --config <- flags."""
     from sat_tf.workflows.flags import section_overrides
@@ -36,8 +37,11 @@ def cmd_train(args) -> None:
     result = train_captioner(run_config(args), args.output_dir, resume=args.resume)
     output = Path(args.output_dir)
     selected = output / "best_model.keras"
-    chosen = f"{selected} (best validation epoch; last epoch: {output / 'model.keras'})" if selected.is_file() \
+    chosen = (
+        f"{selected} (best validation epoch; last epoch: {output / 'model.keras'})"
+        if selected.is_file()
         else str(output / "model.keras")
+    )
     print(f"trained {result.steps} steps at {result.tokens_per_second:,.0f} target tokens/s; model: {chosen}")
 
 
@@ -45,10 +49,12 @@ def cmd_extract(args) -> None:
     from sat_tf.workflows import extract_split_features
 
     # Without a recipe or flags, extract with the pretrained encoder of the real-data recipes.
-    config = run_config(args, base={"model": {"backbone": "efficientnet_lite0", "weights": "imagenet",
-                                              "append_coordinates": False}})
-    cache = extract_split_features(config.model, config.data, args.cache_dir, batch_size=args.batch_size,
-                                   shard_size=args.shard_size)
+    config = run_config(
+        args, base={"model": {"backbone": "efficientnet_lite0", "weights": "imagenet", "append_coordinates": False}}
+    )
+    cache = extract_split_features(
+        config.model, config.data, args.cache_dir, batch_size=args.batch_size, shard_size=args.shard_size
+    )
     print(f"{len(cache)} images -> {args.cache_dir} (features {cache.feature_shape}, float16)")
 
 
@@ -88,20 +94,28 @@ def cmd_caption(args) -> None:
         for rank, candidate in enumerate(record["candidates"][: args.k_best] if args.k_best else [], start=1):
             print(f"  {rank}. {candidate}")
         if plots:
-            plot_attention(load_image(record["image"]), best.words(index), best.alphas[index],
-                           loaded.model.feature_grid, plots[index])
+            plot_attention(
+                load_image(record["image"]),
+                best.words(index),
+                best.alphas[index],
+                loaded.model.feature_grid,
+                plots[index],
+            )
             print(f"  attention plot: {plots[index]}")
     if captioned.skipped:
-        print(f"skipped {len(captioned.skipped)} unreadable image(s): {'; '.join(captioned.skipped[:3])}",
-              file=sys.stderr)
+        print(
+            f"skipped {len(captioned.skipped)} unreadable image(s): {'; '.join(captioned.skipped[:3])}", file=sys.stderr
+        )
     if args.output:
         write_json_atomic(args.output, {"captions": records, "skipped": captioned.skipped})
 
 
 def caption_line(record: dict, show_tags: bool = False) -> str:
     """`path<TAB>caption<TAB>(confidence 0.71[: not sure])[<TAB>[tags: ...]]`."""
-    line = (f"{record['image']}\t{record['caption']}\t(confidence {record['confidence']:.2f}"
-            f"{': not sure' if record['not_sure'] else ''})")
+    line = (
+        f"{record['image']}\t{record['caption']}\t(confidence {record['confidence']:.2f}"
+        f"{': not sure' if record['not_sure'] else ''})"
+    )
     if show_tags:
         shown = ", ".join(f"{tag['word']} {tag['probability']:.2f}" for tag in record["tags"]) or "none"
         line += f"\t[tags: {shown}{'; caption guided by the tags' if record['guided_by_tags'] else ''}]"
@@ -128,8 +142,15 @@ def cmd_evaluate(args) -> None:
         data = default_evaluation_data(args.model[0])  # the run's own validation split
     if data is None:
         data = resolve_run_config(args.recipe, args.config, {"data": overrides.get("data", {})}).data
-    report = evaluate_captioner(args.model, data, _decoding_for(args), tokenization=args.tokenization,
-                                output=args.output, verbose=args.verbose, instances=args.instances)
+    report = evaluate_captioner(
+        args.model,
+        data,
+        _decoding_for(args),
+        tokenization=args.tokenization,
+        output=args.output,
+        verbose=args.verbose,
+        instances=args.instances,
+    )
     shown = {k: v for k, v in report.items() if k not in ("captions", "data")}
     print(json.dumps(shown, indent=2))
 
@@ -145,9 +166,18 @@ def cmd_export(args) -> None:
     if args.saved_model_dir:
         from sat_tf.export.saved_model import export_saved_model
 
-        path = export_saved_model(model, args.saved_model_dir, args.model_name, args.version, args.max_length,
-                                  args.beam_size, xla=args.xla, tags=args.tags,
-                                  no_repeat_ngram_size=args.no_repeat_ngram_size, forbid_unknown=args.forbid_unknown)
+        path = export_saved_model(
+            model,
+            args.saved_model_dir,
+            args.model_name,
+            args.version,
+            args.max_length,
+            args.beam_size,
+            xla=args.xla,
+            tags=args.tags,
+            no_repeat_ngram_size=args.no_repeat_ngram_size,
+            forbid_unknown=args.forbid_unknown,
+        )
         print(f"SavedModel (TF Serving layout): {path}")
     if args.tflite_dir:
         from sat_tf.export.tflite import export_tflite
@@ -157,10 +187,21 @@ def cmd_export(args) -> None:
         if calibration is None and "int8" in (args.encoder_quantization, args.decoder_quantization):
             raise ConfigError("int8 quantization needs --calibration-images (a few dozen images from your data)")
         # the edge runtime decodes as `sat-tf caption` does (tag guidance aside: no ImageNet head on the device)
-        decoding = {"beam_size": args.beam_size, "length_penalty": args.length_penalty,
-                    "forbid_unknown": args.forbid_unknown, "no_repeat_ngram_size": args.no_repeat_ngram_size}
-        paths = export_tflite(model, args.tflite_dir, args.encoder_quantization, args.decoder_quantization,
-                              calibration, args.max_length, decoding=decoding)
+        decoding = {
+            "beam_size": args.beam_size,
+            "length_penalty": args.length_penalty,
+            "forbid_unknown": args.forbid_unknown,
+            "no_repeat_ngram_size": args.no_repeat_ngram_size,
+        }
+        paths = export_tflite(
+            model,
+            args.tflite_dir,
+            args.encoder_quantization,
+            args.decoder_quantization,
+            calibration,
+            args.max_length,
+            decoding=decoding,
+        )
         for key, path in paths.items():
             print(f"{key}: {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
@@ -169,22 +210,35 @@ def cmd_serve(args) -> None:
     from sat_tf.serving.limits import ServingLimits
     from sat_tf.serving.server import serve
 
-    limits = ServingLimits(max_image_pixels=args.max_image_pixels, image_workers=args.image_workers,
-                           request_timeout_s=args.request_timeout_s, max_in_flight=args.max_in_flight)
-    serve(args.model_dir, args.host, args.port, args.model_name, limits=limits, max_batch_size=args.max_batch_size,
-          batch_timeout_ms=args.batch_timeout_ms, max_queued_requests=args.max_queued_requests,
-          num_batch_threads=args.num_batch_threads)
+    limits = ServingLimits(
+        max_image_pixels=args.max_image_pixels,
+        image_workers=args.image_workers,
+        request_timeout_s=args.request_timeout_s,
+        max_in_flight=args.max_in_flight,
+    )
+    serve(
+        args.model_dir,
+        args.host,
+        args.port,
+        args.model_name,
+        limits=limits,
+        max_batch_size=args.max_batch_size,
+        batch_timeout_ms=args.batch_timeout_ms,
+        max_queued_requests=args.max_queued_requests,
+        num_batch_threads=args.num_batch_threads,
+    )
 
 
 # ----- the parser -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from sat_tf.models.config import ENCODER_FEATURE_SETTINGS
-    from sat_tf.workflows.flags import add_config_arguments, add_section_flags
     from sat_tf.serving.limits import ServingLimits
+    from sat_tf.workflows.flags import add_config_arguments, add_section_flags
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--verbose", action="store_true",
-                        help="show TensorFlow's start-up lines and the metric tools' output")
+    common.add_argument(
+        "--verbose", action="store_true", help="show TensorFlow's start-up lines and the metric tools' output"
+    )
     parser = argparse.ArgumentParser(prog="sat-tf", description=__doc__, parents=[common])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -216,36 +270,76 @@ def build_parser() -> argparse.ArgumentParser:
 
     caption = command("caption", cmd_caption, "caption image files")
     caption.add_argument("images", nargs="+")
-    caption.add_argument("--model", nargs="+", default=[DEFAULT_PRESET],
-                         help="model.keras, a run folder (its best_model.keras) or a preset name; several: an "
-                              f"ensemble (default: the pretrained preset {DEFAULT_PRESET})")
-    caption.add_argument("--attention-plot",
-                         help="write the attention figure here (PNG); with several photos, one file each: "
-                              "NAME_0.png, NAME_1.png, ... (each printed)")
-    caption.add_argument("--k-best", type=int, default=0, metavar="N",
-                         help="also print the N best captions of the beam (also in --output's JSON as 'candidates')")
+    caption.add_argument(
+        "--model",
+        nargs="+",
+        default=[DEFAULT_PRESET],
+        help="model.keras, a run folder (its best_model.keras) or a preset name; several: an "
+        f"ensemble (default: the pretrained preset {DEFAULT_PRESET})",
+    )
+    caption.add_argument(
+        "--attention-plot",
+        help="write the attention figure here (PNG); with several photos, one file each: "
+        "NAME_0.png, NAME_1.png, ... (each printed)",
+    )
+    caption.add_argument(
+        "--k-best",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also print the N best captions of the beam (also in --output's JSON as 'candidates')",
+    )
     caption.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of failing")
-    caption.add_argument("--tags", action="store_true",
-                         help="also print each photo's ImageNet tags (the words the encoder's classifier sees); "
-                              "captions use them per --tag-guidance (default here: auto)")
+    caption.add_argument(
+        "--tags",
+        action="store_true",
+        help="also print each photo's ImageNet tags (the words the encoder's classifier sees); "
+        "captions use them per --tag-guidance (default here: auto)",
+    )
     caption.add_argument("--output", help="also write the captions as JSON (caption, confidence, k-best list, tags)")
     add_config_arguments(caption)
     add_section_flags(caption, "decoding")
 
-    evaluate = command("evaluate", cmd_evaluate,
-                       "BLEU-1..4, METEOR, ROUGE-L, CIDEr (0-100) of generated captions; by default on the "
-                       "validation split of the run that trained --model")
-    evaluate.add_argument("--instances", help="a COCO instances JSON of the split's photos: also report where the "
-                                             "attention of words naming an annotated object lands (grounding)")
-    evaluate.add_argument("--model", required=True, nargs="+",
-                          help="model.keras, a run folder (its best_model.keras) or a preset name; several: an "
-                               "ensemble")
-    evaluate.add_argument("--tokenization", choices=["auto", "ptb", "python"], default="auto",
-                          help="coco-caption's PTB tokenizer (needs Java) or Python; auto: PTB if Java is found")
+    evaluate = command(
+        "evaluate",
+        cmd_evaluate,
+        "BLEU-1..4, METEOR, ROUGE-L, CIDEr (0-100) of generated captions; by default on the "
+        "validation split of the run that trained --model",
+    )
+    evaluate.add_argument(
+        "--instances",
+        help="a COCO instances JSON of the split's photos: also report where the "
+        "attention of words naming an annotated object lands (grounding)",
+    )
+    evaluate.add_argument(
+        "--model",
+        required=True,
+        nargs="+",
+        help="model.keras, a run folder (its best_model.keras) or a preset name; several: an ensemble",
+    )
+    evaluate.add_argument(
+        "--tokenization",
+        choices=["auto", "ptb", "python"],
+        default="auto",
+        help="coco-caption's PTB tokenizer (needs Java) or Python; auto: PTB if Java is found",
+    )
     evaluate.add_argument("--output", help="also write the report (scores, settings, every caption) as JSON")
     add_config_arguments(evaluate)
-    add_section_flags(evaluate, "data", only=("captions", "image_dir", "split_list", "split", "data_root",
-                                              "feature_cache", "num_images", "data_seed", "skip_bad"))
+    add_section_flags(
+        evaluate,
+        "data",
+        only=(
+            "captions",
+            "image_dir",
+            "split_list",
+            "split",
+            "data_root",
+            "feature_cache",
+            "num_images",
+            "data_seed",
+            "skip_bad",
+        ),
+    )
     add_section_flags(evaluate, "decoding")
 
     export = command("export", cmd_export, "SavedModel for serving and/or TFLite encoder + decoder step")
@@ -253,22 +347,44 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--saved-model-dir", help="TF Serving base path; writes <dir>/<model-name>/<version>/")
     export.add_argument("--model-name", default="sat_tf")
     export.add_argument("--version", type=int, default=1)
-    export.add_argument("--beam-size", type=int, default=3,
-                        help="beam of the beam_search signature and of the edge runtime's default decoding")
-    export.add_argument("--length-penalty", type=float, default=0.0,
-                        help="the edge runtime ranks beams by log p / length**this (default: 0)")
+    export.add_argument(
+        "--beam-size",
+        type=int,
+        default=3,
+        help="beam of the beam_search signature and of the edge runtime's default decoding",
+    )
+    export.add_argument(
+        "--length-penalty",
+        type=float,
+        default=0.0,
+        help="the edge runtime ranks beams by log p / length**this (default: 0)",
+    )
     export.add_argument("--max-length", type=int, default=20)
-    export.add_argument("--no-repeat-ngram-size", type=int, default=3,
-                        help="the SavedModel's decoding never repeats an n-gram of this size, as sat-tf caption "
-                             "(default: 3; 0: off)")
-    export.add_argument("--forbid-unknown", action=argparse.BooleanOptionalAction, default=True,
-                        help="the SavedModel's decoding never emits <unk>, as sat-tf caption (default: on)")
-    export.add_argument("--tags", action=argparse.BooleanOptionalAction, default=None,
-                        help="add the encoder checkpoint's ImageNet tags to the SavedModel's outputs (default: for "
-                             "EfficientNet-Lite encoders)")
-    export.add_argument("--xla", action="store_true",
-                        help="save the SavedModel's decoding loops XLA-compiled (faster batched serving with sat-tf "
-                             "serve; TF Serving then needs --xla_cpu_compilation_enabled=true)")
+    export.add_argument(
+        "--no-repeat-ngram-size",
+        type=int,
+        default=3,
+        help="the SavedModel's decoding never repeats an n-gram of this size, as sat-tf caption (default: 3; 0: off)",
+    )
+    export.add_argument(
+        "--forbid-unknown",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the SavedModel's decoding never emits <unk>, as sat-tf caption (default: on)",
+    )
+    export.add_argument(
+        "--tags",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add the encoder checkpoint's ImageNet tags to the SavedModel's outputs (default: for "
+        "EfficientNet-Lite encoders)",
+    )
+    export.add_argument(
+        "--xla",
+        action="store_true",
+        help="save the SavedModel's decoding loops XLA-compiled (faster batched serving with sat-tf "
+        "serve; TF Serving then needs --xla_cpu_compilation_enabled=true)",
+    )
     export.add_argument("--tflite-dir", help="writes image_encoder.tflite, decoder_step.tflite, sat_tf_edge.json")
     export.add_argument("--encoder-quantization", choices=["fp32", "fp16", "dynamic", "int8"], default="fp32")
     export.add_argument("--decoder-quantization", choices=["fp32", "fp16", "dynamic", "int8"], default="dynamic")
@@ -280,23 +396,50 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8501)
     serve.add_argument("--max-batch-size", type=int, default=16, help="most images per graph call (default: 16)")
-    serve.add_argument("--batch-timeout-ms", type=float, default=5.0,
-                       help="how long a request waits for others to share its graph call (default: 5)")
-    serve.add_argument("--max-queued-requests", type=int, default=32,
-                       help="requests waiting for a graph call beyond this are answered 503 (default: 32)")
-    serve.add_argument("--num-batch-threads", type=int, default=2,
-                       help="graph calls run at once: one decodes while another encodes (default: 2)")
-    serve.add_argument("--max-in-flight", type=int, default=ServingLimits.max_in_flight,
-                       help="requests admitted at once; more get 503 + Retry-After at once "
-                            f"(default: {ServingLimits.max_in_flight})")
-    serve.add_argument("--max-image-pixels", type=int, default=ServingLimits.max_image_pixels,
-                       help="largest image (width x height), checked from its header before decoding "
-                            f"(default: {ServingLimits.max_image_pixels:,})")
-    serve.add_argument("--image-workers", type=int, default=ServingLimits.image_workers,
-                       help=f"threads that check and decode request images (default: {ServingLimits.image_workers})")
-    serve.add_argument("--request-timeout-s", type=float, default=ServingLimits.request_timeout_s,
-                       help="deadline for a request's image checks and its place in a batch; 503 beyond "
-                            f"(default: {ServingLimits.request_timeout_s:g})")
+    serve.add_argument(
+        "--batch-timeout-ms",
+        type=float,
+        default=5.0,
+        help="how long a request waits for others to share its graph call (default: 5)",
+    )
+    serve.add_argument(
+        "--max-queued-requests",
+        type=int,
+        default=32,
+        help="requests waiting for a graph call beyond this are answered 503 (default: 32)",
+    )
+    serve.add_argument(
+        "--num-batch-threads",
+        type=int,
+        default=2,
+        help="graph calls run at once: one decodes while another encodes (default: 2)",
+    )
+    serve.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=ServingLimits.max_in_flight,
+        help=f"requests admitted at once; more get 503 + Retry-After at once (default: {ServingLimits.max_in_flight})",
+    )
+    serve.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=ServingLimits.max_image_pixels,
+        help="largest image (width x height), checked from its header before decoding "
+        f"(default: {ServingLimits.max_image_pixels:,})",
+    )
+    serve.add_argument(
+        "--image-workers",
+        type=int,
+        default=ServingLimits.image_workers,
+        help=f"threads that check and decode request images (default: {ServingLimits.image_workers})",
+    )
+    serve.add_argument(
+        "--request-timeout-s",
+        type=float,
+        default=ServingLimits.request_timeout_s,
+        help="deadline for a request's image checks and its place in a batch; 503 beyond "
+        f"(default: {ServingLimits.request_timeout_s:g})",
+    )
     return parser
 
 

@@ -12,6 +12,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from sat_tf.data import synthetic
 from sat_tf.data.sources import load_captions
 from sat_tf.evaluation.bleu import corpus_bleu
@@ -45,20 +47,27 @@ class DemoConfig:
     @classmethod
     def fast(cls) -> "DemoConfig":
         """A tiny configuration for tests: exercises every stage in seconds."""
-        return cls(settings={"data": {"num_images": 96},
-                             "model": {"hidden_dim": 32, "embedding_dim": 16, "attention_dim": 16,
-                                       "cnn_filters": [8, 8, 16]},
-                             "training": {"batch_size": 32, "epochs": 1}}, test_images=16, plots=1)
+        return cls(
+            settings={
+                "data": {"num_images": 96},
+                "model": {"hidden_dim": 32, "embedding_dim": 16, "attention_dim": 16, "cnn_filters": [8, 8, 16]},
+                "training": {"batch_size": 32, "epochs": 1},
+            },
+            test_images=16,
+            plots=1,
+        )
 
     def run_config(self) -> RunConfig:
         seeds = {"data": {"data_seed": self.seed}, "training": {"seed": self.seed}}
-        overrides = {name: {**seeds.get(name, {}), **self.settings.get(name, {})}
-                     for name in set(seeds) | set(self.settings)}
+        overrides = {
+            name: {**seeds.get(name, {}), **self.settings.get(name, {})} for name in set(seeds) | set(self.settings)
+        }
         return resolve_run_config("shapes-demo", overrides=overrides)
 
 
-def run_demo(output_dir: str | Path, config: DemoConfig | None = None, strategy: str = "default",
-             verbose: bool = True) -> dict:
+def run_demo(
+    output_dir: str | Path, config: DemoConfig | None = None, strategy: str = "default", verbose: bool = True
+) -> dict:
     """Runs the demo and returns its metrics (also written to `output_dir/demo_metrics.json`)."""
     config = config or DemoConfig()
     run = config.run_config()
@@ -71,19 +80,33 @@ def run_demo(output_dir: str | Path, config: DemoConfig | None = None, strategy:
     train_seconds = time.perf_counter() - started
 
     image_size = result.model.encoder.image_size
-    test_set = load_captions(run.data, image_size, id_prefix="test", seed_offset=TEST_SEED_OFFSET,
-                             num_images=config.test_images)
-    decoded = generate_captions(result.model, images=test_set.images, sampler=run.decoding.sampler(),
-                                max_length=run.decoding.max_length).best()
+    test_set = load_captions(
+        run.data, image_size, id_prefix="test", seed_offset=TEST_SEED_OFFSET, num_images=config.test_images
+    )
+    decoded = generate_captions(
+        result.model, images=test_set.images, sampler=run.decoding.sampler(), max_length=run.decoding.max_length
+    ).best()
     image_ids, references = test_set.image_ids, test_set.references()
     bleu = corpus_bleu(references, dict(zip(image_ids, decoded.texts)))
     grid = result.model.feature_grid
-    localization = attention_localization([t.split() for t in decoded.texts], decoded.alphas,
-                                          test_set.objects, grid, image_size, synthetic.naming_phrases())
+    assert isinstance(test_set.images, np.ndarray) and test_set.objects is not None  # generated data
+    localization = attention_localization(
+        [t.split() for t in decoded.texts],
+        decoded.alphas,
+        test_set.objects,
+        grid,
+        image_size,
+        synthetic.naming_phrases(),
+    )
     plot_dir = output_dir / "attention_plots"
     for index in range(min(config.plots, config.test_images)):
-        plot_attention(test_set.images[index], decoded.words(index), decoded.alphas[index], grid,
-                       plot_dir / f"test_{index}.png")
+        plot_attention(
+            test_set.images[index], decoded.words(index), decoded.alphas[index], grid, plot_dir / f"test_{index}.png"
+        )
+    examples = [
+        {"image": image_ids[i], "caption": decoded.texts[i], "references": references[image_ids[i]]}
+        for i in range(min(5, len(image_ids)))
+    ]
     metrics = {
         **bleu,
         "phrase_localization": localization["phrase_accuracy"],
@@ -93,14 +116,13 @@ def run_demo(output_dir: str | Path, config: DemoConfig | None = None, strategy:
         "train_tokens_per_second": result.tokens_per_second,
         "train_seconds": train_seconds,
         "total_seconds": time.perf_counter() - started,
-        "examples": [{"image": image_ids[i], "caption": decoded.texts[i], "references": references[image_ids[i]]}
-                     for i in range(min(5, len(image_ids)))],
+        "examples": examples,
         "config": {**dataclasses.asdict(config), "run": run.to_dict()},
     }
     write_json_atomic(output_dir / "demo_metrics.json", metrics)
     if verbose:
         print(json.dumps({k: v for k, v in metrics.items() if k not in ("examples", "config")}, indent=2))
-        for example in metrics["examples"]:
+        for example in examples:
             print(f"  {example['image']}: {example['caption']!r}  (reference: {example['references'][0]!r})")
         print(f"attention plots: {plot_dir}/   metrics: {output_dir / 'demo_metrics.json'}")
     return metrics

@@ -31,14 +31,24 @@ def tiny_data():
     return data, tokenizer, encode_captions(data.records, tokenizer)
 
 
-def make_tiny_model(tokenizer, penalty_weight=0.01, dropout=0.0, seed=0, normalization="batch",
-                    attention_mode="soft", **decoder_kwargs):
+def make_tiny_model(
+    tokenizer, penalty_weight=0.01, dropout=0.0, seed=0, normalization="batch", attention_mode="soft", **decoder_kwargs
+):
     import keras
 
     keras.utils.set_random_seed(seed)
-    config = ModelConfig(image_size=32, cnn_filters=(4, 8, 8), append_coordinates=True,
-                         cnn_normalization=normalization, embedding_dim=8, hidden_dim=16, attention_dim=8,
-                         dropout=dropout, attention=attention_mode, penalty_weight=penalty_weight)
+    config = ModelConfig(
+        image_size=32,
+        cnn_filters=(4, 8, 8),
+        append_coordinates=True,
+        cnn_normalization=normalization,
+        embedding_dim=8,
+        hidden_dim=16,
+        attention_dim=8,
+        dropout=dropout,
+        attention=attention_mode,
+        penalty_weight=penalty_weight,
+    )
     model = build_captioner(config, tokenizer)
     for name, value in decoder_kwargs.items():  # decoder settings ModelConfig does not carry
         setattr(model.decoder, name, value)
@@ -79,8 +89,12 @@ def trained_tiny_model(tiny_data):
     for start in range(16, 48, 16):
         tokens = captions.tokens[start : start + 16]
         tokens = tokens[:, : int(captions.lengths[start : start + 16].max())]
-        batches.append({"images": tf.constant(data.images[captions.image_index[start : start + 16]]),
-                        "tokens": tf.constant(tokens)})
+        batches.append(
+            {
+                "images": tf.constant(data.images[captions.image_index[start : start + 16]]),
+                "tokens": tf.constant(tokens),
+            }
+        )
     for i in range(60):
         step(batches[i % len(batches)])
     return model

@@ -1,13 +1,12 @@
-import numpy as np
 import keras
+import numpy as np
 import tensorflow as tf
 
 from sat_tf.models.attention import BahdanauAttention
 
 
 def _numpy_attention(layer, features, hidden):
-    w_a, w_h, b, v = (w.numpy() for w in (layer.feature_kernel, layer.hidden_kernel, layer.bias,
-                                             layer.score_vector))
+    w_a, w_h, b, v = (w.numpy() for w in (layer.feature_kernel, layer.hidden_kernel, layer.bias, layer.score_vector))
     scores = np.tanh(features @ w_a + b + (hidden @ w_h)[:, None, :]) @ v  # [B, L]
     alpha = np.exp(scores - scores.max(axis=1, keepdims=True))
     alpha /= alpha.sum(axis=1, keepdims=True)

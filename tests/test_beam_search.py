@@ -32,8 +32,12 @@ def test_wide_beam_equals_exhaustive_search(random_model, image_seed):
     max_length, vocabulary = 3, random_model.tokenizer.vocabulary_size
     best_score, best_log_prob, best_sequence = _exhaustive_best(random_model, features, max_length)
     # with k = V^(max_length-1) no prefix is ever pruned, so beam search is exact
-    result = generate_captions(random_model, features=features, max_length=max_length,
-                               sampler=BeamSampler(beam_size=vocabulary ** (max_length - 1)))
+    result = generate_captions(
+        random_model,
+        features=features,
+        max_length=max_length,
+        sampler=BeamSampler(beam_size=vocabulary ** (max_length - 1)),
+    )
     length = int(result.lengths[0, 0])
     assert result.tokens[0, 0, :length].tolist() == best_sequence
     np.testing.assert_allclose(result.scores[0, 0], best_score, rtol=1e-4)
@@ -44,8 +48,12 @@ def test_length_penalty_ranks_by_normalised_score(random_model):
     features = tf.constant(np.random.default_rng(5).normal(size=(1, 16, 2)), tf.float32)
     max_length, vocabulary = 3, random_model.tokenizer.vocabulary_size
     best_score, best_log_prob, best_sequence = _exhaustive_best(random_model, features, max_length, 1.0)
-    result = generate_captions(random_model, features=features, max_length=max_length,
-                               sampler=BeamSampler(vocabulary ** (max_length - 1), length_penalty=1.0))
+    result = generate_captions(
+        random_model,
+        features=features,
+        max_length=max_length,
+        sampler=BeamSampler(vocabulary ** (max_length - 1), length_penalty=1.0),
+    )
     np.testing.assert_allclose(result.scores[0, 0], best_score, rtol=1e-4)
     np.testing.assert_allclose(result.log_probs[0, 0], best_log_prob, rtol=1e-4)
 

@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import fixed_batch, make_tiny_model
+
 from sat_tf.training import CaptioningTask, TrainConfig, build_train_step
 
 

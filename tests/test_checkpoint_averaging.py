@@ -5,8 +5,8 @@ at those checkpoints (recorded independently, at each epoch's validation)."""
 import keras
 import numpy as np
 import pytest
-
 from conftest import make_tiny_model
+
 from sat_tf.models.config import ModelConfig, build_captioner
 from sat_tf.training import TrainConfig, TrainingData, train
 from sat_tf.workflows.models import ModelLoadError, average_checkpoints, load_captioner, save_captioner
@@ -25,8 +25,14 @@ def three_epoch_run(tiny_data, tmp_path_factory):
         return float(len(epoch_weights))
 
     config = TrainConfig(batch_size=8, epochs=3, bucket_by_length=False, learning_rate=1e-2, keep_checkpoints=5)
-    train(lambda: make_tiny_model(tokenizer, dropout=0.5), TrainingData(data.images, captions), config,
-          output_dir, verbose=False, validate=record)
+    train(
+        lambda: make_tiny_model(tokenizer, dropout=0.5),
+        TrainingData(data.images, captions),
+        config,
+        output_dir,
+        verbose=False,
+        validate=record,
+    )
     return output_dir, epoch_weights
 
 
@@ -66,10 +72,16 @@ def test_a_missing_or_foreign_checkpoint_is_refused_by_name(three_epoch_run, tin
     # A run of a model with other layer sizes: its checkpoint does not fit.
     data, tokenizer, captions = tiny_data
     other = tmp_path / "other"
-    wider = ModelConfig(image_size=32, cnn_filters=(4, 8, 8), append_coordinates=True, embedding_dim=8,
-                        hidden_dim=24, attention_dim=8)
-    train(lambda: build_captioner(wider, tokenizer), TrainingData(data.images, captions),
-          TrainConfig(batch_size=8, epochs=1, bucket_by_length=False), other, verbose=False)
+    wider = ModelConfig(
+        image_size=32, cnn_filters=(4, 8, 8), append_coordinates=True, embedding_dim=8, hidden_dim=24, attention_dim=8
+    )
+    train(
+        lambda: build_captioner(wider, tokenizer),
+        TrainingData(data.images, captions),
+        TrainConfig(batch_size=8, epochs=1, bucket_by_length=False),
+        other,
+        verbose=False,
+    )
     with pytest.raises(ModelLoadError, match="other/checkpoints/ckpt-6"):
         average_checkpoints(run / "model.keras", [other / "checkpoints" / "ckpt-6"])
     with pytest.raises(ModelLoadError, match="no checkpoints"):

@@ -36,8 +36,11 @@ def test_generated_captions_score_as_coco_caption_scores_them():
     for k, image in enumerate(ids):
         other = references[ids[(k * 7 + 3) % len(ids)]][0].split()
         choice = k % 5
-        hypotheses[image] = " ".join([other, other[: 1 + k % 6], other[:1], references[image][0].split(),
-                                      other[:3] + ["zebra", "quantum"]][choice])
+        hypotheses[image] = " ".join(
+            [other, other[: 1 + k % 6], other[:1], references[image][0].split(), other[:3] + ["zebra", "quantum"]][
+                choice
+            ]
+        )
     _check_against_coco(references, hypotheses)
 
 
@@ -54,8 +57,10 @@ def test_real_flickr8k_captions_score_as_coco_caption_scores_them():
 
 
 def test_a_caption_equal_to_its_references_beats_a_shuffled_one():
-    references = [["a dog runs on the grass".split(), "a dog is running on grass".split()],
-                  ["a man rides a red bike".split(), "a man on a bike".split()]]
+    references = [
+        ["a dog runs on the grass".split(), "a dog is running on grass".split()],
+        ["a man rides a red bike".split(), "a man on a bike".split()],
+    ]
     cider = CiderD(references)
     exact = cider.score("a dog runs on the grass".split(), references[0])
     shuffled = cider.score("grass the on runs dog a".split(), references[0])

@@ -36,8 +36,21 @@ def test_caption_writes_plot_and_json(demo_dir, tmp_path, capsys):
     image = synthetic.generate(1, seed=99).images[0]
     Image.fromarray(image).save(tmp_path / "shapes.png")
     plot, output = tmp_path / "attention.png", tmp_path / "captions.json"
-    assert main(["caption", str(tmp_path / "shapes.png"), "--model", str(demo_dir), "--attention-plot", str(plot),
-                 "--output", str(output)]) == 0
+    assert (
+        main(
+            [
+                "caption",
+                str(tmp_path / "shapes.png"),
+                "--model",
+                str(demo_dir),
+                "--attention-plot",
+                str(plot),
+                "--output",
+                str(output),
+            ]
+        )
+        == 0
+    )
     assert plot.stat().st_size > 1000
     result = json.loads(output.read_text())
     assert result["captions"][0]["image"].endswith("shapes.png")
@@ -52,8 +65,25 @@ def test_caption_names_each_plot_and_prints_the_k_best(demo_dir, tmp_path, capsy
         photos.append(tmp_path / f"photo{index}.png")
         Image.fromarray(image).save(photos[-1])
     output = tmp_path / "captions.json"
-    assert main(["caption", *map(str, photos), "--model", str(demo_dir), "--attention-plot",
-                 str(tmp_path / "two.png"), "--beam-size", "3", "--k-best", "2", "--output", str(output)]) == 0
+    assert (
+        main(
+            [
+                "caption",
+                *map(str, photos),
+                "--model",
+                str(demo_dir),
+                "--attention-plot",
+                str(tmp_path / "two.png"),
+                "--beam-size",
+                "3",
+                "--k-best",
+                "2",
+                "--output",
+                str(output),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     for index in range(2):
         written = tmp_path / f"two_{index}.png"
@@ -76,8 +106,11 @@ def test_bad_photo_paths_are_reported_before_the_model_loads(tmp_path, monkeypat
     monkeypatch.setattr(sat_tf.workflows, "load_for_captioning", no_model)
     (tmp_path / "folder").mkdir()
     (tmp_path / "empty.jpg").write_bytes(b"")
-    for name, reason in (("nope.jpg", "file not found"), ("folder", "a folder, not an image file"),
-                         ("empty.jpg", "the file is empty")):
+    for name, reason in (
+        ("nope.jpg", "file not found"),
+        ("folder", "a folder, not an image file"),
+        ("empty.jpg", "the file is empty"),
+    ):
         assert main(["caption", str(tmp_path / name)]) == 2
         assert f"{tmp_path / name}: {reason}" in capsys.readouterr().err
     assert main(["caption", str(tmp_path / "nope.jpg"), str(tmp_path / "folder")]) == 2
@@ -99,8 +132,9 @@ def test_caption_reports_bad_files_by_name(demo_dir, tmp_path, capsys):
 
 def test_evaluate_and_train_from_a_caption_file(demo_dir, tmp_path, capsys):
     output = tmp_path / "scores.json"
-    assert main(["evaluate", "--model", str(demo_dir / "model.keras"), "--num-images", "8",
-                 "--output", str(output)]) == 0
+    assert (
+        main(["evaluate", "--model", str(demo_dir / "model.keras"), "--num-images", "8", "--output", str(output)]) == 0
+    )
     scores = json.loads(output.read_text())
     assert {"BLEU-1", "BLEU-4", "ROUGE-L", "CIDEr"} <= set(scores)
     assert main(["evaluate", "--model", str(demo_dir), "--num-images", "4", "--beam-size", "3"]) == 0
@@ -112,24 +146,101 @@ def test_evaluate_and_train_from_a_caption_file(demo_dir, tmp_path, capsys):
         lines.append(json.dumps({"image": f"{k}.png", "caption": f"a shade number {k}"}))
     (images / "captions.jsonl").write_text("\n".join(lines) + "\n")
     run = tmp_path / "run"
-    assert main(["train", "--captions", str(images / "captions.jsonl"), "--output-dir", str(run), "--image-size", "32",
-                 "--batch-size", "3", "--epochs", "1", "--hidden-dim", "8", "--embedding-dim", "4",
-                 "--attention-dim", "4"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--captions",
+                str(images / "captions.jsonl"),
+                "--output-dir",
+                str(run),
+                "--image-size",
+                "32",
+                "--batch-size",
+                "3",
+                "--epochs",
+                "1",
+                "--hidden-dim",
+                "8",
+                "--embedding-dim",
+                "4",
+                "--attention-dim",
+                "4",
+            ]
+        )
+        == 0
+    )
     assert (run / "model.keras").is_file()
     hard_run = tmp_path / "hard"
-    assert main(["train", "--captions", str(images / "captions.jsonl"), "--output-dir", str(hard_run),
-                 "--image-size", "32", "--batch-size", "3", "--epochs", "1", "--hidden-dim", "8",
-                 "--embedding-dim", "4", "--attention-dim", "4", "--attention", "hard"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--captions",
+                str(images / "captions.jsonl"),
+                "--output-dir",
+                str(hard_run),
+                "--image-size",
+                "32",
+                "--batch-size",
+                "3",
+                "--epochs",
+                "1",
+                "--hidden-dim",
+                "8",
+                "--embedding-dim",
+                "4",
+                "--attention-dim",
+                "4",
+                "--attention",
+                "hard",
+            ]
+        )
+        == 0
+    )
     assert keras.saving.load_model(hard_run / "model.keras").decoder.attention_mode == "hard"
     # Hard attention from the soft model, the authors' reward and a leave-one-out baseline; a
     # negligible learning rate leaves the soft model's weights in place.
     hard_from_soft = tmp_path / "hard_from_soft"
-    common = ["train", "--captions", str(images / "captions.jsonl"), "--image-size", "32", "--batch-size", "3",
-              "--epochs", "1", "--embedding-dim", "4", "--attention-dim", "4", "--attention", "hard",
-              "--init-from", str(run)]
-    assert main([*common, "--output-dir", str(hard_from_soft), "--hidden-dim", "8", "--learning-rate", "1e-12",
-                 "--hard-reward", "mean_word_log_likelihood", "--hard-baseline", "leave_one_out",
-                 "--location-samples", "2"]) == 0
+    common = [
+        "train",
+        "--captions",
+        str(images / "captions.jsonl"),
+        "--image-size",
+        "32",
+        "--batch-size",
+        "3",
+        "--epochs",
+        "1",
+        "--embedding-dim",
+        "4",
+        "--attention-dim",
+        "4",
+        "--attention",
+        "hard",
+        "--init-from",
+        str(run),
+    ]
+    assert (
+        main(
+            [
+                *common,
+                "--output-dir",
+                str(hard_from_soft),
+                "--hidden-dim",
+                "8",
+                "--learning-rate",
+                "1e-12",
+                "--hard-reward",
+                "mean_word_log_likelihood",
+                "--hard-baseline",
+                "leave_one_out",
+                "--location-samples",
+                "2",
+            ]
+        )
+        == 0
+    )
     soft, hard = keras.saving.load_model(run / "model.keras"), keras.saving.load_model(hard_from_soft / "model.keras")
     assert (hard.hard_baseline, hard.location_samples, hard.reward_weight) == ("leave_one_out", 2, 0.1)
     for theirs, mine in zip(soft.decoder.trainable_weights, hard.decoder.trainable_weights):
@@ -155,40 +266,142 @@ def test_extract_then_train_on_the_feature_cache(tmp_path, capsys):
         Image.fromarray(rng.integers(0, 256, size=(40, 40, 3), dtype=np.uint8)).save(images / f"{k}.jpg")
         lines.append(f"{k}.jpg#0\tpicture number {k % 2}")
     (tmp_path / "tokens.txt").write_text("\n".join(lines) + "\n")
-    common = ["--captions", str(tmp_path / "tokens.txt"), "--image-dir", str(images), "--image-size", "64",
-              "--backbone", "efficientnet_lite0", "--weights", "imagenet"]
+    common = [
+        "--captions",
+        str(tmp_path / "tokens.txt"),
+        "--image-dir",
+        str(images),
+        "--image-size",
+        "64",
+        "--backbone",
+        "efficientnet_lite0",
+        "--weights",
+        "imagenet",
+    ]
     assert main(["extract", *common, "--cache-dir", str(tmp_path / "cache"), "--shard-size", "4"]) == 0
     assert "6 images" in capsys.readouterr().out
     run = tmp_path / "run"
-    assert main(["train", *common, "--feature-cache", str(tmp_path / "cache"), "--output-dir", str(run),
-                 "--batch-size", "3", "--epochs", "1", "--hidden-dim", "8", "--embedding-dim", "4",
-                 "--attention-dim", "4", "--no-append-coordinates"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "--feature-cache",
+                str(tmp_path / "cache"),
+                "--output-dir",
+                str(run),
+                "--batch-size",
+                "3",
+                "--epochs",
+                "1",
+                "--hidden-dim",
+                "8",
+                "--embedding-dim",
+                "4",
+                "--attention-dim",
+                "4",
+                "--no-append-coordinates",
+            ]
+        )
+        == 0
+    )
     assert (run / "model.keras").is_file()
     # the encoder settings come from the cache: no encoder flags needed
-    assert main(["train", "--captions", str(tmp_path / "tokens.txt"), "--image-dir", str(images), "--feature-cache",
-                 str(tmp_path / "cache"), "--output-dir", str(tmp_path / "run2"), "--batch-size", "3", "--epochs", "1",
-                 "--hidden-dim", "8", "--embedding-dim", "4", "--attention-dim", "4"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--captions",
+                str(tmp_path / "tokens.txt"),
+                "--image-dir",
+                str(images),
+                "--feature-cache",
+                str(tmp_path / "cache"),
+                "--output-dir",
+                str(tmp_path / "run2"),
+                "--batch-size",
+                "3",
+                "--epochs",
+                "1",
+                "--hidden-dim",
+                "8",
+                "--embedding-dim",
+                "4",
+                "--attention-dim",
+                "4",
+            ]
+        )
+        == 0
+    )
     model = keras.saving.load_model(tmp_path / "run2" / "model.keras")
     assert model.encoder.backbone_name == "efficientnet_lite0" and model.encoder.image_size == 64
     # a setting that contradicts the cache is named
-    assert main(["train", *common, "--feature-cache", str(tmp_path / "cache"), "--output-dir", str(run),
-                 "--feature-layer", "stride16"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "--feature-cache",
+                str(tmp_path / "cache"),
+                "--output-dir",
+                str(run),
+                "--feature-layer",
+                "stride16",
+            ]
+        )
+        == 2
+    )
     assert "model.feature_layer is 'stride16' but the feature cache" in capsys.readouterr().err
     # a cache from other weights is refused with a clear message
     manifest_path = tmp_path / "cache" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["identity"]["encoder_fingerprint"] = "0" * 64
     manifest_path.write_text(json.dumps(manifest))
-    assert main(["train", *common, "--feature-cache", str(tmp_path / "cache"), "--output-dir",
-                 str(run), "--no-append-coordinates"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "--feature-cache",
+                str(tmp_path / "cache"),
+                "--output-dir",
+                str(run),
+                "--no-append-coordinates",
+            ]
+        )
+        == 2
+    )
     assert "different encoder fingerprint" in capsys.readouterr().err
 
 
 def test_train_selects_on_validation_bleu(tmp_path):
     run = tmp_path / "run"
-    assert main(["train", "--output-dir", str(run), "--num-images", "64", "--batch-size", "16", "--epochs", "2",
-                 "--hidden-dim", "16", "--embedding-dim", "8", "--attention-dim", "8", "--cnn-filters", "4,8,8",
-                 "--early-stopping-patience", "3"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--output-dir",
+                str(run),
+                "--num-images",
+                "64",
+                "--batch-size",
+                "16",
+                "--epochs",
+                "2",
+                "--hidden-dim",
+                "16",
+                "--embedding-dim",
+                "8",
+                "--attention-dim",
+                "8",
+                "--cnn-filters",
+                "4,8,8",
+                "--early-stopping-patience",
+                "3",
+            ]
+        )
+        == 0
+    )
     best = json.loads((run / "best.json").read_text())
     assert best["epoch"] in (1, 2) and 0.0 <= best["score"] <= 100.0
     assert (run / "best_model.keras").is_file() and (run / "model.keras").is_file()
@@ -196,13 +409,15 @@ def test_train_selects_on_validation_bleu(tmp_path):
 
 def test_console_is_quiet_and_bugs_keep_their_traceback(monkeypatch, capsys):
     # a fresh process, as a user runs it: no TensorFlow C++ start-up lines before the help text
-    result = subprocess.run([sys.executable, "-m", "sat_tf.cli", "train", "--help"], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "sat_tf.cli", "train", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and result.stderr == "", result.stderr[:500]
     assert re.search(r"--hidden-dim INT\s+decoder sizes.*?\(default:\s+512\)", result.stdout, re.S)
     assert "--val-captions" in result.stdout
-    verbose = subprocess.run([sys.executable, "-m", "sat_tf.cli", "--verbose", "demo", "--help"],
-                             capture_output=True, text=True, timeout=120)
+    verbose = subprocess.run(
+        [sys.executable, "-m", "sat_tf.cli", "--verbose", "demo", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert verbose.returncode == 0
     # a user error is one line with exit status 2; any other exception is a bug and propagates
     import sat_tf.cli as cli

@@ -45,12 +45,17 @@ def test_wide_constrained_beam_equals_exhaustive_search(random_model, image_seed
     features = tf.constant(np.random.default_rng(image_seed).normal(size=(1, 16, 2)) * 2.0, tf.float32)
     words = [random_model.tokenizer.vocabulary.index(w) for w in word_names]
     vocabulary = random_model.tokenizer.vocabulary_size
-    best_score, best_log_prob, best_sequence = _exhaustive_constrained_best(random_model, features, words,
-                                                                            length_penalty)
+    best_score, best_log_prob, best_sequence = _exhaustive_constrained_best(
+        random_model, features, words, length_penalty
+    )
     # with k = V^(max_length-1) per beam no prefix of either state is ever pruned: exact
-    result = generate_captions(random_model, features=features, max_length=MAX_LENGTH,
-                               sampler=ConstrainedBeamSampler(vocabulary ** (MAX_LENGTH - 1), length_penalty),
-                               constraint_words=_constraint(random_model, words))
+    result = generate_captions(
+        random_model,
+        features=features,
+        max_length=MAX_LENGTH,
+        sampler=ConstrainedBeamSampler(vocabulary ** (MAX_LENGTH - 1), length_penalty),
+        constraint_words=_constraint(random_model, words),
+    )
     length = int(result.lengths[0, 0])
     assert result.tokens[0, 0, :length].tolist() == best_sequence
     np.testing.assert_allclose(result.scores[0, 0], best_score, rtol=1e-4)
@@ -60,12 +65,17 @@ def test_wide_constrained_beam_equals_exhaustive_search(random_model, image_seed
 def test_the_constraint_changes_the_caption_only_where_it_must(random_model):
     features = tf.constant(np.random.default_rng(7).normal(size=(6, 16, 2)) * 2.0, tf.float32)
     vocabulary = random_model.tokenizer.vocabulary_size
-    free = generate_captions(random_model, features=features, max_length=MAX_LENGTH,
-                             sampler=BeamSampler(vocabulary ** (MAX_LENGTH - 1)))
+    free = generate_captions(
+        random_model, features=features, max_length=MAX_LENGTH, sampler=BeamSampler(vocabulary ** (MAX_LENGTH - 1))
+    )
     x = random_model.tokenizer.vocabulary.index("x")
-    constrained = generate_captions(random_model, features=features, max_length=MAX_LENGTH,
-                                    sampler=ConstrainedBeamSampler(vocabulary ** (MAX_LENGTH - 1)),
-                                    constraint_words=_constraint(random_model, [x], images=6))
+    constrained = generate_captions(
+        random_model,
+        features=features,
+        max_length=MAX_LENGTH,
+        sampler=ConstrainedBeamSampler(vocabulary ** (MAX_LENGTH - 1)),
+        constraint_words=_constraint(random_model, [x], images=6),
+    )
     for image in range(6):
         free_tokens = free.tokens[image, 0, : int(free.lengths[image, 0])].tolist()
         tokens = constrained.tokens[image, 0, : int(constrained.lengths[image, 0])].tolist()
@@ -79,8 +89,13 @@ def test_the_constraint_changes_the_caption_only_where_it_must(random_model):
 def test_constrained_greedy_meets_the_constraint_and_needs_its_words(random_model):
     features = tf.constant(np.random.default_rng(2).normal(size=(4, 16, 2)), tf.float32)
     y = random_model.tokenizer.vocabulary.index("y")
-    result = generate_captions(random_model, features=features, max_length=6, sampler=ConstrainedBeamSampler(1),
-                               constraint_words=_constraint(random_model, [y], images=4))
+    result = generate_captions(
+        random_model,
+        features=features,
+        max_length=6,
+        sampler=ConstrainedBeamSampler(1),
+        constraint_words=_constraint(random_model, [y], images=4),
+    )
     assert all(y in row[: int(length)].tolist() for row, length in zip(result.tokens[:, 0], result.lengths[:, 0]))
     with pytest.raises(ValueError, match="constraint_words"):
         generate_captions(random_model, features=features, max_length=6, sampler=ConstrainedBeamSampler(1))

@@ -34,11 +34,19 @@ def _onednn_in_fresh_process(env_value):
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     if env_value is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = env_value
-    code = ("import sat_tf, tensorflow\n"
-            "from tensorflow.python.util import _pywrap_util_port\n"
-            "print(_pywrap_util_port.IsMklEnabled())")
-    result = subprocess.run([sys.executable, "-c", code], env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                            capture_output=True, text=True, check=True, timeout=300)
+    code = (
+        "import sat_tf, tensorflow\n"
+        "from tensorflow.python.util import _pywrap_util_port\n"
+        "print(_pywrap_util_port.IsMklEnabled())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
     return result.stdout.strip().splitlines()[-1] == "True"
 
 

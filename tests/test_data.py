@@ -1,4 +1,3 @@
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -134,8 +133,10 @@ def test_caption_files_report_file_and_line(tmp_path):
     jsonl.write_text('{"image": "a.jpg", "caption": "a dog"}\n\n{"image": "b.jpg"}\n')
     with pytest.raises(CaptionFileError, match=r"caps.jsonl:3: missing field\(s\) caption"):
         read_caption_file(jsonl)
-    jsonl.write_text('{"image": "a.jpg", "caption": "a dog"}\n{"image": "a.jpg", "caption": "dog"}\n'
-                     '{"image": "b.jpg", "caption": "cat"}\n')
+    jsonl.write_text(
+        '{"image": "a.jpg", "caption": "a dog"}\n{"image": "a.jpg", "caption": "dog"}\n'
+        '{"image": "b.jpg", "caption": "cat"}\n'
+    )
     records = read_caption_file(jsonl)
     assert records[0].image_path == str(tmp_path / "a.jpg") and records[2].source.endswith("caps.jsonl:3")
     assert index_images(records) == ([str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")], [0, 0, 1])

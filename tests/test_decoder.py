@@ -8,8 +8,9 @@ from sat_tf.models.decoder import AttentionDecoder, DecoderState
 
 def _decoder(vocabulary_size=11, feature_dim=6, regions=5, gate=True):
     keras.utils.set_random_seed(0)
-    decoder = AttentionDecoder(vocabulary_size, embedding_dim=4, hidden_dim=7, attention_dim=3, dropout=0.5,
-                               use_gate=gate)
+    decoder = AttentionDecoder(
+        vocabulary_size, embedding_dim=4, hidden_dim=7, attention_dim=3, dropout=0.5, use_gate=gate
+    )
     decoder.build((None, regions, feature_dim))
     return decoder
 
@@ -60,8 +61,9 @@ def test_teacher_forcing_gradients_equal_step_by_step_gradients(gate):
         if expected is None:  # the step never reads the unused gate kernel when use_gate=False
             assert got is None or not np.any(tf.convert_to_tensor(got)), name
             continue
-        np.testing.assert_allclose(tf.convert_to_tensor(got), tf.convert_to_tensor(expected), rtol=1e-4,
-                                   atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(
+            tf.convert_to_tensor(got), tf.convert_to_tensor(expected), rtol=1e-4, atol=1e-5, err_msg=name
+        )
 
 
 def _sigmoid(x):
@@ -76,17 +78,24 @@ def test_step_matches_a_numpy_reference_of_the_paper_equations():
     h = rng.normal(size=(2, 7)).astype(np.float32)
     c = rng.normal(size=(2, 7)).astype(np.float32)
     tokens = np.array([1, 8])
-    out = decoder.step(decoder.step_constants(tf.constant(a)),
-                       DecoderState(tf.constant(h), tf.constant(c)), tf.constant(tokens))
+    out = decoder.step(
+        decoder.step_constants(tf.constant(a)), DecoderState(tf.constant(h), tf.constant(c)), tf.constant(tokens)
+    )
     att = decoder.attention
-    scores = np.tanh(a @ att.feature_kernel.numpy() + att.bias.numpy()
-                     + (h @ att.hidden_kernel.numpy())[:, None, :]) @ att.score_vector.numpy()
+    scores = (
+        np.tanh(a @ att.feature_kernel.numpy() + att.bias.numpy() + (h @ att.hidden_kernel.numpy())[:, None, :])
+        @ att.score_vector.numpy()
+    )
     alpha = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
     gate_kernel, gate_bias = (w.numpy() for w in decoder.gate.weights)
     z = _sigmoid(h @ gate_kernel + gate_bias) * np.einsum("bl,bld->bd", alpha, a)
     e = decoder.embedding.embeddings.numpy()[tokens]
-    gates = (e @ decoder.lstm_word_kernel.numpy() + z @ decoder.lstm_context_kernel.numpy()
-             + h @ decoder.lstm_recurrent_kernel.numpy() + decoder.lstm_bias.numpy())
+    gates = (
+        e @ decoder.lstm_word_kernel.numpy()
+        + z @ decoder.lstm_context_kernel.numpy()
+        + h @ decoder.lstm_recurrent_kernel.numpy()
+        + decoder.lstm_bias.numpy()
+    )
     i, f, g, o = np.split(gates, 4, axis=1)
     c_new = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
     h_new = _sigmoid(o) * np.tanh(c_new)

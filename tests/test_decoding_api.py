@@ -6,8 +6,14 @@ import pytest
 import tensorflow as tf
 
 from sat_tf.data.tokenizer import CaptionTokenizer
-from sat_tf.inference import (BeamSampler, CaptionerEnsemble, GreedySampler, RandomSampler, compiled_decoder,
-                              generate_captions)
+from sat_tf.inference import (
+    BeamSampler,
+    CaptionerEnsemble,
+    GreedySampler,
+    RandomSampler,
+    compiled_decoder,
+    generate_captions,
+)
 from sat_tf.inference.generate import forbidden_token_ids
 from sat_tf.models import AttentionDecoder, Captioner, Encoder
 
@@ -42,8 +48,11 @@ def _teacher_forced_log_probs(model, features, prefix):
     inputs = np.concatenate([start, prefix], axis=1).astype(np.int32)
     logits = model.decoder(features, tf.constant(inputs), training=False)["logits"].numpy()[:, -1]
     logits = logits.astype(np.float64)
-    return logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) - logits.max(
-        1, keepdims=True)
+    return (
+        logits
+        - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True))
+        - logits.max(1, keepdims=True)
+    )
 
 
 def _numpy_ensemble_greedy(models, features, max_length):
@@ -83,9 +92,11 @@ def test_ensemble_of_one_or_of_two_copies_equals_the_model(model_a, sampler):
 
 
 def test_ensemble_members_need_the_same_vocabulary(model_a):
-    other = Captioner(Encoder("small_cnn", image_size=8, small_cnn_filters=(2,)),
-                      AttentionDecoder(6, embedding_dim=4, hidden_dim=6, attention_dim=3),
-                      CaptionTokenizer(["x", "w"]))
+    other = Captioner(
+        Encoder("small_cnn", image_size=8, small_cnn_filters=(2,)),
+        AttentionDecoder(6, embedding_dim=4, hidden_dim=6, attention_dim=3),
+        CaptionTokenizer(["x", "w"]),
+    )
     with pytest.raises(ValueError, match="different vocabulary"):
         CaptionerEnsemble([model_a, other])
 
@@ -123,8 +134,9 @@ def test_sampling_is_seeded_and_records_the_models_log_probs(model_a):
 def test_first_sampled_word_follows_the_model_distribution(model_a):
     features = _features(3, batch=1)
     draws = 4000
-    samples = generate_captions(model_a, features=features, sampler=RandomSampler(num_samples=draws),
-                                max_length=1, seed=1)
+    samples = generate_captions(
+        model_a, features=features, sampler=RandomSampler(num_samples=draws), max_length=1, seed=1
+    )
     counts = np.bincount(samples.tokens[0, :, 0], minlength=model_a.tokenizer.vocabulary_size)
     expected = np.exp(_teacher_forced_log_probs(model_a, features, np.zeros((1, 0), np.int32))[0]) * draws
     # chi-square over words expected at least 5 times; 99.9% quantile for <= 6 degrees of freedom is 22.5
@@ -145,8 +157,9 @@ def test_top_k_one_and_a_cold_temperature_are_greedy(model_a):
 
 def test_top_k_restricts_draws_to_the_k_most_probable_words(model_a):
     features = _features(5, batch=1)
-    samples = generate_captions(model_a, features=features, sampler=RandomSampler(num_samples=500, top_k=2),
-                                max_length=1, seed=3)
+    samples = generate_captions(
+        model_a, features=features, sampler=RandomSampler(num_samples=500, top_k=2), max_length=1, seed=3
+    )
     log_probs = _teacher_forced_log_probs(model_a, features, np.zeros((1, 0), np.int32))[0]
     assert set(np.unique(samples.tokens[0, :, 0])) <= set(np.argsort(-log_probs)[:2].tolist())
 
@@ -162,8 +175,7 @@ def test_forbidding_unknown_never_emits_it(model_a):
         plain = generate_captions(model_a, features=features, max_length=4).best()
         assert (plain.tokens == unk).any()
         for sampler in (GreedySampler(), BeamSampler(3), RandomSampler(3)):
-            filtered = generate_captions(model_a, features=features, sampler=sampler, max_length=4,
-                                         forbid_unknown=True)
+            filtered = generate_captions(model_a, features=features, sampler=sampler, max_length=4, forbid_unknown=True)
             assert not (filtered.tokens == unk).any()
     finally:
         bias.assign(original)

@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sat_tf.models.efficientnet_lite import (VARIANTS, build_efficientnet_lite, load_imagenet_weights, preprocess,
-                                             weights_file)
+from sat_tf.models.efficientnet_lite import (
+    VARIANTS,
+    build_efficientnet_lite,
+    load_imagenet_weights,
+    preprocess,
+    weights_file,
+)
 from sat_tf.models.encoder import Encoder
 from sat_tf.models.weights.torch_legacy import LEGACY_MAGIC, TorchFileError, load_legacy_state_dict
 

@@ -31,8 +31,12 @@ def test_region_overlap():
 
 
 def test_localization_scores_peaks_on_named_objects():
-    objects = [[SyntheticObject("red", "circle", 0, 0, (0, 0, 8, 8)),
-                SyntheticObject("blue", "square", 3, 3, (24, 24, 32, 32))]]
+    objects = [
+        [
+            SyntheticObject("red", "circle", 0, 0, (0, 0, 8, 8)),
+            SyntheticObject("blue", "square", 3, 3, (24, 24, 32, 32)),
+        ]
+    ]
     words = [["a", "red", "circle", "above", "a", "blue", "square"]]
     alphas = np.zeros((1, 7, 16))
     alphas[0, :, 6] = 1.0  # nowhere useful by default
@@ -42,6 +46,5 @@ def test_localization_scores_peaks_on_named_objects():
     scores = attention_localization(words, alphas, objects, (4, 4), 32, naming_phrases())
     assert scores["num_phrases"] == 2 and scores["phrase_accuracy"] == 1.0
     assert scores["word_accuracy"] == 0.5
-    wrong = attention_localization([["a", "green", "circle"]], alphas[:, :3], objects, (4, 4), 32,
-                                   naming_phrases())
+    wrong = attention_localization([["a", "green", "circle"]], alphas[:, :3], objects, (4, 4), 32, naming_phrases())
     assert wrong["num_phrases"] == 1 and wrong["phrase_accuracy"] == 0.0  # names no object in the image

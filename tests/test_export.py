@@ -16,9 +16,9 @@ import tensorflow as tf
 from PIL import Image
 
 from sat_tf.export.saved_model import export_saved_model
-from sat_tf.serving.server import create_app
 from sat_tf.export.tflite import QUANTIZATIONS, export_tflite
 from sat_tf.inference import BeamSampler, generate_captions
+from sat_tf.serving.server import create_app
 
 REPO = Path(__file__).resolve().parents[1]
 # Closeness of each variant's log-probs to the Keras model's (float32 reference).
@@ -44,13 +44,21 @@ VARIANT_DECODING = {False: {}, True: {"no_repeat_ngram_size": 2, "forbid_unknown
 @pytest.fixture(scope="module", params=[False, True], ids=["graph", "xla"])
 def saved_model_dir(trained_tiny_model, tmp_path_factory, request):
     """The SavedModel as exported by default and with XLA-compiled decoding loops (`--xla`)."""
-    return export_saved_model(trained_tiny_model, tmp_path_factory.mktemp("xla" if request.param else "graph"),
-                              "captioner", 3, max_length=12, beam_size=2, xla=request.param,
-                              **VARIANT_DECODING[request.param])
+    return export_saved_model(
+        trained_tiny_model,
+        tmp_path_factory.mktemp("xla" if request.param else "graph"),
+        "captioner",
+        3,
+        max_length=12,
+        beam_size=2,
+        xla=request.param,
+        **VARIANT_DECODING[request.param],
+    )
 
 
 def test_saved_model_loads_with_tensorflow_only_and_matches_the_library(
-        trained_tiny_model, saved_model_dir, images, tmp_path):
+    trained_tiny_model, saved_model_dir, images, tmp_path
+):
     assert saved_model_dir.parts[-2:] == ("captioner", "3")
     # the XLA export marks its decoding loops for compilation; the default export has no such function
     xla = saved_model_dir.parts[-3].startswith("xla")
@@ -75,8 +83,14 @@ def test_saved_model_loads_with_tensorflow_only_and_matches_the_library(
             "signatures": sorted(served.signatures),
             "imported": [m for m in ("sat_tf", "tensorflow_text", "keras_hub") if m in sys.modules]}}))
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     served = json.loads(result.stdout.strip().splitlines()[-1])
     assert served["imported"] == []
@@ -91,8 +105,9 @@ def test_saved_model_loads_with_tensorflow_only_and_matches_the_library(
     beam = generate_captions(trained_tiny_model, images=images, sampler=BeamSampler(2), max_length=12, **settings)
     assert served["beam"] == beam.best_texts
     assert served["candidates"] == beam.texts  # the k-best list, best first
-    cli = subprocess.run(["saved_model_cli", "show", "--dir", str(saved_model_dir), "--all"],
-                         capture_output=True, text=True, timeout=300)
+    cli = subprocess.run(
+        ["saved_model_cli", "show", "--dir", str(saved_model_dir), "--all"], capture_output=True, text=True, timeout=300
+    )
     for name in ("serving_default", "caption_images", "beam_search", "image_bytes", "caption", "alphas"):
         assert name in cli.stdout
 
@@ -100,13 +115,16 @@ def test_saved_model_loads_with_tensorflow_only_and_matches_the_library(
 @pytest.fixture(scope="module")
 def tflite_dirs(trained_tiny_model, images, tmp_path_factory):
     root = tmp_path_factory.mktemp("tflite")
-    return {q: export_tflite(trained_tiny_model, root / q, q, q, representative_images=images, max_length=12)
-            for q in QUANTIZATIONS}
+    return {
+        q: export_tflite(trained_tiny_model, root / q, q, q, representative_images=images, max_length=12)
+        for q in QUANTIZATIONS
+    }
 
 
 @pytest.mark.parametrize("quantization", QUANTIZATIONS)
 def test_tflite_outputs_are_finite_close_to_keras_and_builtin_only(
-        trained_tiny_model, tflite_dirs, images, quantization):
+    trained_tiny_model, tflite_dirs, images, quantization
+):
     from ai_edge_litert.interpreter import Interpreter
 
     paths = tflite_dirs[quantization]
@@ -125,9 +143,14 @@ def test_tflite_outputs_are_finite_close_to_keras_and_builtin_only(
         token = tf.constant([model.tokenizer.start_id])
         for _ in range(4):  # a few steps along the Keras model's own path
             expected = model.decoder.step(constants, state, token)
-            out = step(attention_keys=encoded["attention_keys"], context_gates=encoded["context_gates"],
-                       context_outputs=encoded["context_outputs"], hidden=state.hidden.numpy(),
-                       cell=state.cell.numpy(), previous_token=token.numpy().astype(np.int32))
+            out = step(
+                attention_keys=encoded["attention_keys"],
+                context_gates=encoded["context_gates"],
+                context_outputs=encoded["context_outputs"],
+                hidden=state.hidden.numpy(),
+                cell=state.cell.numpy(),
+                previous_token=token.numpy().astype(np.int32),
+            )
             for key in ("log_probs", "alpha"):
                 assert np.isfinite(out[key]).all()
             np.testing.assert_allclose(out["log_probs"], expected.log_probs, atol=TOLERANCE[quantization])
@@ -154,9 +177,13 @@ def test_edge_runtime_without_tensorflow_matches_keras(trained_tiny_model, tflit
     env = _without_tensorflow(tmp_path)
     runs = {}
     for beam in (1, 2):
-        result = subprocess.run([sys.executable, "-m", "sat_tf_edge.cli", model_dir, *files,
-                                 "--beam-size", str(beam), "--json"],
-                                capture_output=True, text=True, timeout=300, env=env)
+        result = subprocess.run(
+            [sys.executable, "-m", "sat_tf_edge.cli", model_dir, *files, "--beam-size", str(beam), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         runs[beam] = [json.loads(line) for line in result.stdout.splitlines()]
     library = generate_captions(trained_tiny_model, images=images, max_length=12).best()
@@ -167,22 +194,31 @@ def test_edge_runtime_without_tensorflow_matches_keras(trained_tiny_model, tflit
     assert [r["caption"] for r in runs[2]] == beam.best_texts
     probe = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True, env=env)
     assert probe.returncode != 0  # the block really was in place
-    bad = subprocess.run([sys.executable, "-m", "sat_tf_edge.cli", model_dir, str(tmp_path)],
-                         capture_output=True, text=True, timeout=300, env=env)
+    bad = subprocess.run(
+        [sys.executable, "-m", "sat_tf_edge.cli", model_dir, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert bad.returncode == 2 and "not a readable image" in bad.stderr
 
 
-def test_rest_server_follows_tf_serving_contract_and_survives_bad_requests(
-        trained_tiny_model, saved_model_dir, images):
+def test_rest_server_follows_tf_serving_contract_and_survives_bad_requests(trained_tiny_model, saved_model_dir, images):
     client = create_app(saved_model_dir.parent).test_client()
     status = client.get("/v1/models/captioner").get_json()
-    assert status["model_version_status"][0] == {"version": "3", "state": "AVAILABLE",
-                                                 "status": {"error_code": "OK", "error_message": ""}}
+    assert status["model_version_status"][0] == {
+        "version": "3",
+        "state": "AVAILABLE",
+        "status": {"error_code": "OK", "error_message": ""},
+    }
     payload = {"instances": [{"b64": base64.b64encode(_png_bytes(image)).decode()} for image in images[:3]]}
     response = client.post("/v1/models/captioner:predict", json=payload)
     assert response.status_code == 200
     predictions = response.get_json()["predictions"]
-    assert [p["caption"] for p in predictions] == generate_captions(trained_tiny_model, images=images[:3], max_length=12).best().texts
+    assert [p["caption"] for p in predictions] == generate_captions(
+        trained_tiny_model, images=images[:3], max_length=12
+    ).best().texts
     assert {"caption", "tokens", "log_probs", "alphas"} <= set(predictions[0])
     bad_requests = [
         (b"not json", "JSON object"),
@@ -211,8 +247,12 @@ def test_the_manifest_sat_tf_writes_is_the_one_the_edge_package_reads(trained_ti
     manifest = EdgeManifest.read(tflite_dirs["dynamic"]["manifest"])
     tokenizer = trained_tiny_model.tokenizer
     assert manifest.vocabulary == list(tokenizer.vocabulary)
-    assert manifest.special_ids == {"pad": tokenizer.pad_id, "start": tokenizer.start_id, "end": tokenizer.end_id,
-                                    "unknown": tokenizer.unk_id}
+    assert manifest.special_ids == {
+        "pad": tokenizer.pad_id,
+        "start": tokenizer.start_id,
+        "end": tokenizer.end_id,
+        "unknown": tokenizer.unk_id,
+    }
     assert manifest.image_size == trained_tiny_model.encoder.image_size
     assert manifest.feature_grid == trained_tiny_model.feature_grid
     assert manifest.quantization == {"encoder": "dynamic", "decoder": "dynamic"}  # the fixture quantizes both
@@ -222,9 +262,14 @@ def test_the_manifest_sat_tf_writes_is_the_one_the_edge_package_reads(trained_ti
 def test_edge_manifest_refuses_other_formats_and_names_missing_fields(tmp_path):
     from sat_tf_edge.manifest import EdgeManifest, ManifestError
 
-    manifest = EdgeManifest(image_size=32, feature_grid=(4, 4), max_length=12, vocabulary=["<pad>", "<start>", "<end>",
-                            "<unk>", "dog"], special_ids={"pad": 0, "start": 1, "end": 2, "unknown": 3},
-                            quantization={"encoder": "fp32", "decoder": "dynamic"})
+    manifest = EdgeManifest(
+        image_size=32,
+        feature_grid=(4, 4),
+        max_length=12,
+        vocabulary=["<pad>", "<start>", "<end>", "<unk>", "dog"],
+        special_ids={"pad": 0, "start": 1, "end": 2, "unknown": 3},
+        quantization={"encoder": "fp32", "decoder": "dynamic"},
+    )
     manifest.write(tmp_path / "m.json")
     assert EdgeManifest.read(tmp_path / "m.json") == manifest
     values = manifest.to_json()
@@ -250,8 +295,10 @@ def test_rest_server_accepts_the_columnar_format_and_refuses_deep_nesting(traine
     columns = client.post("/v1/models/cols:predict", json={"inputs": {"image_bytes": encoded}}).get_json()["outputs"]
     assert columns["caption"] == [row["caption"] for row in rows]
     assert columns["tokens"] == [row["tokens"] for row in rows]
-    assert client.post("/v1/models/cols:predict", json={"inputs": encoded}).get_json()["outputs"]["caption"] == \
-        columns["caption"]
+    assert (
+        client.post("/v1/models/cols:predict", json={"inputs": encoded}).get_json()["outputs"]["caption"]
+        == columns["caption"]
+    )
     deep = client.post("/v1/models/cols:predict", data=b"[" * 100_000 + b"]" * 100_000)
     assert deep.status_code == 400 and "nested too deeply" in deep.get_json()["error"]
     both = client.post("/v1/models/cols:predict", json={"inputs": encoded, "instances": encoded})
@@ -259,8 +306,7 @@ def test_rest_server_accepts_the_columnar_format_and_refuses_deep_nesting(traine
     assert client.get("/v1/models/cols").status_code == 200
 
 
-def test_the_edge_runtime_decodes_with_the_manifests_settings_as_the_library_does(trained_tiny_model, images,
-                                                                                 tmp_path):
+def test_the_edge_runtime_decodes_with_the_manifests_settings_as_the_library_does(trained_tiny_model, images, tmp_path):
     """One caption everywhere: the manifest carries the decoding settings, the edge runtime uses them
     by default, and its captions equal the library's under the same settings."""
     from sat_tf_edge import EdgeCaptioner
@@ -270,24 +316,35 @@ def test_the_edge_runtime_decodes_with_the_manifests_settings_as_the_library_doe
     paths = export_tflite(trained_tiny_model, tmp_path, "fp32", "fp32", max_length=12, decoding=settings)
     assert EdgeManifest.read(paths["manifest"]).decoding == settings
     edge = EdgeCaptioner(paths["manifest"].parent)
-    library = generate_captions(trained_tiny_model, images=images, max_length=12,
-                                sampler=BeamSampler(2, length_penalty=0.5), forbid_unknown=True,
-                                no_repeat_ngram_size=2)
+    library = generate_captions(
+        trained_tiny_model,
+        images=images,
+        max_length=12,
+        sampler=BeamSampler(2, length_penalty=0.5),
+        forbid_unknown=True,
+        no_repeat_ngram_size=2,
+    )
     edge_captions = [edge.caption(image[np.newaxis].astype(np.float32)) for image in images]
     assert [c.text for c in edge_captions] == library.best_texts
     np.testing.assert_allclose([c.score for c in edge_captions], library.scores[:, 0], rtol=1e-3)
-    greedy = generate_captions(trained_tiny_model, images=images, max_length=12, forbid_unknown=True,
-                               no_repeat_ngram_size=2).best()
+    greedy = generate_captions(
+        trained_tiny_model, images=images, max_length=12, forbid_unknown=True, no_repeat_ngram_size=2
+    ).best()
     assert [edge.caption(image[np.newaxis].astype(np.float32), beam_size=1).text for image in images] == greedy.texts
 
 
 def test_a_manifest_without_decoding_settings_reads_as_greedy_and_unknown_settings_are_refused():
     from sat_tf_edge.manifest import DEFAULT_DECODING, EdgeManifest, ManifestError
 
-    values = {"format": "sat_tf_edge/1", "image_size": 8, "feature_grid": [2, 2], "max_length": 5,
-              "vocabulary": ["<pad>", "<start>", "<end>", "<unk>", "a"],
-              "special_ids": {"pad": 0, "start": 1, "end": 2, "unknown": 3},
-              "quantization": {"encoder": "fp32", "decoder": "fp32"}}
+    values = {
+        "format": "sat_tf_edge/1",
+        "image_size": 8,
+        "feature_grid": [2, 2],
+        "max_length": 5,
+        "vocabulary": ["<pad>", "<start>", "<end>", "<unk>", "a"],
+        "special_ids": {"pad": 0, "start": 1, "end": 2, "unknown": 3},
+        "quantization": {"encoder": "fp32", "decoder": "fp32"},
+    }
     assert EdgeManifest.from_json(values).decoding == DEFAULT_DECODING
     with pytest.raises(ManifestError, match="unknown decoding setting.*beam_width"):
         EdgeManifest.from_json({**values, "decoding": {"beam_width": 3}})

@@ -21,8 +21,9 @@ from sat_tf.data.readers import CaptionFileError, read_captions
 FUZZ_CASES: dict[str, int] = {}
 # derandomize: the same cases on every CI run (a failure is a bug, never a flake). To search new
 # cases locally, set derandomize=False and raise max_examples.
-FUZZ = settings(max_examples=120, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def _count(name: str) -> None:
@@ -36,8 +37,12 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG that declares width x height pixels but carries almost no data (a decompression bomb)."""
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-            + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 @st.composite
@@ -85,21 +90,35 @@ def test_image_bytes_load_or_fail_clearly(tmp_path, data, size):
         assert pixels.shape[:2] == (size, size)
 
 
-text_lines = st.lists(st.one_of(
-    st.text(max_size=80),
-    st.builds(lambda image, caption: json.dumps({"image": image, "caption": caption}),
-              st.text(max_size=12), st.text(max_size=400)),
-    st.builds(lambda d: json.dumps(d), st.dictionaries(st.sampled_from(["image", "caption", "x"]),
-                                                       st.one_of(st.none(), st.integers(), st.text(max_size=5),
-                                                                 st.lists(st.integers(), max_size=2)))),
-    st.builds(lambda image, caption: f"{image},{caption}", st.text(max_size=10), st.text(max_size=50)),
-    st.just("x" * 20000),  # an enormous caption
-), max_size=8)
+text_lines = st.lists(
+    st.one_of(
+        st.text(max_size=80),
+        st.builds(
+            lambda image, caption: json.dumps({"image": image, "caption": caption}),
+            st.text(max_size=12),
+            st.text(max_size=400),
+        ),
+        st.builds(
+            lambda d: json.dumps(d),
+            st.dictionaries(
+                st.sampled_from(["image", "caption", "x"]),
+                st.one_of(st.none(), st.integers(), st.text(max_size=5), st.lists(st.integers(), max_size=2)),
+            ),
+        ),
+        st.builds(lambda image, caption: f"{image},{caption}", st.text(max_size=10), st.text(max_size=50)),
+        st.just("x" * 20000),  # an enormous caption
+    ),
+    max_size=8,
+)
 
 
 @FUZZ
-@given(lines=text_lines, suffix=st.sampled_from([".jsonl", ".csv", ".txt"]),
-       encoding=st.sampled_from(["utf-8", "utf-16", "latin-1"]), header=st.booleans())
+@given(
+    lines=text_lines,
+    suffix=st.sampled_from([".jsonl", ".csv", ".txt"]),
+    encoding=st.sampled_from(["utf-8", "utf-16", "latin-1"]),
+    header=st.booleans(),
+)
 def test_caption_files_read_or_fail_with_file_and_line(tmp_path, lines, suffix, encoding, header):
     _count("caption files")
     path = tmp_path / f"captions{suffix}"
@@ -124,10 +143,13 @@ def test_caption_files_read_or_fail_with_file_and_line(tmp_path, lines, suffix, 
     assert len(encoded) + len(encoded.skipped) == len(records)
 
 
-json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8)),
-                           lambda children: st.one_of(st.lists(children, max_size=4),
-                                                      st.dictionaries(st.text(max_size=8), children, max_size=4)),
-                           max_leaves=12)
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 @st.composite
@@ -137,20 +159,44 @@ def annotation_files(draw):
     if kind == "random":
         return draw(json_values)
     if kind == "coco":
-        images = draw(st.lists(st.fixed_dictionaries(
-            {"id": st.one_of(st.integers(0, 5), st.text(max_size=3))},
-            optional={"file_name": st.one_of(st.text(max_size=8), st.integers())}), max_size=3))
-        annotations = draw(st.lists(st.fixed_dictionaries(
-            {"image_id": st.one_of(st.integers(0, 9), st.none())},
-            optional={"caption": st.one_of(st.text(max_size=20), st.integers(), st.none())}), max_size=4))
+        images = draw(
+            st.lists(
+                st.fixed_dictionaries(
+                    {"id": st.one_of(st.integers(0, 5), st.text(max_size=3))},
+                    optional={"file_name": st.one_of(st.text(max_size=8), st.integers())},
+                ),
+                max_size=3,
+            )
+        )
+        annotations = draw(
+            st.lists(
+                st.fixed_dictionaries(
+                    {"image_id": st.one_of(st.integers(0, 9), st.none())},
+                    optional={"caption": st.one_of(st.text(max_size=20), st.integers(), st.none())},
+                ),
+                max_size=4,
+            )
+        )
         return {"images": images, "annotations": annotations}
-    entries = draw(st.lists(st.fixed_dictionaries(
-        {"split": st.sampled_from(["train", "val", "test", "restval", 3])},
-        optional={"filename": st.one_of(st.text(max_size=8), st.none()),
-                  "filepath": st.text(max_size=5),
-                  "sentences": st.lists(st.one_of(st.fixed_dictionaries({"raw": st.one_of(st.text(max_size=20),
-                                                                                         st.integers())}),
-                                                  st.integers()), max_size=3)}), max_size=3))
+    entries = draw(
+        st.lists(
+            st.fixed_dictionaries(
+                {"split": st.sampled_from(["train", "val", "test", "restval", 3])},
+                optional={
+                    "filename": st.one_of(st.text(max_size=8), st.none()),
+                    "filepath": st.text(max_size=5),
+                    "sentences": st.lists(
+                        st.one_of(
+                            st.fixed_dictionaries({"raw": st.one_of(st.text(max_size=20), st.integers())}),
+                            st.integers(),
+                        ),
+                        max_size=3,
+                    ),
+                },
+            ),
+            max_size=3,
+        )
+    )
     return {"images": entries, "dataset": "flickr8k"}
 
 
@@ -172,11 +218,30 @@ cli_values = st.one_of(st.text(max_size=12), st.integers(-5, 5).map(str), st.jus
 
 
 @FUZZ
-@given(command=st.sampled_from(["caption", "evaluate", "export", "train", "extract", "serve", "bogus"]),
-       options=st.lists(st.tuples(st.sampled_from(["--model", "--beam-size", "--max-length", "--output",
-                                                    "--captions", "--epochs", "--batch-size", "--model-dir",
-                                                    "--image-size", "--saved-model-dir", "--unknown"]),
-                                  cli_values), max_size=4))
+@given(
+    command=st.sampled_from(["caption", "evaluate", "export", "train", "extract", "serve", "bogus"]),
+    options=st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "--model",
+                    "--beam-size",
+                    "--max-length",
+                    "--output",
+                    "--captions",
+                    "--epochs",
+                    "--batch-size",
+                    "--model-dir",
+                    "--image-size",
+                    "--saved-model-dir",
+                    "--unknown",
+                ]
+            ),
+            cli_values,
+        ),
+        max_size=4,
+    ),
+)
 def test_cli_arguments_end_in_a_clear_error(tmp_path, capsys, command, options):
     from sat_tf.cli import main
 
@@ -214,16 +279,24 @@ def rest_client(trained_tiny_model, tmp_path_factory):
 
 
 @FUZZ
-@given(body=st.one_of(
-    st.binary(max_size=200),
-    json_values.map(lambda v: json.dumps(v).encode()),
-    st.lists(st.one_of(image_bytes().map(lambda b: {"b64": base64.b64encode(b).decode()}),
-                       st.builds(lambda s: {"b64": s}, st.text(max_size=20)), json_values), max_size=3).map(
-        lambda instances: json.dumps({"instances": instances}).encode()),
-    st.lists(st.one_of(image_bytes().map(lambda b: {"b64": base64.b64encode(b).decode()}), json_values),
-             max_size=3).map(lambda column: json.dumps({"inputs": {"image_bytes": column}}).encode()),
-    st.integers(1, 200_000).map(lambda depth: b"[" * depth + b"]" * depth),  # deeply nested JSON
-))
+@given(
+    body=st.one_of(
+        st.binary(max_size=200),
+        json_values.map(lambda v: json.dumps(v).encode()),
+        st.lists(
+            st.one_of(
+                image_bytes().map(lambda b: {"b64": base64.b64encode(b).decode()}),
+                st.builds(lambda s: {"b64": s}, st.text(max_size=20)),
+                json_values,
+            ),
+            max_size=3,
+        ).map(lambda instances: json.dumps({"instances": instances}).encode()),
+        st.lists(
+            st.one_of(image_bytes().map(lambda b: {"b64": base64.b64encode(b).decode()}), json_values), max_size=3
+        ).map(lambda column: json.dumps({"inputs": {"image_bytes": column}}).encode()),
+        st.integers(1, 200_000).map(lambda depth: b"[" * depth + b"]" * depth),  # deeply nested JSON
+    )
+)
 def test_rest_payloads_get_200_or_400_and_the_server_keeps_serving(rest_client, body):
     _count("REST payloads")
     response = rest_client.post("/v1/models/fuzz:predict", data=body, content_type="application/json")

@@ -5,8 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from sat_tf.evaluation.grounding import (ObjectMasks, attention_grounding, cell_coverage, coco_object_masks,
-                                         grounding_of_word)
+from sat_tf.evaluation.grounding import (
+    ObjectMasks,
+    attention_grounding,
+    cell_coverage,
+    coco_object_masks,
+    grounding_of_word,
+)
 
 
 def _top_left_mask():
@@ -22,7 +27,7 @@ def test_one_word_on_its_object():
     assert measures["lift"] == pytest.approx(2.0)
     assert measures["peak_on_object"] is True
     # exp(-(0.5 ln 0.5 + 2 x 0.25 ln 0.25)) = 2^1.5
-    assert measures["perplexity"] == pytest.approx(2 ** 1.5)
+    assert measures["perplexity"] == pytest.approx(2**1.5)
     uniform = grounding_of_word(np.full(4, 0.25), _top_left_mask(), (2, 2))
     assert uniform["lift"] == pytest.approx(1.0) and uniform["perplexity"] == pytest.approx(4.0)
     away = grounding_of_word(np.array([0.0, 0.0, 0.1, 0.9]), _top_left_mask(), (2, 2))
@@ -39,8 +44,9 @@ def test_only_words_naming_an_annotated_object_count():
     person, dog = np.zeros([4, 4], bool), np.zeros([4, 4], bool)
     person[:2, :2], dog[2:, 2:] = True, True
     alphas = np.array([[0.25] * 4, [1.0, 0, 0, 0], [0.25] * 4, [0, 0, 0, 1.0], [0, 1.0, 0, 0]])
-    result = attention_grounding([["a", "man", "and", "puppy", "cat"]], [alphas],
-                                 [ObjectMasks({"person": person, "dog": dog})], (2, 2))
+    result = attention_grounding(
+        [["a", "man", "and", "puppy", "cat"]], [alphas], [ObjectMasks({"person": person, "dog": dog})], (2, 2)
+    )
     assert [(w["word"], w["category"]) for w in result["words"]] == [("man", "person"), ("puppy", "dog")]
     assert result["object_words"] == 2  # "cat" names no annotated object
     assert result["mass"] == pytest.approx(1.0) and result["share"] == pytest.approx(0.25)
@@ -50,13 +56,30 @@ def test_only_words_naming_an_annotated_object_count():
 
 
 def test_coco_instances_become_category_masks(tmp_path):
-    instances = {"images": [{"id": 7, "file_name": "x.jpg", "height": 4, "width": 4}],
-                 "categories": [{"id": 1, "name": "person"}, {"id": 18, "name": "dog"}],
-                 "annotations": [
-                     {"id": 1, "image_id": 7, "category_id": 1, "iscrowd": 0, "area": 4, "bbox": [0, 0, 2, 2],
-                      "segmentation": [[0, 0, 2, 0, 2, 2, 0, 2]]},
-                     {"id": 2, "image_id": 7, "category_id": 1, "iscrowd": 0, "area": 4, "bbox": [2, 2, 2, 2],
-                      "segmentation": [[2, 2, 4, 2, 4, 4, 2, 4]]}]}
+    instances = {
+        "images": [{"id": 7, "file_name": "x.jpg", "height": 4, "width": 4}],
+        "categories": [{"id": 1, "name": "person"}, {"id": 18, "name": "dog"}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 7,
+                "category_id": 1,
+                "iscrowd": 0,
+                "area": 4,
+                "bbox": [0, 0, 2, 2],
+                "segmentation": [[0, 0, 2, 0, 2, 2, 0, 2]],
+            },
+            {
+                "id": 2,
+                "image_id": 7,
+                "category_id": 1,
+                "iscrowd": 0,
+                "area": 4,
+                "bbox": [2, 2, 2, 2],
+                "segmentation": [[2, 2, 4, 2, 4, 4, 2, 4]],
+            },
+        ],
+    }
     path = tmp_path / "instances.json"
     path.write_text(json.dumps(instances))
     [objects] = coco_object_masks(str(path), ["x.jpg"])

@@ -25,8 +25,15 @@ REGIONS, STEPS = 3, 2
 
 def _hard_decoder(expectation_probability=0.0, seed=0):
     keras.utils.set_random_seed(seed)
-    decoder = AttentionDecoder(5, embedding_dim=3, hidden_dim=4, attention_dim=3, dropout=0.0,
-                               attention_mode="hard", expectation_probability=expectation_probability)
+    decoder = AttentionDecoder(
+        5,
+        embedding_dim=3,
+        hidden_dim=4,
+        attention_dim=3,
+        dropout=0.0,
+        attention_mode="hard",
+        expectation_probability=expectation_probability,
+    )
     decoder.build((None, REGIONS, 2))
     return decoder
 
@@ -118,8 +125,9 @@ def test_entropy_and_location_log_likelihood_by_value():
     expected_entropy = -(0.5 * np.log(0.5) + 2 * 0.25 * np.log(0.25)) + 0.0
     np.testing.assert_allclose(attention_entropy(alphas, mask), [expected_entropy], rtol=1e-6)
     locations = np.array([[1, 0, 2]])
-    np.testing.assert_allclose(location_log_likelihood(alphas, locations, mask), [np.log(0.25) + np.log(1.0)],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        location_log_likelihood(alphas, locations, mask), [np.log(0.25) + np.log(1.0)], rtol=1e-6
+    )
     surrogate = reinforce_surrogate(tf.constant([-3.0]), tf.constant([-2.0]), tf.constant([1.5]), -1.0, 0.1, 0.002)
     np.testing.assert_allclose(surrogate, [-3.0 + 0.1 * (-2.0) * (-2.0) + 0.002 * 1.5], rtol=1e-6)
     np.testing.assert_allclose(updated_baseline(tf.constant(2.0), tf.constant(-8.0)), 0.9 * 2.0 + 0.1 * -8.0)
@@ -208,9 +216,12 @@ def test_hard_attention_decoder_step_exports_to_tflite(tiny_data, tmp_path):
     step = Interpreter(model_path=str(paths["decoder"])).get_signature_runner("step")
     image = tiny_data[0].images[:1].astype(np.float32)
     encoded = encode(image=image)
-    out = step(**{k: encoded[k] for k in ("attention_keys", "context_gates", "context_outputs", "hidden", "cell")},
-               previous_token=np.array([1], np.int32))
+    out = step(
+        **{k: encoded[k] for k in ("attention_keys", "context_gates", "context_outputs", "hidden", "cell")},
+        previous_token=np.array([1], np.int32),
+    )
     features = model.encode(image)
-    expected = model.decoder.step(model.decoder.step_constants(features), model.decoder.initial_state(features),
-                                  tf.constant([1]))
+    expected = model.decoder.step(
+        model.decoder.step_constants(features), model.decoder.initial_state(features), tf.constant([1])
+    )
     np.testing.assert_allclose(out["log_probs"], expected.log_probs, atol=1e-4)

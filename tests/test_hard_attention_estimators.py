@@ -49,8 +49,9 @@ def _exact_task_gradient(model, features, tokens, reward_kind):
     count = len(sequences)
     decoder = model.decoder
     with tf.GradientTape() as tape:
-        outputs = decoder(tf.repeat(features, count, 0), tf.repeat(tokens[:, :-1], count, 0), training=False,
-                          locations=sequences)
+        outputs = decoder(
+            tf.repeat(features, count, 0), tf.repeat(tokens[:, :-1], count, 0), training=False, locations=sequences
+        )
         targets = tf.repeat(tokens[:, 1:], count, 0)
         mask = tf.ones_like(targets, tf.bool)
         log_likelihood = -tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, outputs["logits"]), 1)
@@ -71,8 +72,10 @@ def _task_gradients(model, features, tokens, captions_per_batch, batches):
     def gradient():
         with tf.GradientTape() as tape:
             loss, _ = task.compute_caption_loss(batch, training=True)
-        return tf.concat([tf.reshape(tf.convert_to_tensor(g), [-1])
-                          for g in tape.gradient(loss, model.decoder.trainable_variables)], 0)
+        return tf.concat(
+            [tf.reshape(tf.convert_to_tensor(g), [-1]) for g in tape.gradient(loss, model.decoder.trainable_variables)],
+            0,
+        )
 
     return np.stack([gradient().numpy() for _ in range(batches)])
 
@@ -88,11 +91,14 @@ def _assert_unbiased(estimates, exact):
     np.testing.assert_allclose(mean[~informative], exact[~informative], atol=1e-5)
 
 
-@pytest.mark.parametrize("reward_kind, baseline_kind, samples", [
-    ("log_likelihood", "moving_average", 1),
-    ("mean_word_log_likelihood", "moving_average", 1),
-    ("mean_word_log_likelihood", "leave_one_out", 4),
-])
+@pytest.mark.parametrize(
+    "reward_kind, baseline_kind, samples",
+    [
+        ("log_likelihood", "moving_average", 1),
+        ("mean_word_log_likelihood", "moving_average", 1),
+        ("mean_word_log_likelihood", "leave_one_out", 4),
+    ],
+)
 def test_task_gradient_is_unbiased_for_each_reward_and_baseline(tiny_data, reward_kind, baseline_kind, samples):
     model = _hard_model(tiny_data[1], hard_reward=reward_kind, hard_baseline=baseline_kind, location_samples=samples)
     features, tokens = _one_caption(tiny_data, model)
@@ -108,8 +114,9 @@ def test_leave_one_out_baseline_lowers_the_variance_at_the_same_cost(tiny_data):
     plain = _hard_model(tiny_data[1], hard_reward="mean_word_log_likelihood")
     features, tokens = _one_caption(tiny_data, plain)
     plain_variance = _task_gradients(plain, features, tokens, 32, 120).var(axis=0).sum()
-    loo = _hard_model(tiny_data[1], hard_reward="mean_word_log_likelihood", hard_baseline="leave_one_out",
-                      location_samples=4)
+    loo = _hard_model(
+        tiny_data[1], hard_reward="mean_word_log_likelihood", hard_baseline="leave_one_out", location_samples=4
+    )
     loo_variance = _task_gradients(loo, features, tokens, 8, 120).var(axis=0).sum()
     assert loo_variance < 0.5 * plain_variance
 
@@ -132,14 +139,22 @@ def test_settings_are_checked_and_round_trip(tiny_data, tmp_path):
     model = make_tiny_model(tiny_data[1], attention_mode="hard")
     assert model.reward_weight == pytest.approx(0.01)
     model = _hard_model(tiny_data[1])
-    config = {**model.get_config(), "hard_reward": "mean_word_log_likelihood", "hard_baseline": "leave_one_out",
-              "location_samples": 3, "reward_weight": None}
+    config = {
+        **model.get_config(),
+        "hard_reward": "mean_word_log_likelihood",
+        "hard_baseline": "leave_one_out",
+        "location_samples": 3,
+        "reward_weight": None,
+    }
     rebuilt = type(model).from_config(config)
     assert rebuilt.reward_weight == pytest.approx(0.1) and rebuilt.location_samples == 3
     rebuilt.save(tmp_path / "hard.keras")
     loaded = keras.saving.load_model(tmp_path / "hard.keras")
     assert (loaded.hard_reward, loaded.hard_baseline, loaded.location_samples) == (
-        "mean_word_log_likelihood", "leave_one_out", 3)
+        "mean_word_log_likelihood",
+        "leave_one_out",
+        3,
+    )
 
 
 def test_hard_model_starts_from_a_soft_one(tiny_data):
@@ -148,12 +163,18 @@ def test_hard_model_starts_from_a_soft_one(tiny_data):
     images = tiny_data[0].images[:3].astype(np.float32)
     tokens = tf.constant(tiny_data[2].tokens[:3, :6])
     # The hard model's expectation (its default at test time) is the soft model's context.
-    np.testing.assert_allclose(hard({"images": images, "tokens": tokens})["logits"],
-                               soft({"images": images, "tokens": tokens})["logits"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        hard({"images": images, "tokens": tokens})["logits"],
+        soft({"images": images, "tokens": tokens})["logits"],
+        rtol=1e-5,
+        atol=1e-5,
+    )
     wider = make_tiny_model(tiny_data[1], attention_mode="hard")
     wider_config = {**wider.get_config()}
-    wider_config["decoder"] = {**wider_config["decoder"], "config": {**wider_config["decoder"]["config"],
-                                                                   "hidden_dim": 24}}
+    wider_config["decoder"] = {
+        **wider_config["decoder"],
+        "config": {**wider_config["decoder"]["config"], "hidden_dim": 24},
+    }
     wider = type(wider).from_config(wider_config)
     with pytest.raises(ModelLoadError, match=r"soft.keras: weight .* has shape"):
         initialize_from(wider, soft, "soft.keras")

@@ -15,9 +15,16 @@ from sat_tf.export.saved_model import decode_image_bytes
 SIZE = 24
 RNG = np.random.default_rng(0)
 # The stored pixels of each EXIF orientation are the upright image under this transform.
-STORED = {1: lambda a: a, 2: np.fliplr, 3: lambda a: np.rot90(a, 2), 4: np.flipud,
-          5: lambda a: np.rot90(np.fliplr(a), 1), 6: lambda a: np.rot90(a, 1),
-          7: lambda a: np.rot90(np.fliplr(a), -1), 8: lambda a: np.rot90(a, -1)}
+STORED = {
+    1: lambda a: a,
+    2: np.fliplr,
+    3: lambda a: np.rot90(a, 2),
+    4: np.flipud,
+    5: lambda a: np.rot90(np.fliplr(a), 1),
+    6: lambda a: np.rot90(a, 1),
+    7: lambda a: np.rot90(np.fliplr(a), -1),
+    8: lambda a: np.rot90(a, -1),
+}
 
 
 def _encode(image: Image.Image, image_format: str, **options) -> bytes:
@@ -153,8 +160,12 @@ def _png_declaring(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize("side", [10_000, 20_000])  # over Pillow's warning (89 MP) and error (179 MP) limits
@@ -179,8 +190,12 @@ def test_a_declared_oversize_is_refused_from_the_first_bytes_alone():
 
 def test_a_folder_an_empty_file_and_a_missing_file_each_get_their_own_message(tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
-    cases = {tmp_path: "a folder, not an image file", tmp_path / "empty.jpg": "the file is empty",
-             tmp_path / "missing.jpg": "file not found", b"": "no bytes"}
+    cases = {
+        tmp_path: "a folder, not an image file",
+        tmp_path / "empty.jpg": "the file is empty",
+        tmp_path / "missing.jpg": "file not found",
+        b"": "no bytes",
+    }
     for source, message in cases.items():
         with pytest.raises(contract.ImageDecodeError, match=message):
             contract.decode_image(source)

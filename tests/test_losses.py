@@ -33,10 +33,14 @@ def test_padding_is_ignored():
     changed_logits, changed_alphas = logits.copy(), alphas.copy()
     changed_logits[~mask] = 100.0 * rng.normal(size=changed_logits[~mask].shape)
     changed_alphas[~mask] = rng.dirichlet(np.ones(5), size=int((~mask).sum()))
-    np.testing.assert_allclose(masked_cross_entropy_sum(logits, targets, mask),
-                               masked_cross_entropy_sum(changed_logits, targets, mask), rtol=1e-6)
-    np.testing.assert_allclose(doubly_stochastic_penalty(alphas, mask), doubly_stochastic_penalty(changed_alphas, mask),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        masked_cross_entropy_sum(logits, targets, mask),
+        masked_cross_entropy_sum(changed_logits, targets, mask),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        doubly_stochastic_penalty(alphas, mask), doubly_stochastic_penalty(changed_alphas, mask), rtol=1e-6
+    )
     # and the cross-entropy equals the numpy sum over real positions
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     expected = -sum(log_probs[b, t, targets[b, t]] for b in range(2) for t in range(4) if mask[b, t])

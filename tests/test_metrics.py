@@ -5,9 +5,11 @@ import sat_tf.evaluation.metrics as metrics_module
 from sat_tf.evaluation.bleu import corpus_bleu
 from sat_tf.evaluation.metrics import caption_metrics
 
-REFS = {"1": ["A red circle above a blue square.", "a red circle over a blue square"],
-        "2": ["a dog runs on the grass", "the dog is running"],
-        "3": ["two people ride bikes", "people riding bicycles"]}
+REFS = {
+    "1": ["A red circle above a blue square.", "a red circle over a blue square"],
+    "2": ["a dog runs on the grass", "the dog is running"],
+    "3": ["two people ride bikes", "people riding bicycles"],
+}
 HYPS = {"1": "a red circle above a blue square", "2": "a dog running on grass", "3": "a man rides a bike"}
 
 
@@ -25,8 +27,9 @@ def test_ptb_and_python_tokenization_agree_on_plain_sentences():
 
 def test_perfect_captions_score_100():
     refs = {"a": ["a cat on a mat"], "b": ["two dogs play in the snow"]}
-    scores = caption_metrics(refs, {"a": "a cat on a mat", "b": "two dogs play in the snow"}, tokenization="python",
-                             meteor=False)
+    scores = caption_metrics(
+        refs, {"a": "a cat on a mat", "b": "two dogs play in the snow"}, tokenization="python", meteor=False
+    )
     for key in ("BLEU-1", "BLEU-4", "ROUGE-L"):
         np.testing.assert_allclose(scores[key], 100.0, rtol=1e-6)
 

@@ -57,8 +57,13 @@ def test_wide_beam_with_blocking_equals_exhaustive_search_without_repeats(random
                 log_prob = sequence_log_prob(random_model, features, sequence)
                 if best is None or log_prob > best[0]:
                     best = (log_prob, sequence)
-    result = generate_captions(random_model, features=features, max_length=max_length, no_repeat_ngram_size=n,
-                               sampler=BeamSampler(beam_size=vocabulary ** (max_length - 1)))
+    result = generate_captions(
+        random_model,
+        features=features,
+        max_length=max_length,
+        no_repeat_ngram_size=n,
+        sampler=BeamSampler(beam_size=vocabulary ** (max_length - 1)),
+    )
     assert result.tokens[0, 0, : int(result.lengths[0, 0])].tolist() == best[1]
     np.testing.assert_allclose(result.scores[0, 0], best[0], rtol=1e-4)
 
@@ -86,10 +91,14 @@ def repetitive_model():
 def test_no_caption_repeats_an_ngram(repetitive_model, sampler, n):
     features = tf.constant(np.random.default_rng(1).normal(size=(8, 16, 2)), tf.float32)
     free = generate_captions(repetitive_model, features=features, max_length=10, sampler=sampler)
-    blocked = generate_captions(repetitive_model, features=features, max_length=10, sampler=sampler,
-                                no_repeat_ngram_size=n)
-    assert any(_has_repeat(row[: int(length)].tolist(), n)
-               for rows, lengths in zip(free.tokens, free.lengths) for row, length in zip(rows, lengths))
+    blocked = generate_captions(
+        repetitive_model, features=features, max_length=10, sampler=sampler, no_repeat_ngram_size=n
+    )
+    assert any(
+        _has_repeat(row[: int(length)].tolist(), n)
+        for rows, lengths in zip(free.tokens, free.lengths)
+        for row, length in zip(rows, lengths)
+    )
     for rows, lengths in zip(blocked.tokens, blocked.lengths):
         for row, length in zip(rows, lengths):
             assert not _has_repeat(row[: int(length)].tolist(), n)

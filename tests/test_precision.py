@@ -7,8 +7,8 @@ import zipfile
 import keras
 import numpy as np
 import pytest
-
 from conftest import make_tiny_model
+
 from sat_tf.errors import ConfigError
 from sat_tf.inference import BeamSampler, generate_captions
 from sat_tf.training import TrainConfig, TrainingData
@@ -31,15 +31,29 @@ def test_cpu_flags_decide_bfloat16(tmp_path):
 
 def _train(tiny_data, tmp_path, precision: str, steps: int = 6):
     data, tokenizer, captions = tiny_data
-    config = TrainConfig(batch_size=16, epochs=2, max_steps=steps, learning_rate=3e-3, precision=precision,
-                         bucket_by_length=False, log_every=1)
+    config = TrainConfig(
+        batch_size=16,
+        epochs=2,
+        max_steps=steps,
+        learning_rate=3e-3,
+        precision=precision,
+        bucket_by_length=False,
+        log_every=1,
+    )
 
     def validate(model):  # decodes like every validator: must work under a mixed policy too
-        return float(len(generate_captions(model, images=data.images[:4], sampler=BeamSampler(2),
-                                           max_length=6).best().texts[0]))
+        return float(
+            len(generate_captions(model, images=data.images[:4], sampler=BeamSampler(2), max_length=6).best().texts[0])
+        )
 
-    trainer = Trainer(lambda: make_tiny_model(tokenizer), TrainingData(data.images, captions), config,
-                      tmp_path / precision, verbose=False, validate=validate)
+    trainer = Trainer(
+        lambda: make_tiny_model(tokenizer),
+        TrainingData(data.images, captions),
+        config,
+        tmp_path / precision,
+        verbose=False,
+        validate=validate,
+    )
     result = trainer.fit()
     return trainer, result
 
@@ -61,8 +75,9 @@ def test_mixed_precision_trains_in_low_precision_and_saves_float32(tiny_data, tm
     assert compute not in json.dumps(json.loads(zipfile.ZipFile(saved).read("config.json")))
     loaded = keras.saving.load_model(saved)
     assert {layer.compute_dtype for layer in loaded._flatten_layers()} == {"float32"}
-    np.testing.assert_array_equal(loaded.decoder.trainable_weights[0].numpy(),
-                                  model.decoder.trainable_weights[0].numpy())
+    np.testing.assert_array_equal(
+        loaded.decoder.trainable_weights[0].numpy(), model.decoder.trainable_weights[0].numpy()
+    )
 
 
 def test_mixed_precision_follows_the_float32_run(tiny_data, tmp_path):

@@ -17,9 +17,18 @@ CAPTIONS = ["a dog runs on the grass", "a man rides a red bike", "two children p
 
 @pytest.fixture(scope="module")
 def model():
-    config = ModelConfig(backbone="efficientnet_lite0", weights="imagenet", feature_layer="top", image_size=64,
-                         fine_tune_top_blocks=2, append_coordinates=False, embedding_dim=8, hidden_dim=16,
-                         attention_dim=8, dropout=0.0)
+    config = ModelConfig(
+        backbone="efficientnet_lite0",
+        weights="imagenet",
+        feature_layer="top",
+        image_size=64,
+        fine_tune_top_blocks=2,
+        append_coordinates=False,
+        embedding_dim=8,
+        hidden_dim=16,
+        attention_dim=8,
+        dropout=0.0,
+    )
     model = build_captioner(config, CaptionTokenizer.from_corpus(CAPTIONS))
     rng = np.random.default_rng(0)
     for variable in model.decoder.weights + model.encoder.trainable_weights:  # "trained": not the initial values
@@ -33,14 +42,17 @@ def images():
 
 
 def test_float32_preset_is_the_model(model, images, tmp_path):
-    folder = save_preset(model, tmp_path / "p32", decoding={"beam_size": 3}, metrics={"BLEU-4": 1.0},
-                         weight_format="float32")
+    folder = save_preset(
+        model, tmp_path / "p32", decoding={"beam_size": 3}, metrics={"BLEU-4": 1.0}, weight_format="float32"
+    )
     loaded = Captioner.from_preset(str(folder))
     for a, b in zip(model.weights, loaded.weights):  # the encoder's frozen part came from the package
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
     assert loaded.tokenizer.vocabulary == model.tokenizer.vocabulary
-    assert (generate_captions(loaded, images=images, max_length=8).best().texts
-            == generate_captions(model, images=images, max_length=8).best().texts)
+    assert (
+        generate_captions(loaded, images=images, max_length=8).best().texts
+        == generate_captions(model, images=images, max_length=8).best().texts
+    )
     info = preset_info(folder)
     assert info["decoding"] == {"beam_size": 3} and info["metrics"] == {"BLEU-4": 1.0}
     # wherever a model path is taken, a preset folder works too, with its own decoding settings

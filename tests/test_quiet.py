@@ -9,7 +9,7 @@ from sat_tf.utils.quiet import start_up_lines_to_show
 
 NOISE = """WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
 I0000 00:00:1795974228.289994   18048 port.cc:153] oneDNN custom operations are on.
-I0000 00:00:1795974228.290360   18048 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.
+I0000 00:00:1795974228.290360   18048 cudart_stub.cc:31] Could not find cuda drivers on your machine.
 W0000 00:00:1795974228.290360   18048 cpu_feature_guard.cc:227] This TensorFlow binary is optimized
 To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild TensorFlow.
 E0000 00:00:1795974230.981849   18048 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)

@@ -5,8 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from sat_tf.data.readers import (CaptionFileError, read_coco_captions, read_flickr_tokens, read_karpathy_split,
-                                 require_image_files)
+from sat_tf.data.readers import (
+    CaptionFileError,
+    read_coco_captions,
+    read_flickr_tokens,
+    read_karpathy_split,
+    require_image_files,
+)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -35,8 +40,9 @@ def test_karpathy_split_with_restval(tmp_path):
     train = read_karpathy_split(tmp_path / "dataset_coco.json", "train", tmp_path)
     assert [r.caption for r in train] == ["one", "two"]
     assert train[1].image_path == str(tmp_path / "val2014" / "2.jpg")
-    assert [r.caption for r in read_karpathy_split(tmp_path / "dataset_coco.json", "train", tmp_path,
-                                                   include_restval=False)] == ["one"]
+    assert [
+        r.caption for r in read_karpathy_split(tmp_path / "dataset_coco.json", "train", tmp_path, include_restval=False)
+    ] == ["one"]
     images[2]["sentences"] = [{"tokens": ["no", "raw"]}]
     (tmp_path / "broken.json").write_text(json.dumps({"images": images}))
     with pytest.raises(CaptionFileError, match=r"images\[2\]\.sentences\[0\]: missing string field 'raw'"):
@@ -44,8 +50,10 @@ def test_karpathy_split_with_restval(tmp_path):
 
 
 def test_coco_captions_json(tmp_path):
-    payload = {"images": [{"id": 7, "file_name": "x.jpg"}],
-               "annotations": [{"image_id": 7, "caption": "a plane"}, {"image_id": 7, "caption": "a jet"}]}
+    payload = {
+        "images": [{"id": 7, "file_name": "x.jpg"}],
+        "annotations": [{"image_id": 7, "caption": "a plane"}, {"image_id": 7, "caption": "a jet"}],
+    }
     (tmp_path / "captions.json").write_text(json.dumps(payload))
     records = read_coco_captions(tmp_path / "captions.json", tmp_path)
     assert [r.caption for r in records] == ["a plane", "a jet"] and records[0].image_id == "x.jpg"

@@ -9,8 +9,14 @@ from PIL import Image
 
 from sat_tf.cli import main
 
-WORDS = ["a dog runs on the grass", "a red dog plays in the grass", "the dog is running",
-         "a man rides a bike", "a man on a red bike", "the man is riding"]
+WORDS = [
+    "a dog runs on the grass",
+    "a red dog plays in the grass",
+    "the dog is running",
+    "a man rides a bike",
+    "a man on a red bike",
+    "the man is riding",
+]
 
 
 def _logged_images(log_dir) -> dict[str, list[np.ndarray]]:
@@ -52,10 +58,26 @@ def flickr_like(tmp_path_factory):
 
 def test_recipe_train_evaluate_caption(flickr_like, tmp_path, capsys):
     run = tmp_path / "run"
-    small = ["--image-size", "64", "--epochs", "2", "--batch-size", "8", "--embedding-dim", "8", "--hidden-dim", "16",
-             "--attention-dim", "8", "--warmup-steps", "0"]
-    assert main(["train", "--recipe", "flickr8k-lite0", "--data-root", str(flickr_like), "--output-dir", str(run),
-                 *small]) == 0
+    small = [
+        "--image-size",
+        "64",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--embedding-dim",
+        "8",
+        "--hidden-dim",
+        "16",
+        "--attention-dim",
+        "8",
+        "--warmup-steps",
+        "0",
+    ]
+    assert (
+        main(["train", "--recipe", "flickr8k-lite0", "--data-root", str(flickr_like), "--output-dir", str(run), *small])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "best_model.keras" in out  # the model selected on dev is the one named
     resolved = json.loads((run / "run_config.json").read_text())
@@ -84,16 +106,56 @@ def test_recipe_train_evaluate_caption(flickr_like, tmp_path, capsys):
     assert 0.0 <= report["BLEU-4"] <= 100.0
     # the same split from the image files (features recomputed by the model's encoder)
     from_images = tmp_path / "dev_images.json"
-    assert main(["evaluate", "--model", str(run), "--data-root", str(flickr_like), "--captions", "Flickr8k.token.txt",
-                 "--image-dir", "images", "--split-list", "Flickr_8k.devImages.txt", "--output", str(from_images),
-                 "--tokenization", "python"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(run),
+                "--data-root",
+                str(flickr_like),
+                "--captions",
+                "Flickr8k.token.txt",
+                "--image-dir",
+                "images",
+                "--split-list",
+                "Flickr_8k.devImages.txt",
+                "--output",
+                str(from_images),
+                "--tokenization",
+                "python",
+            ]
+        )
+        == 0
+    )
     assert json.loads(from_images.read_text())["captions"].keys() == report["captions"].keys()
 
     # self-critical fine-tuning of that model, from the run's own feature caches, selected on dev CIDEr
     scst = tmp_path / "scst"
-    assert main(["train", "--recipe", "flickr8k-lite0-scst", "--data-root", str(flickr_like), "--scst-init-from",
-                 str(run), "--output-dir", str(scst), "--epochs", "2", "--batch-size", "4", "--feature-cache",
-                 str(run / "features" / "train"), "--val-feature-cache", str(run / "features" / "validation")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--recipe",
+                "flickr8k-lite0-scst",
+                "--data-root",
+                str(flickr_like),
+                "--scst-init-from",
+                str(run),
+                "--output-dir",
+                str(scst),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "4",
+                "--feature-cache",
+                str(run / "features" / "train"),
+                "--val-feature-cache",
+                str(run / "features" / "validation"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((scst / "run_config.json").read_text())["scst"]["init_from"] == str(run)
     assert (scst / "best_model.keras").is_file() and 0.0 <= json.loads((scst / "best.json").read_text())["score"]
     assert not (scst / "features").exists()  # the caches were reused, not extracted again
@@ -101,18 +163,51 @@ def test_recipe_train_evaluate_caption(flickr_like, tmp_path, capsys):
     # the fine-tuned recipe: its cache holds the 7x7-grid input of the last stage (here 2x2 at 64 px),
     # and an ensemble with the frozen-feature run (whose cache it cannot share) reads the images
     tuned = tmp_path / "tuned"
-    assert main(["train", "--recipe", "flickr8k-lite0-ft", "--data-root", str(flickr_like), "--output-dir",
-                 str(tuned), *small]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--recipe",
+                "flickr8k-lite0-ft",
+                "--data-root",
+                str(flickr_like),
+                "--output-dir",
+                str(tuned),
+                *small,
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((tuned / "features" / "train" / "manifest.json").read_text())
     assert manifest["identity"]["encoder"]["cache_layer"] == "block15_expand_conv"
     assert manifest["feature_shape"] == [2, 2, 192]
     # self-critical training of the fine-tuned model: its top trains from the cache, and the
     # TensorBoard figures after each validation read the images through the whole encoder
     tuned_scst = tmp_path / "tuned_scst"
-    assert main(["train", "--recipe", "flickr8k-lite0-scst", "--data-root", str(flickr_like), "--scst-init-from",
-                 str(tuned / "model.keras"), "--output-dir", str(tuned_scst), "--epochs", "1", "--batch-size", "4",
-                 "--feature-cache", str(tuned / "features" / "train"), "--val-feature-cache",
-                 str(tuned / "features" / "validation")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--recipe",
+                "flickr8k-lite0-scst",
+                "--data-root",
+                str(flickr_like),
+                "--scst-init-from",
+                str(tuned / "model.keras"),
+                "--output-dir",
+                str(tuned_scst),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "4",
+                "--feature-cache",
+                str(tuned / "features" / "train"),
+                "--val-feature-cache",
+                str(tuned / "features" / "validation"),
+            ]
+        )
+        == 0
+    )
     assert sorted(_logged_images(tuned_scst / "logs")) == [f"images/attention/{name}" for name in dev_ids]
     both = tmp_path / "both.json"
     assert main(["evaluate", "--model", str(tuned), str(run), "--output", str(both), "--tokenization", "python"]) == 0
@@ -125,8 +220,22 @@ def test_recipe_train_evaluate_caption(flickr_like, tmp_path, capsys):
 
 
 def test_errors_name_the_setting_and_exit_2(flickr_like, tmp_path, capsys):
-    assert main(["train", "--recipe", "flickr8k-lite0", "--data-root", str(flickr_like), "--output-dir",
-                 str(tmp_path / "r"), "--attention", "sideways"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--recipe",
+                "flickr8k-lite0",
+                "--data-root",
+                str(flickr_like),
+                "--output-dir",
+                str(tmp_path / "r"),
+                "--attention",
+                "sideways",
+            ]
+        )
+        == 2
+    )
     assert "model.attention must be one of soft, hard" in capsys.readouterr().err
     config = tmp_path / "bad.json"
     config.write_text(json.dumps({"training": {"epochs": "many"}}))

@@ -16,10 +16,35 @@ import numpy as np
 
 from sat_tf.training import TrainConfig, TrainingData, train
 
-TRAIN = [sys.executable, "-m", "sat_tf.cli", "train", "--num-images", "48", "--image-size", "32",
-         "--cnn-filters", "4,8", "--embedding-dim", "8", "--hidden-dim", "16", "--attention-dim", "8",
-         "--batch-size", "8", "--epochs", "4", "--checkpoint-every", "3", "--deterministic", "--seed", "3",
-         "--learning-rate", "0.01"]
+TRAIN = [
+    sys.executable,
+    "-m",
+    "sat_tf.cli",
+    "train",
+    "--num-images",
+    "48",
+    "--image-size",
+    "32",
+    "--cnn-filters",
+    "4,8",
+    "--embedding-dim",
+    "8",
+    "--hidden-dim",
+    "16",
+    "--attention-dim",
+    "8",
+    "--batch-size",
+    "8",
+    "--epochs",
+    "4",
+    "--checkpoint-every",
+    "3",
+    "--deterministic",
+    "--seed",
+    "3",
+    "--learning-rate",
+    "0.01",
+]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
@@ -29,11 +54,11 @@ def _weights(run_dir: Path) -> list[np.ndarray]:
 
 def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_weights(tmp_path):
     reference = tmp_path / "reference"
-    subprocess.run([*TRAIN, "--output-dir", str(reference)], check=True, env=ENV, timeout=600,
-                   capture_output=True)
+    subprocess.run([*TRAIN, "--output-dir", str(reference)], check=True, env=ENV, timeout=600, capture_output=True)
     killed = tmp_path / "killed"
-    process = subprocess.Popen([*TRAIN, "--output-dir", str(killed)], env=ENV, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*TRAIN, "--output-dir", str(killed)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     checkpoints = killed / "checkpoints"
     deadline = time.time() + 300
     while not list(checkpoints.glob("ckpt-*.index")) and time.time() < deadline and process.poll() is None:
@@ -43,8 +68,9 @@ def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_weights(tm
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (killed / "model.keras").exists()
-    resumed = subprocess.run([*TRAIN, "--output-dir", str(killed), "--resume"], env=ENV, timeout=600,
-                             capture_output=True, text=True)
+    resumed = subprocess.run(
+        [*TRAIN, "--output-dir", str(killed), "--resume"], env=ENV, timeout=600, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from" in resumed.stdout
     for a, b in zip(_weights(killed), _weights(reference)):
@@ -55,15 +81,23 @@ def test_corrupt_latest_checkpoint_is_reported_and_the_previous_one_used(tiny_da
     from conftest import make_tiny_model
 
     data, tokenizer, captions = tiny_data
-    config = TrainConfig(batch_size=8, epochs=1, max_steps=4, checkpoint_every=2, seed=0, learning_rate=1e-2,
-                         bucket_by_length=False)
+    config = TrainConfig(
+        batch_size=8, epochs=1, max_steps=4, checkpoint_every=2, seed=0, learning_rate=1e-2, bucket_by_length=False
+    )
     train(lambda: make_tiny_model(tokenizer), TrainingData(data.images, captions), config, tmp_path, verbose=False)
     newest = tmp_path / "checkpoints" / "ckpt-4.data-00000-of-00001"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
-    config = TrainConfig(batch_size=8, epochs=1, max_steps=5, checkpoint_every=100, seed=0, learning_rate=1e-2,
-                         bucket_by_length=False)
-    result = train(lambda: make_tiny_model(tokenizer), TrainingData(data.images, captions), config, tmp_path,
-                   resume=True, verbose=True)
+    config = TrainConfig(
+        batch_size=8, epochs=1, max_steps=5, checkpoint_every=100, seed=0, learning_rate=1e-2, bucket_by_length=False
+    )
+    result = train(
+        lambda: make_tiny_model(tokenizer),
+        TrainingData(data.images, captions),
+        config,
+        tmp_path,
+        resume=True,
+        verbose=True,
+    )
     output = capsys.readouterr()
     assert "ckpt-4" in output.err and "unreadable" in output.err
     assert "resumed from" in output.out and "ckpt-2" in output.out
@@ -85,16 +119,23 @@ def _worker_env(ports: list[int], index: int, **extra) -> dict:
     return {**ENV, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}), **extra}
 
 
-MULTI = [*TRAIN[:TRAIN.index("--epochs")], "--epochs", "2", "--cnn-normalization", "none", "--dropout", "0"]
+MULTI = [*TRAIN[: TRAIN.index("--epochs")], "--epochs", "2", "--cnn-normalization", "none", "--dropout", "0"]
 
 
 def test_two_workers_match_one_process_and_only_the_chief_writes(tmp_path):
     single = tmp_path / "single"
     subprocess.run([*MULTI, "--output-dir", str(single)], check=True, env=ENV, timeout=600, capture_output=True)
     ports = _free_ports(2)
-    workers = [subprocess.Popen([*MULTI, "--strategy", "multi_worker", "--output-dir", str(tmp_path / f"w{i}")],
-                                env=_worker_env(ports, i), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for i in range(2)]
+    workers = [
+        subprocess.Popen(
+            [*MULTI, "--strategy", "multi_worker", "--output-dir", str(tmp_path / f"w{i}")],
+            env=_worker_env(ports, i),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outputs = [w.communicate(timeout=600) for w in workers]
     for worker, (_, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-3000:]
@@ -106,12 +147,29 @@ def test_two_workers_match_one_process_and_only_the_chief_writes(tmp_path):
 
 def test_a_dead_worker_stops_the_job_with_a_clear_error_and_restart_resumes(tmp_path):
     ports = _free_ports(2)
-    command = [*MULTI[:MULTI.index("--epochs")], "--epochs", "40", "--strategy", "multi_worker",
-               "--checkpoint-every", "5", "--cnn-normalization", "none"]
+    command = [
+        *MULTI[: MULTI.index("--epochs")],
+        "--epochs",
+        "40",
+        "--strategy",
+        "multi_worker",
+        "--checkpoint-every",
+        "5",
+        "--cnn-normalization",
+        "none",
+    ]
     env = {"SAT_TF_COLLECTIVE_TIMEOUT": "20"}
     shared = tmp_path / "shared"  # one output folder for the job, as on a shared filesystem
-    workers = [subprocess.Popen([*command, "--output-dir", str(shared)], env=_worker_env(ports, i, **env),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    workers = [
+        subprocess.Popen(
+            [*command, "--output-dir", str(shared)],
+            env=_worker_env(ports, i, **env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     deadline = time.time() + 300
     while not list((shared / "checkpoints").glob("ckpt-*.index")) and time.time() < deadline:
         time.sleep(0.2)
@@ -123,12 +181,19 @@ def test_a_dead_worker_stops_the_job_with_a_clear_error_and_restart_resumes(tmp_
     assert time.time() - started < 200
     workers[1].wait()
     ports = _free_ports(2)
-    short = [*command[:command.index("--epochs")], "--epochs", "1", *command[command.index("--epochs") + 2:]]
-    restarted = [subprocess.Popen([*short, "--output-dir", str(shared), "--resume"],
-                                  env=_worker_env(ports, i), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True) for i in range(2)]
+    short = [*command[: command.index("--epochs")], "--epochs", "1", *command[command.index("--epochs") + 2 :]]
+    restarted = [
+        subprocess.Popen(
+            [*short, "--output-dir", str(shared), "--resume"],
+            env=_worker_env(ports, i),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outputs = [w.communicate(timeout=600) for w in restarted]
-    for worker, (out, err) in zip(restarted, outputs):
+    for worker, (_, err) in zip(restarted, outputs):
         assert worker.returncode == 0, err[-3000:]
     assert all("resumed from" in out for out, _ in outputs)
     assert (shared / "model.keras").is_file()

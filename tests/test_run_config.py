@@ -30,12 +30,28 @@ def test_precedence_defaults_recipe_file_flags(tmp_path):
     parser = argparse.ArgumentParser()
     for section in ("data", "model", "training", "validation", "decoding"):
         add_section_flags(parser, section)
-    args = parser.parse_args(["--hidden-dim", "32", "--cnn-filters", "4,8", "--no-append-coordinates",
-                              "--val-split-list", "dev.txt", "--max-vocabulary", "none", "--beam-size", "5"])
+    args = parser.parse_args(
+        [
+            "--hidden-dim",
+            "32",
+            "--cnn-filters",
+            "4,8",
+            "--no-append-coordinates",
+            "--val-split-list",
+            "dev.txt",
+            "--max-vocabulary",
+            "none",
+            "--beam-size",
+            "5",
+        ]
+    )
     overrides = section_overrides(args)
-    assert overrides == {"model": {"hidden_dim": 32, "cnn_filters": [4, 8], "append_coordinates": False},
-                         "validation": {"split_list": "dev.txt"}, "data": {"max_vocabulary": None},
-                         "decoding": {"beam_size": 5}}
+    assert overrides == {
+        "model": {"hidden_dim": 32, "cnn_filters": [4, 8], "append_coordinates": False},
+        "validation": {"split_list": "dev.txt"},
+        "data": {"max_vocabulary": None},
+        "decoding": {"beam_size": 5},
+    }
     final = resolve_run_config("shapes-demo", tmp_path / "run.json", overrides)
     assert final.model.hidden_dim == 32 and final.model.cnn_filters == (4, 8) and final.training.epochs == 3
     assert final.validation.split_list == "dev.txt" and final.decoding.beam_size == 5
@@ -44,7 +60,7 @@ def test_precedence_defaults_recipe_file_flags(tmp_path):
 def test_bad_settings_are_named():
     with pytest.raises(ConfigError, match="unknown key\\(s\\) hiden_dim"):
         RunConfig.from_dict({"model": {"hiden_dim": 3}})
-    with pytest.raises(ConfigError, match="model.dropout: expected float, got \"high\""):
+    with pytest.raises(ConfigError, match='model.dropout: expected float, got "high"'):
         RunConfig.from_dict({"model": {"dropout": "high"}})
     with pytest.raises(ConfigError, match="decoding.beam_size must be >= 1"):
         RunConfig.from_dict({"decoding": {"beam_size": 0}})
@@ -56,9 +72,19 @@ def test_one_builder_gives_the_configured_model():
     from sat_tf.data.tokenizer import CaptionTokenizer
 
     tokenizer = CaptionTokenizer(["a", "b"])
-    model = build_captioner(ModelConfig(image_size=32, cnn_filters=(4, 8), embedding_dim=6, hidden_dim=10,
-                                        attention_dim=5, dropout=0.1, attention="hard", penalty_weight=0.5),
-                            tokenizer)
+    model = build_captioner(
+        ModelConfig(
+            image_size=32,
+            cnn_filters=(4, 8),
+            embedding_dim=6,
+            hidden_dim=10,
+            attention_dim=5,
+            dropout=0.1,
+            attention="hard",
+            penalty_weight=0.5,
+        ),
+        tokenizer,
+    )
     decoder = model.decoder
     assert (decoder.embedding_dim, decoder.hidden_dim, decoder.attention_dim) == (6, 10, 5)
     assert decoder.attention_mode == "hard" and decoder.dropout_rate == 0.1 and model.penalty_weight == 0.5
@@ -88,7 +114,12 @@ def test_each_section_lives_beside_what_it_configures():
     from sat_tf.training.self_critical import SelfCriticalConfig
 
     config = RunConfig()
-    for section, kind in (("data", DataConfig), ("model", ModelConfig), ("training", TrainConfig),
-                          ("validation", ValidationConfig), ("decoding", DecodingConfig),
-                          ("scst", SelfCriticalConfig)):
+    for section, kind in (
+        ("data", DataConfig),
+        ("model", ModelConfig),
+        ("training", TrainConfig),
+        ("validation", ValidationConfig),
+        ("decoding", DecodingConfig),
+        ("scst", SelfCriticalConfig),
+    ):
         assert type(getattr(config, section)) is kind

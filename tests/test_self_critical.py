@@ -118,7 +118,13 @@ def test_self_critical_training_raises_the_reward_through_the_trainer(tiny_data,
     first_per_image = sorted({int(i): n for n, i in reversed(list(enumerate(captions.image_index)))}.values())
     per_image = encode_captions([data.records[n] for n in first_per_image], tokenizer)
     config = TrainConfig(batch_size=16, epochs=12, learning_rate=5e-3, bucket_by_length=False, log_every=1)
-    result = train(lambda: make_tiny_model(tokenizer), TrainingData(data.images, per_image), config, tmp_path,
-                   verbose=False, build_task=lambda m: SelfCriticalTask(m, reward, num_samples=4, max_length=12))
+    result = train(
+        lambda: make_tiny_model(tokenizer),
+        TrainingData(data.images, per_image),
+        config,
+        tmp_path,
+        verbose=False,
+        build_task=lambda m: SelfCriticalTask(m, reward, num_samples=4, max_length=12),
+    )
     rewards = [h["reward"] for h in result.history if "reward" in h]
     assert len(rewards) >= 20 and np.mean(rewards[-5:]) > np.mean(rewards[:5]) + 0.1, rewards

@@ -22,8 +22,12 @@ from sat_tf.serving.server import create_app
 
 NAME = "abuse"
 PAGE_PATHS = {"/", "/page.js", "/page.css"}  # the page's own files are not JSON
-FUZZ_REQUESTS = settings(max_examples=1000, deadline=None, derandomize=True,
-                         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ_REQUESTS = settings(
+    max_examples=1000,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 def _png(width: int, height: int, seed: int = 0) -> bytes:
@@ -68,41 +72,66 @@ def live(model_base):
 
 
 paths = st.one_of(
-    st.sampled_from([f"/v1/models/{NAME}", f"/v1/models/{NAME}:predict", f"/v1/models/{NAME}/metadata",
-                     f"/v1/models/{NAME}/versions/2", f"/v1/models/{NAME}/versions/7:predict",
-                     f"/v1/models/{NAME}/versions/2:predict", f"/v1/models/{NAME}/labels/stable",
-                     f"/v1/models/{NAME}/labels/x:predict", "/v1/models/other:predict", "/page-config.json",
-                     "/v1/models", "/v1", "/nothing", "/page.js", "/"]),
-    st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="?#%"), max_size=40)
-    .map(lambda tail: f"/v1/models/{NAME}/{tail}"),
+    st.sampled_from(
+        [
+            f"/v1/models/{NAME}",
+            f"/v1/models/{NAME}:predict",
+            f"/v1/models/{NAME}/metadata",
+            f"/v1/models/{NAME}/versions/2",
+            f"/v1/models/{NAME}/versions/7:predict",
+            f"/v1/models/{NAME}/versions/2:predict",
+            f"/v1/models/{NAME}/labels/stable",
+            f"/v1/models/{NAME}/labels/x:predict",
+            "/v1/models/other:predict",
+            "/page-config.json",
+            "/v1/models",
+            "/v1",
+            "/nothing",
+            "/page.js",
+            "/",
+        ]
+    ),
+    st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="?#%"), max_size=40).map(
+        lambda tail: f"/v1/models/{NAME}/{tail}"
+    ),
 )
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
-    max_leaves=8)
-instances = st.lists(st.one_of(
-    st.builds(lambda w, h: {"b64": _b64(_png(w, h))}, st.integers(1, 24), st.integers(1, 24)),
-    st.builds(lambda w: {"b64": _b64(_png(w, 300))}, st.integers(150, 400)),  # over the 40,000-pixel limit
-    st.builds(lambda s: {"b64": s}, st.text(max_size=12)),
-    json_values), max_size=3)
+    max_leaves=8,
+)
+instances = st.lists(
+    st.one_of(
+        st.builds(lambda w, h: {"b64": _b64(_png(w, h))}, st.integers(1, 24), st.integers(1, 24)),
+        st.builds(lambda w: {"b64": _b64(_png(w, 300))}, st.integers(150, 400)),  # over the 40,000-pixel limit
+        st.builds(lambda s: {"b64": s}, st.text(max_size=12)),
+        json_values,
+    ),
+    max_size=3,
+)
 bodies = st.one_of(
     st.binary(max_size=300),
     json_values.map(lambda v: json.dumps(v).encode()),
-    st.fixed_dictionaries({"instances": instances},
-                          optional={"signature_name": json_values | st.sampled_from(["beam_search", "caption_images"])})
-    .map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries(
+        {"instances": instances},
+        optional={"signature_name": json_values | st.sampled_from(["beam_search", "caption_images"])},
+    ).map(lambda v: json.dumps(v).encode()),
     st.builds(lambda column: json.dumps({"inputs": {"image_bytes": column}}).encode(), instances),
     st.text(max_size=50).map(lambda t: t.encode("utf-16", "surrogatepass")),
 )
 
 
 @FUZZ_REQUESTS
-@given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]), path=paths,
-       body=bodies, content_type=st.sampled_from(["application/json", "text/plain", "", "application/x-www-form"
-                                                  "-urlencoded; charset=utf-16"]))
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]),
+    path=paths,
+    body=bodies,
+    content_type=st.sampled_from(
+        ["application/json", "text/plain", "", "application/x-www-form-urlencoded; charset=utf-16"]
+    ),
+)
 def test_random_requests_get_no_5xx_and_json_errors(live, method, path, body, content_type):
-    response = requests.request(method, live.url + path, data=body, headers={"Content-Type": content_type},
-                                timeout=30)
+    response = requests.request(method, live.url + path, data=body, headers={"Content-Type": content_type}, timeout=30)
     assert response.status_code < 500, (method, path, response.status_code, response.text[:300])
     # every error is JSON, and so is every answer but the page's own files, HEAD and OPTIONS (an
     # empty 200 with the Allow header)
@@ -119,10 +148,12 @@ def test_the_defects_found_by_hand_stay_fixed(live):
     assert response.status_code == 400 and "signature_name" in response.json()["error"]
     # another version than the one served, and version labels, are 404s as in TF Serving
     assert requests.get(f"{live.url}/v1/models/{NAME}/versions/7").status_code == 404
-    assert requests.post(f"{live.url}/v1/models/{NAME}/versions/7:predict", json={"instances": [image]}
-                         ).status_code == 404
-    assert requests.post(f"{live.url}/v1/models/{NAME}/versions/2:predict", json={"instances": [image]}
-                         ).status_code == 200
+    assert (
+        requests.post(f"{live.url}/v1/models/{NAME}/versions/7:predict", json={"instances": [image]}).status_code == 404
+    )
+    assert (
+        requests.post(f"{live.url}/v1/models/{NAME}/versions/2:predict", json={"instances": [image]}).status_code == 200
+    )
     assert "label" in requests.get(f"{live.url}/v1/models/{NAME}/labels/stable").json()["error"]
     # 405 answers are JSON, with the allowed methods
     wrong_method = requests.get(predict)
@@ -135,8 +166,10 @@ def test_the_defects_found_by_hand_stay_fixed(live):
     assert meta["model_spec"] == {"name": NAME, "signature_name": "", "version": "2"}
     serving = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
     assert serving["inputs"]["image_bytes"]["dtype"] == "DT_STRING"
-    assert serving["inputs"]["image_bytes"]["tensor_shape"] == {"dim": [{"size": "-1", "name": ""}],
-                                                                "unknown_rank": False}
+    assert serving["inputs"]["image_bytes"]["tensor_shape"] == {
+        "dim": [{"size": "-1", "name": ""}],
+        "unknown_rank": False,
+    }
     assert serving["outputs"]["caption"]["dtype"] == "DT_STRING"
     assert serving["method_name"] == "tensorflow/serving/predict"
 
@@ -233,9 +266,13 @@ def test_sat_tf_serve_announces_the_real_name_version_and_page_once_loaded(model
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "sat_tf.cli", "serve", "--model-dir", str(model_base),
-                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sat_tf.cli", "serve", "--model-dir", str(model_base), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     try:
         line = process.stdout.readline().strip()
         url = f"http://127.0.0.1:{port}"

@@ -73,8 +73,9 @@ def _canvas_pixels(driver) -> str:
     return driver.execute_script("return document.getElementById('photo-canvas').toDataURL('image/png');")
 
 
-def test_page_captions_an_upload_and_shows_attention_per_word(browser, live_server, trained_tiny_model,
-                                                              tiny_data, tmp_path):
+def test_page_captions_an_upload_and_shows_attention_per_word(
+    browser, live_server, trained_tiny_model, tiny_data, tmp_path
+):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -91,8 +92,9 @@ def test_page_captions_an_upload_and_shows_attention_per_word(browser, live_serv
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#caption .word"))
     words = browser.find_elements(By.CSS_SELECTOR, "#caption .word")
     assert " ".join(w.text for w in words) == expected.best_texts[0]
-    candidates = [item.text.split("log p")[0].strip()
-                  for item in browser.find_elements(By.CSS_SELECTOR, "#candidates li")]
+    candidates = [
+        item.text.split("log p")[0].strip() for item in browser.find_elements(By.CSS_SELECTOR, "#candidates li")
+    ]
     assert candidates == expected.texts[0]
     from sat_tf.inference.results import NOT_SURE_BELOW
 
@@ -182,16 +184,19 @@ class _SlowDoubler:
         if b"bad" in images:
             raise ValueError("cannot decode")
         self.calls.append(list(images))
-        return {"value": np.array([2 * int(image) for image in images]),
-                "signature": np.array([signature] * len(images))}
+        return {
+            "value": np.array([2 * int(image) for image in images]),
+            "signature": np.array([signature] * len(images)),
+        }
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_batcher_groups_requests_up_to_the_batch_size_and_answers_each_its_rows(threads):
     graph = _SlowDoubler()
     graph.gate.clear()  # hold the workers on their first batch so the other requests queue up behind
-    batcher = RequestBatcher(graph, max_batch_size=4, batch_timeout_ms=50, max_queued_requests=32,
-                             num_batch_threads=threads)
+    batcher = RequestBatcher(
+        graph, max_batch_size=4, batch_timeout_ms=50, max_queued_requests=32, num_batch_threads=threads
+    )
     with ThreadPoolExecutor(9) as pool:
         futures = [pool.submit(batcher.submit, "a", [b"0"])]
         assert graph.entered.wait(timeout=30)  # a worker holds request 0 in the graph

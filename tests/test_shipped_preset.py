@@ -33,7 +33,7 @@ def photo(tmp_path_factory):
     pixels[:150] = (120, 170, 235)
     pixels[150:] = (60, 150, 50)
     yy, xx = np.mgrid[:300, :400]
-    pixels[(yy - 190) ** 2 + (xx - 200) ** 2 < 50 ** 2] = (40, 30, 20)
+    pixels[(yy - 190) ** 2 + (xx - 200) ** 2 < 50**2] = (40, 30, 20)
     path = tmp_path_factory.mktemp("photo") / "photo.jpg"
     Image.fromarray(pixels).save(path, quality=92)
     return path

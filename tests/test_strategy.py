@@ -44,12 +44,15 @@ def test_chief_is_worker_zero_without_a_chief_task():
     assert not is_chief(FakeStrategy(Resolver("worker", 0, with_chief)))
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("optimizer", "sgd", "optimizer must be one of"),
-    ("schedule", "linear", "schedule must be one of"),
-    ("batch_size", 0, "batch_size must be positive"),
-    ("clip_norm", -1.0, "clip_norm must be positive"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("optimizer", "sgd", "optimizer must be one of"),
+        ("schedule", "linear", "schedule must be one of"),
+        ("batch_size", 0, "batch_size must be positive"),
+        ("clip_norm", -1.0, "clip_norm must be positive"),
+    ],
+)
 def test_train_config_validation(field, value, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**{field: value})

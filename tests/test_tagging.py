@@ -28,10 +28,23 @@ def test_the_class_table_maps_imagenet_classes_to_caption_words():
     classes = imagenet_classes()
     assert len(classes) == 1000 and classes[0].synset == "n01440764"  # tench: the standard order
     assert len({c.synset for c in classes}) == 1000
-    expected = {"Indian elephant": "elephant", "African elephant": "elephant", "trolleybus": "bus",
-                "airliner": "airplane", "toilet seat": "toilet", "pizza": "pizza", "giant panda": "panda",
-                "Labrador retriever": "dog", "golden retriever": "dog", "tabby": "cat", "school bus": "bus",
-                "plate": "plate", "sports car": "car", "zebra": "zebra", "mountain bike": "bike"}
+    expected = {
+        "Indian elephant": "elephant",
+        "African elephant": "elephant",
+        "trolleybus": "bus",
+        "airliner": "airplane",
+        "toilet seat": "toilet",
+        "pizza": "pizza",
+        "giant panda": "panda",
+        "Labrador retriever": "dog",
+        "golden retriever": "dog",
+        "tabby": "cat",
+        "school bus": "bus",
+        "plate": "plate",
+        "sports car": "car",
+        "zebra": "zebra",
+        "mountain bike": "bike",
+    }
     assert {name: classes[_index(name)].word for name in expected} == expected
 
 
@@ -66,8 +79,7 @@ def test_the_tagger_reads_the_same_backbone_as_the_encoder():
     from sat_tf.models.efficientnet_lite import preprocess
 
     features = encoder(images).numpy()
-    np.testing.assert_allclose(head(preprocess(images)).numpy().reshape(features.shape), features, rtol=1e-4,
-                               atol=1e-4)
+    np.testing.assert_allclose(head(preprocess(images)).numpy().reshape(features.shape), features, rtol=1e-4, atol=1e-4)
 
 
 def test_coco_words_name_categories():
@@ -79,8 +91,12 @@ def test_coco_words_name_categories():
 
 def test_constraint_words_hold_the_in_vocabulary_words_of_probable_tags_or_their_surrogates():
     vocabulary = {"<pad>": 0, "a": 1, "dog": 2, "hot": 3, "cat": 4, "horse": 5}
-    tags = [[Tag("dog", 0.6, ()), Tag("cat", 0.2, ())], [Tag("hot dog", 0.5, ()), Tag("zebra", 0.9, ())],
-            [Tag("spaceship", 0.9, ())], []]
+    tags = [
+        [Tag("dog", 0.6, ()), Tag("cat", 0.2, ())],
+        [Tag("hot dog", 0.5, ()), Tag("zebra", 0.9, ())],
+        [Tag("spaceship", 0.9, ())],
+        [],
+    ]
     mask, renames = constraint_words(tags, vocabulary, min_probability=0.3)
     np.testing.assert_array_equal(mask, [[0, 0, 1, 0, 0, 0], [0, 0, 1, 1, 0, 1], [0] * 6, [0] * 6])
     assert renames == [{}, {"horse": "zebra"}, {}, {}]  # zebra is said with horse's token
@@ -121,8 +137,10 @@ def test_auto_guidance_constrains_only_captions_that_miss_a_confident_tag(random
         else:
             assert auto.texts[i] == free.texts[i]
     low = [[Tag(t[0].word, 0.4, ())] for t in tags]  # below auto's 0.5: nothing changes
-    assert guided_captions(random_model, {"features": features}, low, TagGuidance("auto"), **settings)[0].texts \
+    assert (
+        guided_captions(random_model, {"features": features}, low, TagGuidance("auto"), **settings)[0].texts
         == free.texts
+    )
     on, constrained_on = guided_captions(random_model, {"features": features}, low, TagGuidance("on"), **settings)
     assert all(constrained_on) and all(t[0].word in text.split() for t, text in zip(low, on.best_texts))
 
@@ -142,8 +160,11 @@ def test_the_saved_model_returns_the_tags_the_library_computes(tmp_path):
 
     keras.utils.set_random_seed(0)
     tokenizer = CaptionTokenizer(["a", "dog"])
-    model = Captioner(Encoder("efficientnet_lite0", weights="imagenet"),
-                      AttentionDecoder(tokenizer.vocabulary_size, 8, 8, 8, dropout=0.0), tokenizer)
+    model = Captioner(
+        Encoder("efficientnet_lite0", weights="imagenet"),
+        AttentionDecoder(tokenizer.vocabulary_size, 8, 8, 8, dropout=0.0),
+        tokenizer,
+    )
     rng = np.random.default_rng(1)
     photos = []
     for _ in range(2):
@@ -159,5 +180,6 @@ def test_the_saved_model_returns_the_tags_the_library_computes(tmp_path):
         outputs = served.signatures[signature](image_bytes=data)
         for row in range(2):
             assert [w.decode() for w in outputs["tags"][row].numpy()] == [t.word for t in expected[row]]
-            np.testing.assert_allclose(outputs["tag_probabilities"][row], [t.probability for t in expected[row]],
-                                       rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(
+                outputs["tag_probabilities"][row], [t.probability for t in expected[row]], rtol=1e-4, atol=1e-6
+            )

@@ -30,10 +30,12 @@ def _images(count: int, seed: int = 0) -> np.ndarray:
 
 def test_cut_points_of_efficientnet_lite0():
     images = _images(2)
-    for blocks, layer, shape in ((1, "head_conv", (2, 2, 320)), (2, "block15_expand_conv", (2, 2, 192)),
-                                 (6, "block11_expand_conv", (4, 4, 112))):
-        encoder = Encoder("efficientnet_lite0", image_size=IMAGE_SIZE, feature_layer="top",
-                          fine_tune_top_blocks=blocks)
+    for blocks, layer, shape in (
+        (1, "head_conv", (2, 2, 320)),
+        (2, "block15_expand_conv", (2, 2, 192)),
+        (6, "block11_expand_conv", (4, 4, 112)),
+    ):
+        encoder = Encoder("efficientnet_lite0", image_size=IMAGE_SIZE, feature_layer="top", fine_tune_top_blocks=blocks)
         cached = encoder.cache_input(images)
         assert encoder.cache_layer == layer and tuple(cached.shape[1:]) == shape
         # the two halves compose to the whole network, exactly
@@ -58,9 +60,18 @@ def image_files(tmp_path):
 
 
 def _model_config() -> ModelConfig:
-    return ModelConfig(backbone="efficientnet_lite0", weights="imagenet", feature_layer="top", image_size=IMAGE_SIZE,
-                       fine_tune_top_blocks=2, append_coordinates=False, embedding_dim=8, hidden_dim=16,
-                       attention_dim=8, dropout=0.0)
+    return ModelConfig(
+        backbone="efficientnet_lite0",
+        weights="imagenet",
+        feature_layer="top",
+        image_size=IMAGE_SIZE,
+        fine_tune_top_blocks=2,
+        append_coordinates=False,
+        embedding_dim=8,
+        hidden_dim=16,
+        attention_dim=8,
+        dropout=0.0,
+    )
 
 
 def test_training_from_an_intermediate_cache_keeps_one_captioner_of_raw_images(image_files, tmp_path):
@@ -68,15 +79,29 @@ def test_training_from_an_intermediate_cache_keeps_one_captioner_of_raw_images(i
     probe = config.build_encoder()
     cache = extract_to_cache(probe, image_files, tmp_path / "cache", verbose=False)
     assert cache.feature_shape == (2, 2, 192)
-    records = [CaptionRecord(image_id=str(i), caption=CAPTIONS[i % 4], image_path=path, image_index=i)
-               for i, path in enumerate(image_files)]
+    records = [
+        CaptionRecord(image_id=str(i), caption=CAPTIONS[i % 4], image_path=path, image_index=i)
+        for i, path in enumerate(image_files)
+    ]
     tokenizer = CaptionTokenizer.from_corpus(CAPTIONS)
     captions = encode_captions(records, tokenizer)
     learning_rate, scale = 1e-3, 0.1
-    train_config = TrainConfig(batch_size=4, epochs=1, max_steps=1, learning_rate=learning_rate,
-                               encoder_learning_rate_scale=scale, log_every=1, clip_norm=None)
-    trainer = Trainer(lambda: build_captioner(config, tokenizer), TrainingData(cache, captions, IMAGE_SIZE),
-                      train_config, tmp_path / "run", verbose=False)
+    train_config = TrainConfig(
+        batch_size=4,
+        epochs=1,
+        max_steps=1,
+        learning_rate=learning_rate,
+        encoder_learning_rate_scale=scale,
+        log_every=1,
+        clip_norm=None,
+    )
+    trainer = Trainer(
+        lambda: build_captioner(config, tokenizer),
+        TrainingData(cache, captions, IMAGE_SIZE),
+        train_config,
+        tmp_path / "run",
+        verbose=False,
+    )
     model = trainer.model
     top = model.encoder.trainable_variables
     before = {id(v): v.numpy().copy() for v in model.trainable_variables + model.encoder.cached_part_weights}
@@ -97,9 +122,10 @@ def test_training_from_an_intermediate_cache_keeps_one_captioner_of_raw_images(i
     through_cache = model.features_from_cache(cache.gather(np.arange(8))).numpy()
     np.testing.assert_allclose(through_cache, from_images, atol=0.02)
     greedy = GreedySampler()
-    assert (generate_captions(model, images=images, sampler=greedy, max_length=6).best().texts
-            == generate_captions(model, features=cache.gather(np.arange(8)), sampler=greedy,
-                                 max_length=6).best().texts)
+    assert (
+        generate_captions(model, images=images, sampler=greedy, max_length=6).best().texts
+        == generate_captions(model, features=cache.gather(np.arange(8)), sampler=greedy, max_length=6).best().texts
+    )
     # ... and so does it after a save and load, whose cache identity still matches (only the
     # frozen part's weights decide the cache)
     import keras

@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import fixed_batch, make_tiny_model, weights_of
 
 import sat_tf.training.trainer as trainer_module
-from conftest import fixed_batch, make_tiny_model, weights_of
 from sat_tf.training import NonFiniteLossError, TrainConfig, TrainingData, build_train_step, train
 
 
@@ -39,13 +39,15 @@ def test_mirrored_step_equals_single_device_step(tiny_data):
 
 def _train(tiny_data, output_dir, resume=False, attention_mode="soft"):
     data, tokenizer, captions = tiny_data
-    config = TrainConfig(batch_size=8, epochs=2, learning_rate=3e-3, schedule="cosine", warmup_steps=2,
-                         checkpoint_every=3, seed=4)
+    config = TrainConfig(
+        batch_size=8, epochs=2, learning_rate=3e-3, schedule="cosine", warmup_steps=2, checkpoint_every=3, seed=4
+    )
+
     # group normalisation: bucketing by length is safe with it (see build_small_cnn)
-    build = lambda: make_tiny_model(tokenizer, dropout=0.3, seed=2, normalization="group",  # noqa: E731
-                                    attention_mode=attention_mode)
-    return train(build, TrainingData(data.images, captions),
-                 config, output_dir, resume=resume, verbose=False)
+    def build():
+        return make_tiny_model(tokenizer, dropout=0.3, seed=2, normalization="group", attention_mode=attention_mode)
+
+    return train(build, TrainingData(data.images, captions), config, output_dir, resume=resume, verbose=False)
 
 
 @pytest.mark.parametrize("attention_mode", ["soft", "hard"])
@@ -96,8 +98,7 @@ def test_batch_norm_with_length_buckets_warns(tiny_data, tmp_path):
     data, tokenizer, captions = tiny_data
     config = TrainConfig(batch_size=8, epochs=1, max_steps=1, bucket_by_length=True)
     with pytest.warns(UserWarning, match="batch statistics reveal"):
-        train(lambda: make_tiny_model(tokenizer), TrainingData(data.images, captions), config, tmp_path,
-              verbose=False)
+        train(lambda: make_tiny_model(tokenizer), TrainingData(data.images, captions), config, tmp_path, verbose=False)
 
 
 def test_model_selection_keeps_the_best_epoch_and_stops_early(tiny_data, tmp_path):
@@ -110,8 +111,14 @@ def test_model_selection_keeps_the_best_epoch_and_stops_early(tiny_data, tmp_pat
         return next(scores)
 
     config = TrainConfig(batch_size=8, epochs=6, bucket_by_length=False, early_stopping_patience=2)
-    result = train(lambda: make_tiny_model(tokenizer), TrainingData(data.images, captions), config, tmp_path,
-                   verbose=False, validate=validate)
+    result = train(
+        lambda: make_tiny_model(tokenizer),
+        TrainingData(data.images, captions),
+        config,
+        tmp_path,
+        verbose=False,
+        validate=validate,
+    )
     assert len(seen) == 4  # epochs 1-4, then stopped
     best = json.loads((tmp_path / "best.json").read_text())
     assert best["epoch"] == 2 and best["score"] == 30.0
@@ -124,8 +131,14 @@ def test_every_epoch_is_validated_including_the_last(tiny_data, tmp_path):
     data, tokenizer, captions = tiny_data
     calls = []
     config = TrainConfig(batch_size=8, epochs=3, bucket_by_length=False)
-    train(lambda: make_tiny_model(tokenizer), TrainingData(data.images, captions), config, tmp_path,
-          verbose=False, validate=lambda model: calls.append(1) or float(len(calls)))
+    train(
+        lambda: make_tiny_model(tokenizer),
+        TrainingData(data.images, captions),
+        config,
+        tmp_path,
+        verbose=False,
+        validate=lambda model: calls.append(1) or float(len(calls)),
+    )
     assert len(calls) == 3
     assert json.loads((tmp_path / "best.json").read_text())["epoch"] == 3
 
@@ -134,10 +147,24 @@ def test_train_runs_under_mirrored_strategy_and_resumes(tiny_data, tmp_path):
     data, tokenizer, captions = tiny_data
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     config = TrainConfig(batch_size=8, epochs=1, max_steps=3, bucket_by_length=False, checkpoint_every=2)
-    first = train(lambda: make_tiny_model(tokenizer), TrainingData(data.images, captions), config, tmp_path,
-                  strategy=strategy, verbose=False, validate=lambda model: 1.0)
+    first = train(
+        lambda: make_tiny_model(tokenizer),
+        TrainingData(data.images, captions),
+        config,
+        tmp_path,
+        strategy=strategy,
+        verbose=False,
+        validate=lambda model: 1.0,
+    )
     assert first.steps == 3 and (tmp_path / "model.keras").is_file()
     config.max_steps = 5
-    resumed = train(lambda: make_tiny_model(tokenizer), TrainingData(data.images, captions), config, tmp_path,
-                    strategy=strategy, verbose=False, resume=True)
+    resumed = train(
+        lambda: make_tiny_model(tokenizer),
+        TrainingData(data.images, captions),
+        config,
+        tmp_path,
+        strategy=strategy,
+        verbose=False,
+        resume=True,
+    )
     assert resumed.steps == 5

@@ -12,12 +12,17 @@ from sat_tf_edge.runtime import EdgeCaptioner
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sat-tf-edge",
-                                     description="Caption images with sat_tf's TFLite models (no TensorFlow).")
+    parser = argparse.ArgumentParser(
+        prog="sat-tf-edge", description="Caption images with sat_tf's TFLite models (no TensorFlow)."
+    )
     parser.add_argument("model_dir", help="folder with sat_tf_edge.json and the two .tflite files")
     parser.add_argument("images", nargs="+")
-    parser.add_argument("--beam-size", type=int, default=None,
-                        help="default: the manifest's decoding settings (as `sat-tf caption` decodes)")
+    parser.add_argument(
+        "--beam-size",
+        type=int,
+        default=None,
+        help="default: the manifest's decoding settings (as `sat-tf caption` decodes)",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="one JSON object per image")
     args = parser.parse_args(argv)

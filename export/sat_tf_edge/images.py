@@ -12,7 +12,8 @@ edge runtime and the REST server, so a model sees the same pixels wherever it ru
 
 A TF Serving client that sends image bytes straight to the SavedModel gets steps 1, 3 and 4 from
 the graph (`decode_image_bytes`: within one grey level; up to three at the borders of an image
-smaller than the input, which the two bilinear filters upscale slightly differently), but not step 2: it must apply the EXIF orientation itself, as `sat-tf serve` does with
+smaller than the input, which the two bilinear filters upscale slightly differently), but not
+step 2: it must apply the EXIF orientation itself, as `sat-tf serve` does with
 `oriented_image_bytes` before the graph sees the bytes.
 """
 
@@ -56,8 +57,9 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
         return np.repeat(gray[:, :, None], 3, axis=2)
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
-        return np.asarray(Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba).convert("RGB"),
-                          dtype=np.uint8)
+        return np.asarray(
+            Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba).convert("RGB"), dtype=np.uint8
+        )
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
@@ -143,7 +145,7 @@ def resize_image(pixels: np.ndarray, size: int) -> np.ndarray:
     """RGB uint8 [H, W, 3] -> [size, size, 3] with Pillow's bilinear filter (step 4)."""
     if pixels.shape[:2] == (size, size):
         return pixels
-    return np.asarray(Image.fromarray(pixels).resize((size, size), Image.BILINEAR))
+    return np.asarray(Image.fromarray(pixels).resize((size, size), Image.Resampling.BILINEAR))
 
 
 def load_image(source: ImageSource, size: int | None = None) -> np.ndarray:

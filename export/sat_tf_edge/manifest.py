@@ -49,7 +49,8 @@ class EdgeManifest:
     special_ids: dict[str, int]
     quantization: dict[str, str]
     files: dict[str, str] = dataclasses.field(
-        default_factory=lambda: {"encoder": ENCODER_FILE, "decoder": DECODER_FILE})
+        default_factory=lambda: {"encoder": ENCODER_FILE, "decoder": DECODER_FILE}
+    )
     attention_mode: str = "soft"
     decoding: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_DECODING))
 
@@ -68,8 +69,11 @@ class EdgeManifest:
             found = values.get("format") if isinstance(values, dict) else type(values).__name__
             raise ManifestError(f"{where}: not a {FORMAT} manifest (format: {found!r})")
         names = {f.name for f in dataclasses.fields(cls)}
-        required = {f.name for f in dataclasses.fields(cls)
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        required = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
         missing = sorted(required - set(values))
         if missing:
             raise ManifestError(f"{where}: missing field(s) {', '.join(missing)}")

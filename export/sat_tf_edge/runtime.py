@@ -81,28 +81,47 @@ class EdgeCaptioner:
         """float32 [1, S, S, 3] -> per-image step inputs and initial state."""
         return self.encode(image=image.astype(np.float32))
 
-    def caption(self, image, beam_size: int | None = None, length_penalty: float | None = None,
-                forbid_unknown: bool | None = None, no_repeat_ngram_size: int | None = None) -> EdgeCaption:
+    def caption(
+        self,
+        image,
+        beam_size: int | None = None,
+        length_penalty: float | None = None,
+        forbid_unknown: bool | None = None,
+        no_repeat_ngram_size: int | None = None,
+    ) -> EdgeCaption:
         """Captions a path, bytes, or a float32 [1, S, S, 3] array; a setting left None is the
         manifest's (`EdgeManifest.decoding`)."""
         settings = dict(self.manifest.decoding)
-        given = dict(beam_size=beam_size, length_penalty=length_penalty, forbid_unknown=forbid_unknown,
-                     no_repeat_ngram_size=no_repeat_ngram_size)
+        given = dict(
+            beam_size=beam_size,
+            length_penalty=length_penalty,
+            forbid_unknown=forbid_unknown,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+        )
         settings.update({key: value for key, value in given.items() if value is not None})
         pixels = image if isinstance(image, np.ndarray) else load_image(image, self.image_size)[np.newaxis]
         return self.caption_beam(self.encode_image(pixels), **settings)
 
-    def caption_beam(self, encoded: dict, beam_size: int = 1, length_penalty: float = 0.0,
-                     forbid_unknown: bool = False, no_repeat_ngram_size: int = 0) -> EdgeCaption:
+    def caption_beam(
+        self,
+        encoded: dict,
+        beam_size: int = 1,
+        length_penalty: float = 0.0,
+        forbid_unknown: bool = False,
+        no_repeat_ngram_size: int = 0,
+    ) -> EdgeCaption:
         """The library's beam search (`sat_tf.inference.BeamSampler`; beam 1 is greedy): finished
         beams keep their score and compete; the best is ranked by log p / length**length_penalty."""
         k = beam_size
-        per_image = {key: np.repeat(encoded[key], k, axis=0)
-                     for key in ("attention_keys", "context_gates", "context_outputs")}
+        per_image = {
+            key: np.repeat(encoded[key], k, axis=0) for key in ("attention_keys", "context_gates", "context_outputs")
+        }
         hidden, cell = np.repeat(encoded["hidden"], k, axis=0), np.repeat(encoded["cell"], k, axis=0)
         scores = np.full(k, -np.inf)
         scores[0] = 0.0  # only one live beam at the start
-        beams = [([], [], []) for _ in range(k)]  # tokens, log-probs, alphas
+        beams: list[tuple[list[int], list[float], list[np.ndarray]]] = [
+            ([], [], []) for _ in range(k)
+        ]  # tokens, log-probs, alphas
         finished = np.zeros(k, bool)
         previous = np.full(k, self.start_id, np.int32)
         for _ in range(self.max_length):
@@ -127,13 +146,18 @@ class EdgeCaptioner:
                 if finished[parent]:
                     new_beams.append(beams[parent])
                 else:
-                    new_beams.append((tokens + [int(word)], token_log_probs + [float(model_log_probs[parent, word])],
-                                      alphas + [out["alpha"][parent]]))
+                    new_beams.append(
+                        (
+                            tokens + [int(word)],
+                            token_log_probs + [float(model_log_probs[parent, word])],
+                            alphas + [out["alpha"][parent]],
+                        )
+                    )
             finished = finished[parents] | (words == self.end_id)
             scores, beams = candidates[best], new_beams
             hidden, cell, previous = out["hidden"][parents], out["cell"][parents], words.astype(np.int32)
         lengths = np.array([max(len(tokens), 1) for tokens, _, _ in beams], np.float64)
-        ranking = scores / lengths ** length_penalty if length_penalty else scores
+        ranking = scores / lengths**length_penalty if length_penalty else scores
         best_beam = int(np.argmax(ranking))  # the first of equals, as the library's stable sort
         tokens, token_log_probs, alphas = beams[best_beam]
         return EdgeCaption(self.text(tokens), tokens, token_log_probs, np.stack(alphas), float(ranking[best_beam]))

@@ -12,8 +12,13 @@ from typing import Iterable, Sequence
 PAD_ID, START_ID, END_ID, UNKNOWN_ID = 0, 1, 2, 3
 
 
-def caption_text(tokens: Iterable[int], vocabulary: Sequence[str], pad_id: int = PAD_ID, start_id: int = START_ID,
-                 end_id: int = END_ID) -> str:
+def caption_text(
+    tokens: Iterable[int],
+    vocabulary: Sequence[str],
+    pad_id: int = PAD_ID,
+    start_id: int = START_ID,
+    end_id: int = END_ID,
+) -> str:
     """The caption a row of token ids spells.
 
     Example:

@@ -75,14 +75,17 @@ def _check_identity(manifest: dict, identity: CacheIdentity, cache_dir: Path) ->
         what = key.replace("_", " ")
         if isinstance(value, dict) and isinstance(recorded.get(key), dict):
             differing = sorted(k for k in set(value) | set(recorded[key]) if value.get(k) != recorded[key].get(k))
-            details = "; ".join(f"{k}: cache has {recorded[key].get(k)!r}, this run has {value.get(k)!r}"
-                                for k in differing)
+            details = "; ".join(
+                f"{k}: cache has {recorded[key].get(k)!r}, this run has {value.get(k)!r}" for k in differing
+            )
         elif key == "encoder_fingerprint":
             details = "the encoder's weights differ (other pretrained weights, or none)"
         else:
             details = f"cache has {recorded.get(key)!r}, this run has {value!r}"
-        raise StaleCacheError(f"{cache_dir}: cache was made with a different {what} ({details}); use the "
-                              f"settings it was made with, or extract to another folder")
+        raise StaleCacheError(
+            f"{cache_dir}: cache was made with a different {what} ({details}); use the "
+            f"settings it was made with, or extract to another folder"
+        )
 
 
 def cache_settings(cache_dir: str | os.PathLike) -> dict:
@@ -122,8 +125,14 @@ def extract_features(
     cache_dir.mkdir(parents=True, exist_ok=True)
     manifest = _read_manifest(cache_dir)
     if manifest is None:
-        manifest = {"format_version": FORMAT_VERSION, "identity": dataclasses.asdict(identity),
-                    "settings": settings or {}, "shard_size": shard_size, "shards": [], "complete": False}
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "identity": dataclasses.asdict(identity),
+            "settings": settings or {},
+            "shard_size": shard_size,
+            "shards": [],
+            "complete": False,
+        }
     else:
         _check_identity(manifest, identity, cache_dir)
         shard_size = manifest["shard_size"]
@@ -143,8 +152,9 @@ def extract_features(
                 np.save(f, features)
         manifest["feature_shape"] = list(features.shape[1:])
         manifest["shards"] = [s for s in manifest["shards"] if s["file"] != name]
-        manifest["shards"].append({"file": name, "start": start, "count": len(paths),
-                                   "sha256": file_sha256(cache_dir / name)})
+        manifest["shards"].append(
+            {"file": name, "start": start, "count": len(paths), "sha256": file_sha256(cache_dir / name)}
+        )
         manifest["shards"].sort(key=lambda s: s["start"])
         write_json_atomic(cache_dir / MANIFEST, manifest)
         processed += len(paths)
@@ -189,8 +199,9 @@ class FeatureCache:
         try:
             with open(path, "rb") as f:
                 version = np.lib.format.read_magic(f)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
+                read_header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
                 shape, _, dtype = read_header(f)
                 offset = f.tell()
         except (OSError, ValueError) as exc:

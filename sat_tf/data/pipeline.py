@@ -57,11 +57,13 @@ def encode_captions(
             more than the model is trained on), even without `skip_invalid`.
     """
     if image_index is None:
-        image_index = [r.image_index for r in records]
-    if any(i is None for i in image_index):
-        raise CaptionDataError("records without an image_index need an explicit image_index list")
-    ragged = tokenizer.tokenize([r.caption for r in records]) if records else None
-    lengths = ragged.row_lengths().numpy() if records else np.zeros(0, np.int64)
+        if any(r.image_index is None for r in records):
+            raise CaptionDataError("records without an image_index need an explicit image_index list")
+        image_index = [int(r.image_index) for r in records if r.image_index is not None]
+    if not records:
+        raise CaptionDataError("no usable caption records")
+    ragged = tokenizer.tokenize([r.caption for r in records])
+    lengths = ragged.row_lengths().numpy()
     keep, skipped = [], {}
     for position, (record, length) in enumerate(zip(records, lengths)):
         problem, words = None, int(length) - 2
@@ -101,7 +103,8 @@ def _image_loader(images, image_size: int | None):
     if isinstance(images, FeatureCache):
         shape = [None, *images.feature_shape]
         return "features", lambda indices: tf.ensure_shape(
-            tf.numpy_function(images.gather, [indices], tf.float32, stateful=False), shape)
+            tf.numpy_function(images.gather, [indices], tf.float32, stateful=False), shape
+        )
     if isinstance(images, np.ndarray):
         table = tf.constant(images)
 

@@ -83,7 +83,7 @@ def read_caption_file(path: str | os.PathLike, image_dir: str | os.PathLike | No
 def index_images(records: list[CaptionRecord]) -> tuple[list[str], list[int]]:
     """Unique image paths (first-seen order) and, per record, the index of its image."""
     paths: dict[str, int] = {}
-    indices = [paths.setdefault(r.image_path, len(paths)) for r in records]
+    indices = [paths.setdefault(_image_path(r), len(paths)) for r in records]
     return list(paths), indices
 
 
@@ -112,7 +112,8 @@ def read_split_list(path: str | os.PathLike) -> list[str]:
 
 
 def read_flickr_tokens(
-    token_path: str | os.PathLike, split_path: str | os.PathLike | None = None,
+    token_path: str | os.PathLike,
+    split_path: str | os.PathLike | None = None,
     image_dir: str | os.PathLike | None = None,
 ) -> list[CaptionRecord]:
     """Flickr8k/Flickr30k `*.token.txt` (`<image>#<k>\\t<caption>` per line), optionally limited to
@@ -134,8 +135,9 @@ def read_flickr_tokens(
     if wanted is not None:
         absent = sorted(wanted - {r.image_id for r in records})
         if absent:
-            raise CaptionFileError(f"{split_path}: {len(absent)} image(s) have no caption in {token_path}, "
-                                   f"e.g. {', '.join(absent[:3])}")
+            raise CaptionFileError(
+                f"{split_path}: {len(absent)} image(s) have no caption in {token_path}, e.g. {', '.join(absent[:3])}"
+            )
     if not records:
         raise CaptionFileError(f"{token_path}: no caption records")
     return records
@@ -193,10 +195,14 @@ def read_coco_captions(path: str | os.PathLike, image_dir: str | os.PathLike) ->
             raise CaptionFileError(f"{path}: field '{key}' must be a list")
     files: dict[object, str] = {}
     for position, image in enumerate(payload["images"]):
-        if (not isinstance(image, dict) or not isinstance(image.get("id"), (int, str))
-                or not isinstance(image.get("file_name"), str)):
-            raise CaptionFileError(f"{path}: images[{position}] needs an integer or string 'id' and a string "
-                                   f"'file_name'")
+        if (
+            not isinstance(image, dict)
+            or not isinstance(image.get("id"), (int, str))
+            or not isinstance(image.get("file_name"), str)
+        ):
+            raise CaptionFileError(
+                f"{path}: images[{position}] needs an integer or string 'id' and a string 'file_name'"
+            )
         files[image["id"]] = image["file_name"]
     records = []
     for position, annotation in enumerate(payload["annotations"]):
@@ -213,7 +219,13 @@ def read_coco_captions(path: str | os.PathLike, image_dir: str | os.PathLike) ->
 
 def missing_image_files(records: list[CaptionRecord]) -> list[str]:
     """Image paths of `records` that do not exist (each listed once)."""
-    return [p for p in dict.fromkeys(r.image_path for r in records) if not os.path.isfile(p)]
+    return [p for p in dict.fromkeys(_image_path(r) for r in records) if not os.path.isfile(p)]
+
+
+def _image_path(record: CaptionRecord) -> str:
+    if record.image_path is None:  # records read from caption files always have one
+        raise ValueError(f"caption record of image {record.image_id!r} has no image path")
+    return record.image_path
 
 
 def require_image_files(records: list[CaptionRecord]) -> None:

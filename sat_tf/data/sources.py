@@ -6,7 +6,7 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -68,9 +68,12 @@ class DataConfig:
         if self.data_root is None:
             return self
         root = Path(self.data_root)
-        return dataclasses.replace(self, **{
-            name: str(root / value) for name in _PATH_FIELDS
-            if (value := getattr(self, name)) is not None and not os.path.isabs(value)})
+        resolved: dict[str, Any] = {
+            name: str(root / value)
+            for name in _PATH_FIELDS
+            if (value := getattr(self, name)) is not None and not os.path.isabs(value)
+        }
+        return dataclasses.replace(self, **resolved)
 
 
 @dataclasses.dataclass
@@ -102,8 +105,14 @@ class CaptionData:
         return group_references(self.records, [self.image_ids[i] for i in self.image_index])
 
 
-def load_captions(config: DataConfig, image_size: int, id_prefix: str = "train", seed_offset: int = 0,
-                  num_images: int | None = None, verbose: bool = True) -> CaptionData:
+def load_captions(
+    config: DataConfig,
+    image_size: int,
+    id_prefix: str = "train",
+    seed_offset: int = 0,
+    num_images: int | None = None,
+    verbose: bool = True,
+) -> CaptionData:
     """Reads (or generates) a dataset described by `config`.
 
     Args:
@@ -116,11 +125,18 @@ def load_captions(config: DataConfig, image_size: int, id_prefix: str = "train",
     """
     config = config.resolved()
     if config.is_synthetic:
-        data = synthetic.generate(num_images or config.num_images, seed=config.data_seed + seed_offset,
-                                  image_size=image_size, grid_size=config.grid_size,
-                                  captions_per_image=config.captions_per_image, id_prefix=id_prefix)
-        return CaptionData(data.images, data.records, [r.image_index for r in data.records], data.image_ids,
-                           data.objects)
+        data = synthetic.generate(
+            num_images or config.num_images,
+            seed=config.data_seed + seed_offset,
+            image_size=image_size,
+            grid_size=config.grid_size,
+            captions_per_image=config.captions_per_image,
+            id_prefix=id_prefix,
+        )
+        return CaptionData(
+            data.images, data.records, [int(r.image_index or 0) for r in data.records], data.image_ids, data.objects
+        )
+    assert config.captions is not None  # not synthetic
     records = read_captions(config.captions, config.image_dir, config.split_list, config.split)
     scan = scan_images([r.image_path for r in records], skip_unreadable=config.skip_bad)
     if scan.skipped:

@@ -56,6 +56,7 @@ class SyntheticDataset:
         """The id of each image, in the order of `images`."""
         ids = [""] * len(self.images)
         for record in self.records:
+            assert record.image_index is not None  # generated records always index their image
             ids[record.image_index] = record.image_id
         return ids
 

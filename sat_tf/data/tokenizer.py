@@ -12,9 +12,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from sat_tf_edge.text import END_ID, PAD_ID, START_ID, UNKNOWN_ID, caption_text
-
 from sat_tf.utils.atomic import write_json_atomic
+from sat_tf_edge.text import END_ID, PAD_ID, START_ID, UNKNOWN_ID, caption_text
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIAL_TOKENS = (PAD, START, END, UNK)
@@ -82,8 +81,9 @@ class CaptionTokenizer(keras.layers.Layer):
         for start in range(0, len(captions), 4096):
             words = split_words(captions[start : start + 4096])
             counts.update(w.decode("utf-8") for w in words.flat_values.numpy())
-        ranked = sorted((w for w, c in counts.items() if c >= min_count and w not in SPECIAL_TOKENS),
-                        key=lambda w: (-counts[w], w))
+        ranked = sorted(
+            (w for w, c in counts.items() if c >= min_count and w not in SPECIAL_TOKENS), key=lambda w: (-counts[w], w)
+        )
         if max_size is not None:
             ranked = ranked[: max_size - len(SPECIAL_TOKENS)]
         return cls(ranked, **kwargs)
@@ -115,8 +115,10 @@ class CaptionTokenizer(keras.layers.Layer):
         """Like `detokenize`, as Python strings (`sat_tf_edge.text.caption_text`, the detokeniser
         the edge runtime uses too); plain Python, so decoding a caption on the host costs
         microseconds instead of a round of eager TensorFlow ops."""
-        return [caption_text(row, self.vocabulary, self.pad_id, self.start_id, self.end_id)
-                for row in np.asarray(ids).tolist()]
+        return [
+            caption_text(row, self.vocabulary, self.pad_id, self.start_id, self.end_id)
+            for row in np.asarray(ids).tolist()
+        ]
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -86,17 +86,22 @@ class CiderD:
             weight = term_freq * self._idf(order_ids)
             ids.append(order_ids)
             weights.append(weight)
-            norms[n - 1] = math.sqrt(float(np.sum(weight ** 2)))
+            norms[n - 1] = math.sqrt(float(np.sum(weight**2)))
         return _Vector(ids, weights, norms, sum(c for g, c in counts.items() if len(g) == 2))
 
     def _similarity(self, hypothesis: _Vector, reference: _Vector) -> float:
-        penalty = math.exp(-((hypothesis.length - reference.length) ** 2) / (2 * self.sigma ** 2))
+        penalty = math.exp(-((hypothesis.length - reference.length) ** 2) / (2 * self.sigma**2))
         total = 0.0
         for n in range(self.max_n):
-            _, in_hyp, in_ref = np.intersect1d(hypothesis.ids[n], reference.ids[n], assume_unique=True,
-                                               return_indices=True)
-            value = float(np.sum(np.minimum(hypothesis.weights[n][in_hyp], reference.weights[n][in_ref])
-                                 * reference.weights[n][in_ref]))
+            _, in_hyp, in_ref = np.intersect1d(
+                hypothesis.ids[n], reference.ids[n], assume_unique=True, return_indices=True
+            )
+            value = float(
+                np.sum(
+                    np.minimum(hypothesis.weights[n][in_hyp], reference.weights[n][in_ref])
+                    * reference.weights[n][in_ref]
+                )
+            )
             if hypothesis.norms[n] != 0 and reference.norms[n] != 0:
                 value /= hypothesis.norms[n] * reference.norms[n]
             total += value * penalty
@@ -108,12 +113,13 @@ class CiderD:
         hypothesis_vector = self.vector(hypothesis)
         return 10.0 * sum(self._similarity(hypothesis_vector, r) for r in vectors) / (self.max_n * len(vectors))
 
-    def scores(self, hypotheses: Iterable[Caption], references: Sequence[Sequence[Caption] | Sequence[_Vector]]
-               ) -> np.ndarray:
+    def scores(
+        self, hypotheses: Iterable[Caption], references: Sequence[Sequence[Caption] | Sequence[_Vector]]
+    ) -> np.ndarray:
         """One score per hypothesis; `references[i]` are the references of hypothesis i."""
         return np.array([self.score(h, r) for h, r in zip(hypotheses, references)], np.float64)
 
 
 def _ngrams(caption: Caption, max_n: int) -> list[tuple]:
     tokens = list(caption)
-    return [tuple(tokens[i:i + n]) for n in range(1, max_n + 1) for i in range(len(tokens) - n + 1)]
+    return [tuple(tokens[i : i + n]) for n in range(1, max_n + 1) for i in range(len(tokens) - n + 1)]

@@ -63,13 +63,21 @@ def grounding_of_word(alpha: np.ndarray, mask: np.ndarray, grid: tuple[int, int]
     """The measures of one word's attention [h*w] against its object's mask [H, W]."""
     coverage = cell_coverage(mask, grid)
     mass, share = float(np.dot(alpha, coverage)), float(coverage.mean())
-    return {"mass": mass, "share": share, "lift": mass / share if share > 0 else float("nan"),
-            "peak_on_object": bool(cell_centres_on(mask, grid)[int(np.argmax(alpha))]),
-            "perplexity": perplexity(alpha)}
+    return {
+        "mass": mass,
+        "share": share,
+        "lift": mass / share if share > 0 else float("nan"),
+        "peak_on_object": bool(cell_centres_on(mask, grid)[int(np.argmax(alpha))]),
+        "perplexity": perplexity(alpha),
+    }
 
 
-def attention_grounding(captions: Sequence[Sequence[str]], alphas: Sequence[np.ndarray], objects: Sequence[ObjectMasks],
-                        grid: tuple[int, int]) -> dict:
+def attention_grounding(
+    captions: Sequence[Sequence[str]],
+    alphas: Sequence[np.ndarray] | np.ndarray,
+    objects: Sequence[ObjectMasks],
+    grid: tuple[int, int],
+) -> dict:
     """Grounding over a set of captions.
 
     Args:
@@ -93,9 +101,16 @@ def attention_grounding(captions: Sequence[Sequence[str]], alphas: Sequence[np.n
     if not records:
         return {"object_words": 0, "words": []}
     mean = lambda key: float(np.mean([r[key] for r in records]))  # noqa: E731
-    return {"object_words": len(records), "mass": mean("mass"), "share": mean("share"),
-            "lift": mean("mass") / mean("share"), "mean_word_lift": mean("lift"),
-            "peak_on_object": mean("peak_on_object"), "perplexity": mean("perplexity"), "words": records}
+    return {
+        "object_words": len(records),
+        "mass": mean("mass"),
+        "share": mean("share"),
+        "lift": mean("mass") / mean("share"),
+        "mean_word_lift": mean("lift"),
+        "peak_on_object": mean("peak_on_object"),
+        "perplexity": mean("perplexity"),
+        "words": records,
+    }
 
 
 def coco_object_masks(instances_file: str, file_names: Sequence[str]) -> list[ObjectMasks]:

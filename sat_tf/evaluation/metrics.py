@@ -62,8 +62,9 @@ def caption_metrics(
     if tokenization not in TOKENIZATIONS:
         raise ValueError(f"tokenization must be one of {TOKENIZATIONS}, got '{tokenization}'")
     if set(references) != set(hypotheses):
-        raise ValueError(f"references and hypotheses cover different images, e.g. "
-                         f"{sorted(set(references) ^ set(hypotheses))[:5]}")
+        raise ValueError(
+            f"references and hypotheses cover different images, e.g. {sorted(set(references) ^ set(hypotheses))[:5]}"
+        )
     if not references:
         raise ValueError("no images to score")
     notes = []

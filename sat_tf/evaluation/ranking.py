@@ -14,16 +14,16 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     Raises:
         ValueError: lengths differ, or one class is empty.
     """
-    scores, labels = np.asarray(scores, np.float64), np.asarray(labels, bool)
-    if scores.shape != labels.shape:
-        raise ValueError(f"{scores.shape[0] if scores.ndim else 0} scores for {labels.shape[0]} labels")
-    positives, negatives = int(labels.sum()), int((~labels).sum())
+    score_array, label_array = np.asarray(scores, np.float64), np.asarray(labels, bool)
+    if score_array.shape != label_array.shape:
+        raise ValueError(f"{score_array.shape[0] if score_array.ndim else 0} scores for {label_array.shape[0]} labels")
+    positives, negatives = int(label_array.sum()), int((~label_array).sum())
     if positives == 0 or negatives == 0:
         raise ValueError("AUROC needs at least one positive and one negative")
-    order = np.argsort(scores, kind="stable")
-    ranks = np.empty(len(scores), np.float64)
-    ranks[order] = np.arange(1, len(scores) + 1)
-    for value in np.unique(scores):  # ties share their mean rank
-        tied = scores == value
+    order = np.argsort(score_array, kind="stable")
+    ranks = np.empty(len(score_array), np.float64)
+    ranks[order] = np.arange(1, len(score_array) + 1)
+    for value in np.unique(score_array):  # ties share their mean rank
+        tied = score_array == value
         ranks[tied] = ranks[tied].mean()
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    return float((ranks[label_array].sum() - positives * (positives + 1) / 2) / (positives * negatives))

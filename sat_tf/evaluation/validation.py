@@ -13,7 +13,6 @@ from sat_tf.inference import generate_captions
 from sat_tf.models.captioner import Captioner
 
 
-
 @dataclasses.dataclass
 class ValidationConfig:
     """Held-out data for model selection (the paper selects on validation BLEU).
@@ -51,8 +50,9 @@ def cider_validator(
     cider = CiderD(tokenized)
 
     def validate(model: Captioner) -> float:
-        decoded = generate_captions(model, images=images, features=features, max_length=max_length,
-                                    forbid_unknown=forbid_unknown).best()
+        decoded = generate_captions(
+            model, images=images, features=features, max_length=max_length, forbid_unknown=forbid_unknown
+        ).best()
         hypotheses = [text.split() for text in normalize_for_scoring(decoded.texts)]
         return 100.0 * float(np.mean(cider.scores(hypotheses, tokenized)))
 
@@ -79,13 +79,16 @@ def bleu4_validator(
         features: precomputed region features [N, L, D] of the validation images.
         forbid_unknown: never emit `<unk>` (as the final decoding does).
     """
-    count = len(images) if images is not None else len(features)
+    if images is None and features is None:
+        raise ValueError("pass images= or features= of the validation images")
+    count = len(images) if images is not None else len(features)  # type: ignore[arg-type]  # one is set
     if len(image_ids) != count:
         raise ValueError(f"{count} validation images but {len(image_ids)} ids")
 
     def validate(model: Captioner) -> float:
-        decoded = generate_captions(model, images=images, features=features, max_length=max_length,
-                                    forbid_unknown=forbid_unknown).best()
+        decoded = generate_captions(
+            model, images=images, features=features, max_length=max_length, forbid_unknown=forbid_unknown
+        ).best()
         return corpus_bleu(references, dict(zip(image_ids, decoded.texts)))["BLEU-4"]
 
     return validate

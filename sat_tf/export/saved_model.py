@@ -7,12 +7,14 @@ Written in TensorFlow Serving's layout `<export_dir>/<model_name>/<version>/` wi
   beam_search       image_bytes: string [B]                   -> best of a beam fixed at export
 
 each returning caption (string [B]), tokens (int32 [B, T]), log_probs (float32 [B, T]), alphas
-(float32 [B, T, L]) and confidence (float32 [B], the geometric-mean token probability); beam_search adds score (float32 [B]) and the k-best list, candidates (string
-[B, k], best first) with candidate_scores (float32 [B, k]). With an ImageNet tagger (the default
-for EfficientNet-Lite encoders with ImageNet weights), every signature also returns tags (string
-[B, 3], the caption words the encoder checkpoint's ImageNet classifier sees, most probable first)
-and tag_probabilities (float32 [B, 3]); the captions themselves are not tag-guided in the graph. The graph holds only core TensorFlow
-ops (no tensorflow_text), so `tf.saved_model.load` works with nothing but `tensorflow` imported.
+(float32 [B, T, L]) and confidence (float32 [B], the geometric-mean token probability);
+beam_search adds score (float32 [B]) and the k-best list, candidates (string [B, k], best first)
+with candidate_scores (float32 [B, k]). With an ImageNet tagger (the default for EfficientNet-Lite
+encoders with ImageNet weights), every signature also returns tags (string [B, 3], the caption
+words the encoder checkpoint's ImageNet classifier sees, most probable first) and
+tag_probabilities (float32 [B, 3]); the captions themselves are not tag-guided in the graph. The
+graph holds only core TensorFlow ops (no tensorflow_text), so `tf.saved_model.load` works with
+nothing but `tensorflow` imported.
 
 Images are decoded in the graph under the image contract of `sat_tf_edge.images` (see
 `decode_image_bytes`), within one grey level of the library's Pillow path.
@@ -59,20 +61,32 @@ def decode_image_bytes(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
         image = tf.image.resize(image, (image_size, image_size), antialias=True)
         return tf.round(tf.clip_by_value(image, 0.0, 255.0))
 
-    return tf.map_fn(decode_one, image_bytes,
-                     fn_output_signature=tf.TensorSpec((image_size, image_size, 3), tf.float32))
+    return tf.map_fn(
+        decode_one, image_bytes, fn_output_signature=tf.TensorSpec((image_size, image_size, 3), tf.float32)
+    )
 
 
 def _caption_outputs(model: Captioner, tokens, log_probs, alphas, lengths) -> dict:
     # confidence: exp(log p / length), as `sat_tf.inference.results.caption_confidence`
     confidence = tf.exp(tf.reduce_sum(log_probs, axis=-1) / tf.cast(tf.maximum(lengths, 1), log_probs.dtype))
-    return {"caption": model.tokenizer.detokenize(tokens), "tokens": tokens, "log_probs": log_probs,
-            "alphas": alphas, "confidence": confidence}
+    return {
+        "caption": model.tokenizer.detokenize(tokens),
+        "tokens": tokens,
+        "log_probs": log_probs,
+        "alphas": alphas,
+        "confidence": confidence,
+    }
 
 
-def build_export_archive(model: Captioner, max_length: int = 20, beam_size: int = 3,
-                         xla: bool = False, tagger: ImageNetTagger | None = None,
-                         no_repeat_ngram_size: int = 0, forbid_unknown: bool = False) -> keras.export.ExportArchive:
+def build_export_archive(
+    model: Captioner,
+    max_length: int = 20,
+    beam_size: int = 3,
+    xla: bool = False,
+    tagger: ImageNetTagger | None = None,
+    no_repeat_ngram_size: int = 0,
+    forbid_unknown: bool = False,
+) -> keras.export.ExportArchive:
     """The serving endpoints of `model` as a `keras.export.ExportArchive` (not yet written).
 
     With `xla`, the decoding loops are saved as XLA-compiled functions (`jit_compile=True`, compiled
@@ -86,16 +100,25 @@ def build_export_archive(model: Captioner, max_length: int = 20, beam_size: int 
     def decoding(sampler):
         """features -> the sampler's outputs, XLA-compiled when asked (string ops stay outside)."""
         forbidden = (model.tokenizer.unk_id,) if forbid_unknown else ()
-        run = lambda features: sampler.run(model, features, max_length, forbidden_ids=forbidden,  # noqa: E731
-                                           no_repeat_ngram_size=no_repeat_ngram_size)
+
+        def run(features):
+            return sampler.run(
+                model, features, max_length, forbidden_ids=forbidden, no_repeat_ngram_size=no_repeat_ngram_size
+            )
+
         return tf.function(run, jit_compile=True) if xla else run
 
     greedy_decode, beam_decode = decoding(greedy), decoding(beam)
 
     def best_caption(decode, features):
         outputs = decode(features)
-        return _caption_outputs(model, outputs["tokens"][:, 0], outputs["token_log_probs"][:, 0],
-                                outputs["alphas"][:, 0], outputs["lengths"][:, 0]), outputs["scores"][:, 0]
+        return _caption_outputs(
+            model,
+            outputs["tokens"][:, 0],
+            outputs["token_log_probs"][:, 0],
+            outputs["alphas"][:, 0],
+            outputs["lengths"][:, 0],
+        ), outputs["scores"][:, 0]
 
     def with_tags(outputs, images):
         if tagger is None:
@@ -113,14 +136,25 @@ def build_export_archive(model: Captioner, max_length: int = 20, beam_size: int 
         images = decode_image_bytes(image_bytes, size)
         features = model.encode(images, training=False)
         outputs = beam_decode(features)
-        best = _caption_outputs(model, outputs["tokens"][:, 0], outputs["token_log_probs"][:, 0],
-                                outputs["alphas"][:, 0], outputs["lengths"][:, 0])
+        best = _caption_outputs(
+            model,
+            outputs["tokens"][:, 0],
+            outputs["token_log_probs"][:, 0],
+            outputs["alphas"][:, 0],
+            outputs["lengths"][:, 0],
+        )
         # the k-best list: every beam's caption and score, best first
         tokens = outputs["tokens"]
         candidates = model.tokenizer.detokenize(tf.reshape(tokens, [-1, tf.shape(tokens)[2]]))
-        return with_tags({**best, "score": outputs["scores"][:, 0],
-                          "candidates": tf.reshape(candidates, tf.shape(tokens)[:2]),
-                          "candidate_scores": outputs["scores"]}, images)
+        return with_tags(
+            {
+                **best,
+                "score": outputs["scores"][:, 0],
+                "candidates": tf.reshape(candidates, tf.shape(tokens)[:2]),
+                "candidate_scores": outputs["scores"],
+            },
+            images,
+        )
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -128,8 +162,11 @@ def build_export_archive(model: Captioner, max_length: int = 20, beam_size: int 
         archive.track(tagger.network)
     bytes_spec = [tf.TensorSpec([None], tf.string, name="image_bytes")]
     archive.add_endpoint("serving_default", caption_bytes, input_signature=bytes_spec)
-    archive.add_endpoint("caption_images", caption_images,
-                         input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
+    archive.add_endpoint(
+        "caption_images",
+        caption_images,
+        input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")],
+    )
     archive.add_endpoint("beam_search", beam_search, input_signature=bytes_spec)
     return archive
 
@@ -184,6 +221,7 @@ def export_saved_model(
     # TF Serving polls the base path: it must never see a half-written version. atomic_path writes
     # a hidden (non-numeric, so ignored) sibling and renames it into place.
     with atomic_path(target) as staging:
-        build_export_archive(model, max_length, beam_size, xla, _tagger_for(model, tags),
-                             no_repeat_ngram_size, forbid_unknown).write_out(str(staging), verbose=False)
+        build_export_archive(
+            model, max_length, beam_size, xla, _tagger_for(model, tags), no_repeat_ngram_size, forbid_unknown
+        ).write_out(str(staging), verbose=False)
     return target

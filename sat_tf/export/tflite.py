@@ -31,12 +31,12 @@ from typing import Callable, Iterable, Iterator
 import keras
 import numpy as np
 import tensorflow as tf
-from sat_tf_edge.manifest import DECODER_FILE, ENCODER_FILE, MANIFEST_FILE, EdgeManifest
 
 from sat_tf.inference import generate_captions
 from sat_tf.models.captioner import Captioner
 from sat_tf.models.decoder import DecoderState, StepConstants
 from sat_tf.utils.atomic import atomic_path
+from sat_tf_edge.manifest import DECODER_FILE, ENCODER_FILE, MANIFEST_FILE, EdgeManifest
 
 QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
 PER_IMAGE_INPUTS = ("attention_keys", "context_gates", "context_outputs")
@@ -45,8 +45,10 @@ PER_IMAGE_INPUTS = ("attention_keys", "context_gates", "context_outputs")
 def _check_exportable(model: Captioner) -> None:
     decoder = model.decoder
     if decoder.attention_mode == "hard" and decoder.hard_inference == "sample":
-        raise ValueError("hard_inference='sample' draws random numbers, which TFLite builtins cannot; "
-                         "export with 'argmax' or 'expectation'")
+        raise ValueError(
+            "hard_inference='sample' draws random numbers, which TFLite builtins cannot; "
+            "export with 'argmax' or 'expectation'"
+        )
 
 
 def _archive_of(*layers) -> keras.export.ExportArchive:
@@ -67,11 +69,18 @@ def encoder_archive(model: Captioner) -> keras.export.ExportArchive:
         features = model.encode(image, training=False)
         constants = decoder.step_constants(features)
         state = decoder.initial_state(features)
-        return {"attention_keys": constants.attention_keys, "context_gates": constants.context_gates,
-                "context_outputs": constants.context_outputs, "hidden": state.hidden, "cell": state.cell}
+        return {
+            "attention_keys": constants.attention_keys,
+            "context_gates": constants.context_gates,
+            "context_outputs": constants.context_outputs,
+            "hidden": state.hidden,
+            "cell": state.cell,
+        }
 
     archive = _archive_of(model.encoder, model.decoder)
-    archive.add_endpoint("encode", encode, input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="image")])
+    archive.add_endpoint(
+        "encode", encode, input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="image")]
+    )
     return archive
 
 
@@ -88,18 +97,27 @@ def decoder_step_archive(model: Captioner) -> keras.export.ExportArchive:
         return {"log_probs": out.log_probs, "hidden": out.state.hidden, "cell": out.state.cell, "alpha": out.alpha}
 
     archive = _archive_of(model.decoder)
-    archive.add_endpoint("step", step, input_signature=[
-        spec("attention_keys", regions, decoder.attention_dim),
-        spec("context_gates", regions, 4 * hidden_dim),
-        spec("context_outputs", regions, decoder.embedding_dim),
-        spec("hidden", hidden_dim), spec("cell", hidden_dim),
-        tf.TensorSpec([None], tf.int32, name="previous_token"),
-    ])
+    archive.add_endpoint(
+        "step",
+        step,
+        input_signature=[
+            spec("attention_keys", regions, decoder.attention_dim),
+            spec("context_gates", regions, 4 * hidden_dim),
+            spec("context_outputs", regions, decoder.embedding_dim),
+            spec("hidden", hidden_dim),
+            spec("cell", hidden_dim),
+            tf.TensorSpec([None], tf.int32, name="previous_token"),
+        ],
+    )
     return archive
 
 
-def convert(saved_model_dir: str, signature: str, quantization: str,
-            representative_dataset: Callable[[], Iterator[dict]] | None = None) -> bytes:
+def convert(
+    saved_model_dir: str,
+    signature: str,
+    quantization: str,
+    representative_dataset: Callable[[], Iterator[dict]] | None = None,
+) -> bytes:
     """Converts one signature of a SavedModel to a TFLite flatbuffer with builtin ops only."""
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got '{quantization}'")
@@ -120,8 +138,9 @@ def convert(saved_model_dir: str, signature: str, quantization: str,
     return converter.convert()
 
 
-def representative_inputs(model: Captioner, images: Iterable[np.ndarray], max_length: int = 20
-                          ) -> tuple[list[dict], list[dict]]:
+def representative_inputs(
+    model: Captioner, images: Iterable[np.ndarray], max_length: int = 20
+) -> tuple[list[dict], list[dict]]:
     """Calibration inputs for both files from real images: the encoder's input per image, and the
     step inputs met while greedily captioning them with the Keras model (so int8 ranges cover the
     states and tokens the deployed decoder will see)."""
@@ -138,8 +157,14 @@ def representative_inputs(model: Captioner, images: Iterable[np.ndarray], max_le
         previous = [tokenizer.start_id] + caption.tokens[0, : int(caption.lengths[0]) - 1].tolist()
         for token in previous:
             token = tf.constant([token], tf.int32)
-            step_samples.append({**per_image, "hidden": state.hidden.numpy(), "cell": state.cell.numpy(),
-                                 "previous_token": token.numpy()})
+            step_samples.append(
+                {
+                    **per_image,
+                    "hidden": state.hidden.numpy(),
+                    "cell": state.cell.numpy(),
+                    "previous_token": token.numpy(),
+                }
+            )
             state = decoder.step(constants, state, token).state
     return encoder_samples, step_samples
 
@@ -196,15 +221,22 @@ def export_tflite(
                 Path(tmp).write_bytes(flatbuffer)
     tokenizer = model.tokenizer
     manifest = EdgeManifest(
-        image_size=model.encoder.image_size, feature_grid=model.feature_grid, max_length=max_length,
+        image_size=model.encoder.image_size,
+        feature_grid=model.feature_grid,
+        max_length=max_length,
         vocabulary=list(tokenizer.vocabulary),
-        special_ids={"pad": tokenizer.pad_id, "start": tokenizer.start_id, "end": tokenizer.end_id,
-                     "unknown": tokenizer.unk_id},
+        special_ids={
+            "pad": tokenizer.pad_id,
+            "start": tokenizer.start_id,
+            "end": tokenizer.end_id,
+            "unknown": tokenizer.unk_id,
+        },
         quantization={"encoder": encoder_quantization, "decoder": decoder_quantization},
-        files={"encoder": ENCODER_FILE, "decoder": DECODER_FILE}, attention_mode=model.decoder.attention_mode,
-        decoding=dict(decoding or {}))
+        files={"encoder": ENCODER_FILE, "decoder": DECODER_FILE},
+        attention_mode=model.decoder.attention_mode,
+        decoding=dict(decoding or {}),
+    )
     paths["manifest"] = output_dir / MANIFEST_FILE
     with atomic_path(paths["manifest"]) as tmp:
         manifest.write(tmp)
     return paths
-

@@ -20,7 +20,7 @@ from sat_tf.utils.atomic import atomic_path  # noqa: E402
 def upsample_attention(alpha: np.ndarray, grid: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
     """Attention over a grid [L] -> a smooth map of `size` (height, width), scaled to max 1."""
     alpha_map = np.asarray(alpha, np.float32).reshape(grid)
-    resized = Image.fromarray(alpha_map, mode="F").resize((size[1], size[0]), Image.BICUBIC)
+    resized = Image.fromarray(alpha_map, mode="F").resize((size[1], size[0]), Image.Resampling.BICUBIC)
     values = np.clip(np.asarray(resized), 0, None)
     return values / max(float(values.max()), 1e-12)
 
@@ -53,16 +53,27 @@ def attention_figure(
     for j, word in enumerate(words):
         axis = axes.flat[j + 1]
         axis.imshow(image)
-        axis.imshow(upsample_attention(alphas[j], grid, image.shape[:2]), cmap="gray", alpha=0.6,
-                    extent=(-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5))
+        axis.imshow(
+            upsample_attention(alphas[j], grid, image.shape[:2]),
+            cmap="gray",
+            alpha=0.6,
+            extent=(-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5),
+        )
         axis.set_title(word, fontsize=11)
     figure.suptitle(title if title is not None else " ".join(words), fontsize=11)
     figure.tight_layout()
     return figure
 
 
-def plot_attention(image: np.ndarray, words: Sequence[str], alphas: np.ndarray, grid: tuple[int, int],
-                   path: str | os.PathLike, columns: int = 5, title: str | None = None) -> None:
+def plot_attention(
+    image: np.ndarray,
+    words: Sequence[str],
+    alphas: np.ndarray,
+    grid: tuple[int, int],
+    path: str | os.PathLike,
+    columns: int = 5,
+    title: str | None = None,
+) -> None:
     """Writes `attention_figure(...)` to `path` (PNG), atomically."""
     figure = attention_figure(image, words, alphas, grid, columns, title)
     with atomic_path(path) as tmp:
@@ -70,12 +81,18 @@ def plot_attention(image: np.ndarray, words: Sequence[str], alphas: np.ndarray, 
     plt.close(figure)
 
 
-def attention_figure_array(image: np.ndarray, words: Sequence[str], alphas: np.ndarray, grid: tuple[int, int],
-                           columns: int = 5, title: str | None = None) -> np.ndarray:
+def attention_figure_array(
+    image: np.ndarray,
+    words: Sequence[str],
+    alphas: np.ndarray,
+    grid: tuple[int, int],
+    columns: int = 5,
+    title: str | None = None,
+) -> np.ndarray:
     """`attention_figure(...)` rendered to an RGB uint8 array [H, W, 3] (for TensorBoard)."""
     figure = attention_figure(image, words, alphas, grid, columns, title)
     figure.set_dpi(80)
     figure.canvas.draw()
-    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+    pixels = np.asarray(figure.canvas.buffer_rgba())  # type: ignore[attr-defined]  # the Agg canvas[..., :3].copy()
     plt.close(figure)
     return pixels

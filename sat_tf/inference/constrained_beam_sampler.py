@@ -71,8 +71,11 @@ class ConstrainedBeamSampler(BeamSampler):
 
         unmet_parent, unmet_word, unmet_scores = best_of(~goes_to_met)
         met_parent, met_word, met_scores = best_of(goes_to_met)
-        return (tf.concat([unmet_parent, met_parent], 1), tf.concat([unmet_word, met_word], 1),
-                tf.concat([unmet_scores, met_scores], 1))
+        return (
+            tf.concat([unmet_parent, met_parent], 1),
+            tf.concat([unmet_word, met_word], 1),
+            tf.concat([unmet_scores, met_scores], 1),
+        )
 
     def final_order(self, scores, lengths):
         met_and_live = self._met()[tf.newaxis, :] & (scores > NEG_INF / 2)

@@ -37,8 +37,9 @@ class _EnsembleDecoder:
     def step(self, constants, state, previous_tokens) -> StepOutput:
         outputs = [d.step(c, s, previous_tokens) for d, c, s in zip(self.decoders, constants, state)]
         mean_log_probs = tf.add_n([tf.cast(o.log_probs, tf.float32) for o in outputs]) / len(outputs)
-        return StepOutput(tf.nn.log_softmax(mean_log_probs, axis=-1), tuple(o.state for o in outputs),
-                          outputs[0].alpha)
+        # the state is a tuple of the members' states (the ensemble's own state type)
+        states = tuple(o.state for o in outputs)
+        return StepOutput(tf.nn.log_softmax(mean_log_probs, axis=-1), states, outputs[0].alpha)  # type: ignore[arg-type]
 
 
 class CaptionerEnsemble:
@@ -64,8 +65,10 @@ class CaptionerEnsemble:
         vocabulary = models[0].tokenizer.vocabulary
         for index, model in enumerate(models[1:], start=1):
             if model.tokenizer.vocabulary != vocabulary:
-                raise ValueError(f"ensemble member {index} has a different vocabulary from member 0; "
-                                 f"members must be trained with the same tokenizer")
+                raise ValueError(
+                    f"ensemble member {index} has a different vocabulary from member 0; "
+                    f"members must be trained with the same tokenizer"
+                )
         self.models = models
         self.tokenizer = models[0].tokenizer
         self.decoder = _EnsembleDecoder([m.decoder for m in models])

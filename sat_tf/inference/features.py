@@ -23,8 +23,12 @@ def encoder_identity(encoder: Encoder, image_paths: Sequence[str]) -> CacheIdent
         value = np.ascontiguousarray(weight.numpy())
         digest.update(str(value.shape).encode("utf-8"))
         digest.update(value.tobytes())
-    return CacheIdentity(encoder=encoder.feature_config(), encoder_fingerprint=digest.hexdigest(),
-                         images_checksum=list_checksum(image_paths), num_images=len(image_paths))
+    return CacheIdentity(
+        encoder=encoder.feature_config(),
+        encoder_fingerprint=digest.hexdigest(),
+        images_checksum=list_checksum(image_paths),
+        num_images=len(image_paths),
+    )
 
 
 def extract_to_cache(
@@ -45,14 +49,25 @@ def extract_to_cache(
     if not encoder.built:
         encoder.build((None, encoder.image_size, encoder.image_size, 3))
     if not encoder.can_cache:
-        raise ValueError("feature caching needs a frozen encoder, or one whose trainable part is its top blocks "
-                         "(fine_tune_top_blocks); a trainable backbone reads images instead")
+        raise ValueError(
+            "feature caching needs a frozen encoder, or one whose trainable part is its top blocks "
+            "(fine_tune_top_blocks); a trainable backbone reads images instead"
+        )
     identity = encoder_identity(encoder, image_paths)
     encode = tf.function(lambda images: encoder.cache_input(images, training=False), reduce_retracing=True)
 
     def load_batch(paths):
         return np.stack([load_image(p, encoder.image_size) for p in paths])
 
-    extract_features(lambda images: encode(tf.constant(images)).numpy(), load_batch, list(image_paths), cache_dir,
-                     identity, batch_size=batch_size, shard_size=shard_size, verbose=verbose, settings=settings)
+    extract_features(
+        lambda images: encode(tf.constant(images)).numpy(),
+        load_batch,
+        list(image_paths),
+        cache_dir,
+        identity,
+        batch_size=batch_size,
+        shard_size=shard_size,
+        verbose=verbose,
+        settings=settings,
+    )
     return FeatureCache(cache_dir, identity)

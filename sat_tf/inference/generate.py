@@ -24,8 +24,14 @@ from sat_tf.inference.sampler import Sampler
 _COMPILED: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
 
 
-def compiled_decoder(model, sampler: Sampler, max_length: int, forbidden_ids: tuple[int, ...] = (),
-                     jit_compile: bool = True, no_repeat_ngram_size: int = 0) -> Callable:
+def compiled_decoder(
+    model,
+    sampler: Sampler,
+    max_length: int,
+    forbidden_ids: tuple[int, ...] = (),
+    jit_compile: bool = True,
+    no_repeat_ngram_size: int = 0,
+) -> Callable:
     """The cached `tf.function` features, seed -> `sampler.run(...)` outputs for `model`.
 
     XLA (`jit_compile`) matters on CPU: a step is a few small ops, so without it per-op dispatch
@@ -35,9 +41,9 @@ def compiled_decoder(model, sampler: Sampler, max_length: int, forbidden_ids: tu
     key = (sampler, max_length, tuple(forbidden_ids), jit_compile, no_repeat_ngram_size, _traced_settings(model))
     functions = _COMPILED.setdefault(model, {})
     if key not in functions:
+
         def decode(features, seed, constraint_words=None):
-            return sampler.run(model, features, max_length, seed, forbidden_ids, constraint_words,
-                               no_repeat_ngram_size)
+            return sampler.run(model, features, max_length, seed, forbidden_ids, constraint_words, no_repeat_ngram_size)
 
         functions[key] = tf.function(decode, reduce_retracing=True, jit_compile=jit_compile)
     return functions[key]
@@ -121,20 +127,27 @@ def generate_captions(
     if sampler.needs_constraint:
         vocabulary = model.tokenizer.vocabulary_size
         if constraint_words is None or np.shape(constraint_words) != (count, vocabulary):
-            raise ValueError(f"{type(sampler).__name__} needs constraint_words of shape [{count}, {vocabulary}], "
-                             f"got {None if constraint_words is None else np.shape(constraint_words)}")
-    decode = compiled_decoder(model, sampler, max_length, forbidden_token_ids(model, forbid_unknown), jit_compile,
-                              no_repeat_ngram_size)
+            raise ValueError(
+                f"{type(sampler).__name__} needs constraint_words of shape [{count}, {vocabulary}], "
+                f"got {None if constraint_words is None else np.shape(constraint_words)}"
+            )
+    decode = compiled_decoder(
+        model, sampler, max_length, forbidden_token_ids(model, forbid_unknown), jit_compile, no_repeat_ngram_size
+    )
     parts = []
     for index, start in enumerate(range(0, count, batch_size)):
         window = slice(start, start + batch_size)
         if images is not None:
             batch_features = region_features(model, images=images[window])
         else:
-            batch_features = region_features(model, features=[f[window] for f in features] if per_member
-                                             else features[window])
-        constraint = {} if not sampler.needs_constraint else {
-            "constraint_words": tf.constant(constraint_words[window], tf.float32)}
+            batch_features = region_features(
+                model, features=[f[window] for f in features] if per_member else features[window]
+            )
+        constraint = (
+            {}
+            if not sampler.needs_constraint
+            else {"constraint_words": tf.constant(np.asarray(constraint_words)[window], tf.float32)}
+        )
         outputs = decode(batch_features, tf.constant([seed, index], tf.int32), **constraint)
         parts.append(_to_candidates(model, {key: value.numpy() for key, value in outputs.items()}))
     return parts[0] if len(parts) == 1 else CaptionCandidates.concatenate(parts)
@@ -144,6 +157,12 @@ def _to_candidates(model, outputs: dict[str, np.ndarray]) -> CaptionCandidates:
     tokens = outputs["tokens"]
     batch, k, steps = tokens.shape
     texts = model.tokenizer.decode(tokens.reshape(batch * k, steps)) if steps else [""] * (batch * k)
-    return CaptionCandidates(tokens=tokens, scores=outputs["scores"], log_probs=outputs["log_probs"],
-                             token_log_probs=outputs["token_log_probs"], alphas=outputs["alphas"],
-                             lengths=outputs["lengths"], texts=[texts[i * k:(i + 1) * k] for i in range(batch)])
+    return CaptionCandidates(
+        tokens=tokens,
+        scores=outputs["scores"],
+        log_probs=outputs["log_probs"],
+        token_log_probs=outputs["token_log_probs"],
+        alphas=outputs["alphas"],
+        lengths=outputs["lengths"],
+        texts=[texts[i * k : (i + 1) * k] for i in range(batch)],
+    )

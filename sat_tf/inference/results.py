@@ -6,7 +6,6 @@ import dataclasses
 
 import numpy as np
 
-
 # Below this confidence a caption is shown as "not sure": the median confidence of the shipped
 # preset's captions on Flickr8k dev (0.621, `benchmarks/confidence.py`), so half of in-domain
 # captions pass and most captions of the COCO photos (median 0.509) do not.
@@ -74,15 +73,26 @@ class CaptionCandidates:
 
     def best(self) -> DecodedCaptions:
         """The first candidate of each image, in the one-caption-per-image form."""
-        return DecodedCaptions(tokens=self.tokens[:, 0], log_probs=self.token_log_probs[:, 0],
-                               alphas=self.alphas[:, 0], lengths=self.lengths[:, 0], texts=self.best_texts)
+        return DecodedCaptions(
+            tokens=self.tokens[:, 0],
+            log_probs=self.token_log_probs[:, 0],
+            alphas=self.alphas[:, 0],
+            lengths=self.lengths[:, 0],
+            texts=self.best_texts,
+        )
 
     def first(self, k: int, images: int | None = None) -> "CaptionCandidates":
         """The first k candidates of each image (of the first `images` images, default all)."""
         n = len(self.texts) if images is None else images
-        return CaptionCandidates(self.tokens[:n, :k], self.scores[:n, :k], self.log_probs[:n, :k],
-                                 self.token_log_probs[:n, :k], self.alphas[:n, :k], self.lengths[:n, :k],
-                                 [texts[:k] for texts in self.texts[:n]])
+        return CaptionCandidates(
+            self.tokens[:n, :k],
+            self.scores[:n, :k],
+            self.log_probs[:n, :k],
+            self.token_log_probs[:n, :k],
+            self.alphas[:n, :k],
+            self.lengths[:n, :k],
+            [texts[:k] for texts in self.texts[:n]],
+        )
 
     def with_rows(self, rows: list[int], other: "CaptionCandidates") -> "CaptionCandidates":
         """These candidates with images `rows` replaced by `other`'s (same k), steps padded."""
@@ -90,9 +100,15 @@ class CaptionCandidates:
         order = list(range(len(self.texts)))
         for position, row in enumerate(rows):
             order[row] = len(self.texts) + position
-        return CaptionCandidates(merged.tokens[order], merged.scores[order], merged.log_probs[order],
-                                 merged.token_log_probs[order], merged.alphas[order], merged.lengths[order],
-                                 [merged.texts[i] for i in order])
+        return CaptionCandidates(
+            merged.tokens[order],
+            merged.scores[order],
+            merged.log_probs[order],
+            merged.token_log_probs[order],
+            merged.alphas[order],
+            merged.lengths[order],
+            [merged.texts[i] for i in order],
+        )
 
     @staticmethod
     def concatenate(parts: list["CaptionCandidates"]) -> "CaptionCandidates":

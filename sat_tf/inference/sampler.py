@@ -60,8 +60,14 @@ class Sampler:
         """Scores [B, k] before the first word: every hypothesis live."""
         return tf.zeros([batch, self.num_hypotheses])
 
-    def select(self, log_probs: tf.Tensor, scores: tf.Tensor, step: tf.Tensor, seed: tf.Tensor,
-               constraint: tf.Tensor | None = None):
+    def select(
+        self,
+        log_probs: tf.Tensor,
+        scores: tf.Tensor,
+        step: tf.Tensor,
+        seed: tf.Tensor,
+        constraint: tf.Tensor | None = None,
+    ):
         """Chooses each hypothesis' continuation.
 
         Args:
@@ -90,9 +96,16 @@ class Sampler:
         return cls(**config)
 
     # ----- the loop ---------------------------------------------------------------------------
-    def run(self, model, features, max_length: int, seed: tf.Tensor | None = None,
-            forbidden_ids: Sequence[int] = (), constraint_words: tf.Tensor | None = None,
-            no_repeat_ngram_size: int = 0) -> dict[str, tf.Tensor]:
+    def run(
+        self,
+        model,
+        features,
+        max_length: int,
+        seed: tf.Tensor | None = None,
+        forbidden_ids: Sequence[int] = (),
+        constraint_words: tf.Tensor | None = None,
+        no_repeat_ngram_size: int = 0,
+    ) -> dict[str, tf.Tensor]:
         """Decodes a batch in the graph (call it inside a `tf.function`, or eagerly).
 
         Args:
@@ -176,13 +189,21 @@ class Sampler:
 
         steps, _, _, scores, _, lengths, tokens, token_log_probs, alphas = tf.while_loop(
             lambda t, _state, _previous, _scores, finished, *_: (t < max_length) & ~tf.reduce_all(finished),
-            body, (tf.constant(0), state, *carried), maximum_iterations=max_length,
+            body,
+            (tf.constant(0), state, *carried),
+            maximum_iterations=max_length,
         )
         tokens, token_log_probs, alphas = tokens[:, :, :steps], token_log_probs[:, :, :steps], alphas[:, :, :steps]
         log_probs = tf.reduce_sum(token_log_probs, axis=2)
         ranking, order = self.final_order(scores, lengths)
-        outputs = {"tokens": tokens, "scores": ranking, "log_probs": log_probs, "token_log_probs": token_log_probs,
-                   "alphas": alphas, "lengths": lengths}
+        outputs = {
+            "tokens": tokens,
+            "scores": ranking,
+            "log_probs": log_probs,
+            "token_log_probs": token_log_probs,
+            "alphas": alphas,
+            "lengths": lengths,
+        }
         if order is not None:
             outputs = {key: tf.gather(value, order, batch_dims=1) for key, value in outputs.items()}
         return outputs

@@ -23,7 +23,7 @@ In a guided caption, "a" before a vowel becomes "an" ("a elephant": the model ra
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -37,12 +37,35 @@ from sat_tf.models.imagenet_tagger import Tag
 
 TAG_MODES = ("off", "on", "auto")
 # A novel word -> an in-vocabulary word of the same kind whose place in a caption it can take.
-SURROGATES = {"zebra": "horse", "giraffe": "horse", "panda": "bear", "lion": "tiger", "cheetah": "tiger",
-              "leopard": "tiger", "jaguar": "tiger", "hippo": "cow", "bison": "cow", "buffalo": "cow",
-              "banana": "orange", "lemon": "orange", "apple": "orange", "strawberry": "orange",
-              "pineapple": "orange", "broccoli": "food", "microwave": "refrigerator", "stove": "refrigerator",
-              "motorcycle": "bike", "scooter": "bike", "tram": "train", "taxi": "car", "van": "car", "jeep": "car",
-              "airliner": "airplane", "ship": "boat", "canoe": "boat"}
+SURROGATES = {
+    "zebra": "horse",
+    "giraffe": "horse",
+    "panda": "bear",
+    "lion": "tiger",
+    "cheetah": "tiger",
+    "leopard": "tiger",
+    "jaguar": "tiger",
+    "hippo": "cow",
+    "bison": "cow",
+    "buffalo": "cow",
+    "banana": "orange",
+    "lemon": "orange",
+    "apple": "orange",
+    "strawberry": "orange",
+    "pineapple": "orange",
+    "broccoli": "food",
+    "microwave": "refrigerator",
+    "stove": "refrigerator",
+    "motorcycle": "bike",
+    "scooter": "bike",
+    "tram": "train",
+    "taxi": "car",
+    "van": "car",
+    "jeep": "car",
+    "airliner": "airplane",
+    "ship": "boat",
+    "canoe": "boat",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +117,9 @@ def caption_names(caption: str, tag_word: str) -> bool:
     return False
 
 
-def constraint_words(tags: Sequence[Sequence[Tag]], vocabulary: dict[str, int],
-                     min_probability: float) -> tuple[np.ndarray, list[dict[str, str]]]:
+def constraint_words(
+    tags: Sequence[Sequence[Tag]], vocabulary: dict[str, int], min_probability: float
+) -> tuple[np.ndarray, list[dict[str, str]]]:
     """float32 [N, V]: 1 for the tokens of each image's tags at least `min_probability` probable;
     and per image, the surrogate words to rename in its caption ({"horse": "zebra"})."""
     mask = np.zeros([len(tags), max(vocabulary.values()) + 1], np.float32)
@@ -113,14 +137,24 @@ def constraint_words(tags: Sequence[Sequence[Tag]], vocabulary: dict[str, int],
 
 def _guided_text(text: str, renames: dict[str, str]) -> str:
     words = [renames.get(word, word) for word in text.split()]
-    return " ".join("an" if word == "a" and index + 1 < len(words) and words[index + 1][0] in "aeiou" else word
-                    for index, word in enumerate(words))
+    return " ".join(
+        "an" if word == "a" and index + 1 < len(words) and words[index + 1][0] in "aeiou" else word
+        for index, word in enumerate(words)
+    )
 
 
-def guided_captions(model, features_or_images: dict, tags: Sequence[Sequence[Tag]], guidance: TagGuidance,
-                    beam_size: int = 3, length_penalty: float = 0.0, max_length: int = 20,
-                    forbid_unknown: bool = True, batch_size: int = 64,
-                    no_repeat_ngram_size: int = 0) -> tuple[CaptionCandidates, list[bool]]:
+def guided_captions(
+    model,
+    features_or_images: dict,
+    tags: Sequence[Sequence[Tag]],
+    guidance: TagGuidance,
+    beam_size: int = 3,
+    length_penalty: float = 0.0,
+    max_length: int = 20,
+    forbid_unknown: bool = True,
+    batch_size: int = 64,
+    no_repeat_ngram_size: int = 0,
+) -> tuple[CaptionCandidates, list[bool]]:
     """Captions (k = beam_size candidates per image) under `guidance`, and which images' captions
     were constrained.
 
@@ -129,8 +163,12 @@ def guided_captions(model, features_or_images: dict, tags: Sequence[Sequence[Tag
         features_or_images: {"images": [N, H, W, 3]} or {"features": ...}, as `generate_captions` takes.
         tags: per image, its tags (`ImageNetTagger.tags`).
     """
-    settings = dict(max_length=max_length, forbid_unknown=forbid_unknown, batch_size=batch_size,
-                    no_repeat_ngram_size=no_repeat_ngram_size)
+    settings: dict[str, Any] = dict(
+        max_length=max_length,
+        forbid_unknown=forbid_unknown,
+        batch_size=batch_size,
+        no_repeat_ngram_size=no_repeat_ngram_size,
+    )
     free_sampler = GreedySampler() if beam_size == 1 else BeamSampler(beam_size, length_penalty)
     free = generate_captions(model, sampler=free_sampler, **features_or_images, **settings)
     if guidance.mode == "off":
@@ -140,17 +178,28 @@ def guided_captions(model, features_or_images: dict, tags: Sequence[Sequence[Tag
     words, renames = constraint_words(tags, vocabulary, threshold)
     rows = [row for row in range(len(free.texts)) if words[row].any()]
     if guidance.mode == "auto":  # only where the free caption names none of the confident tags
-        rows = [row for row in rows if not any(caption_names(free.best_texts[row], tag.word) for tag in tags[row]
-                                               if tag.probability >= threshold)]
+        rows = [
+            row
+            for row in rows
+            if not any(
+                caption_names(free.best_texts[row], tag.word) for tag in tags[row] if tag.probability >= threshold
+            )
+        ]
     if not rows:
         return free, [False] * len(free.texts)
     # Padded to a power of two (repeating the last image) so the compiled loop sees few batch shapes.
     padded = rows + [rows[-1]] * (min(batch_size, 1 << (len(rows) - 1).bit_length()) - len(rows))
     subset = {key: _take(value, padded) for key, value in features_or_images.items()}
-    constrained = generate_captions(model, sampler=ConstrainedBeamSampler(beam_size, length_penalty),
-                                    constraint_words=words[padded], **subset, **settings).first(beam_size, len(rows))
-    constrained.texts = [[_guided_text(text, renames[row]) for text in texts]
-                         for row, texts in zip(rows, constrained.texts)]
+    constrained = generate_captions(
+        model,
+        sampler=ConstrainedBeamSampler(beam_size, length_penalty),
+        constraint_words=words[padded],
+        **subset,
+        **settings,
+    ).first(beam_size, len(rows))
+    constrained.texts = [
+        [_guided_text(text, renames[row]) for text in texts] for row, texts in zip(rows, constrained.texts)
+    ]
     return free.with_rows(rows, constrained), [row in rows for row in range(len(free.texts))]
 
 

@@ -52,9 +52,7 @@ class BahdanauAttention(keras.layers.Layer):
     def weights_from_hidden_term(self, projected_features: tf.Tensor, hidden_term: tf.Tensor) -> tf.Tensor:
         """alpha [B, L] given W_h h_{t-1} [B, units] already computed (the decoder fuses that matmul
         with its LSTM recurrence, since both read h_{t-1})."""
-        scores = tf.einsum(
-            "blu,u->bl", tf.tanh(projected_features + hidden_term[:, tf.newaxis, :]), self.score_vector
-        )
+        scores = tf.einsum("blu,u->bl", tf.tanh(projected_features + hidden_term[:, tf.newaxis, :]), self.score_vector)
         return tf.nn.softmax(scores, axis=-1)
 
     def call(self, features, hidden, projected_features=None):

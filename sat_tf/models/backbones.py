@@ -44,8 +44,12 @@ def _efficientnet_lite_spec(variant: str) -> BackboneSpec:
             efficientnet_lite.load_imagenet_weights(model, variant)
         return model
 
-    return BackboneSpec(build, efficientnet_lite.preprocess, efficientnet_lite.VARIANTS[variant].image_size,
-                        dict(efficientnet_lite.FEATURE_LAYERS))
+    return BackboneSpec(
+        build,
+        efficientnet_lite.preprocess,
+        efficientnet_lite.VARIANTS[variant].image_size,
+        dict(efficientnet_lite.FEATURE_LAYERS),
+    )
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -85,8 +89,11 @@ def build_small_cnn(
     """
     layers = []
     for index, width in enumerate(filters):
-        layers.append(keras.layers.Conv2D(width, kernel_size, padding="same", use_bias=normalization == "none",
-                                          name=f"conv{index}"))
+        layers.append(
+            keras.layers.Conv2D(
+                width, kernel_size, padding="same", use_bias=normalization == "none", name=f"conv{index}"
+            )
+        )
         if normalization == "batch":
             layers.append(keras.layers.BatchNormalization(synchronized=True, name=f"norm{index}"))
         elif normalization == "group":

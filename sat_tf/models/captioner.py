@@ -23,7 +23,7 @@ DEFAULT_ENTROPY_WEIGHT = 0.002
 
 @keras.saving.register_keras_serializable(package="sat_tf")
 class Captioner(keras.Model):
-    """"Show, Attend and Tell" captioner: encoder, attention decoder and tokenizer in one model.
+    """ "Show, Attend and Tell" captioner: encoder, attention decoder and tokenizer in one model.
 
     Batches are dicts with `tokens` (int32 [B, T+1], `<start>` ... `<end>` then `<pad>`) and either
     `images` ([B, H, W, 3], 0..255) or precomputed `features` ([B, L, D]). Calling the model runs
@@ -108,8 +108,9 @@ class Captioner(keras.Model):
             self.decoder.build((None, height * width, self.encoder.feature_dim))
         if self.decoder.attention_mode == "hard":
             # b of the REINFORCE term; every replica assigns the same global value.
-            self.reward_baseline = self.add_weight(name="reward_baseline", shape=(), initializer="zeros",
-                                                   trainable=False, aggregation="only_first_replica")
+            self.reward_baseline = self.add_weight(
+                name="reward_baseline", shape=(), initializer="zeros", trainable=False, aggregation="only_first_replica"
+            )
         self.built = True
 
     def members(self) -> list["Captioner"]:
@@ -163,8 +164,10 @@ class Captioner(keras.Model):
         return load_preset(name)
 
     def train_step(self, data):
-        raise TypeError("a Captioner is trained through its task: task = sat_tf.training.CaptioningTask(model); "
-                        "task.compile(optimizer=...); task.fit(dataset)")
+        raise TypeError(
+            "a Captioner is trained through its task: task = sat_tf.training.CaptioningTask(model); "
+            "task.compile(optimizer=...); task.fit(dataset)"
+        )
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -16,8 +16,16 @@ from sat_tf.models.rules import require_choice, require_location_samples
 
 # The settings that decide an encoder's features: a feature cache records them, and a run that
 # trains from the cache takes them from there.
-ENCODER_FEATURE_SETTINGS = ("backbone", "weights", "feature_layer", "image_size", "append_coordinates",
-                            "cnn_filters", "cnn_normalization", "fine_tune_top_blocks")
+ENCODER_FEATURE_SETTINGS = (
+    "backbone",
+    "weights",
+    "feature_layer",
+    "image_size",
+    "append_coordinates",
+    "cnn_filters",
+    "cnn_normalization",
+    "fine_tune_top_blocks",
+)
 
 
 @dataclasses.dataclass
@@ -82,9 +90,14 @@ class ModelConfig:
         # The layers' own rules (`sat_tf.models.rules`), checked here so that a config file's
         # mistake is reported by key before anything is built.
         self.cnn_filters = tuple(int(width) for width in self.cnn_filters)
-        choices = {"attention": ATTENTION_MODES, "hard_inference": HARD_INFERENCE_MODES,
-                   "penalty_target": PENALTY_TARGETS, "cnn_normalization": SMALL_CNN_NORMALIZATIONS,
-                   "hard_reward": HARD_REWARDS, "hard_baseline": HARD_BASELINES}
+        choices = {
+            "attention": ATTENTION_MODES,
+            "hard_inference": HARD_INFERENCE_MODES,
+            "penalty_target": PENALTY_TARGETS,
+            "cnn_normalization": SMALL_CNN_NORMALIZATIONS,
+            "hard_reward": HARD_REWARDS,
+            "hard_baseline": HARD_BASELINES,
+        }
         try:
             for name, allowed in choices.items():
                 require_choice(f"model.{name}", getattr(self, name), allowed)
@@ -103,17 +116,29 @@ class ModelConfig:
 
     def build_encoder(self) -> Encoder:
         try:
-            return Encoder(self.backbone, image_size=self.image_size, weights=self.weights,
-                           feature_layer=self.feature_layer, fine_tune_top_blocks=self.fine_tune_top_blocks,
-                           small_cnn_filters=self.cnn_filters, small_cnn_normalization=self.cnn_normalization,
-                           append_coordinates=self.append_coordinates)
+            return Encoder(
+                self.backbone,
+                image_size=self.image_size,
+                weights=self.weights,
+                feature_layer=self.feature_layer,
+                fine_tune_top_blocks=self.fine_tune_top_blocks,
+                small_cnn_filters=self.cnn_filters,
+                small_cnn_normalization=self.cnn_normalization,
+                append_coordinates=self.append_coordinates,
+            )
         except ValueError as exc:
             raise ConfigError(f"model: {exc}") from None
 
     def build_decoder(self, vocabulary_size: int) -> AttentionDecoder:
-        return AttentionDecoder(vocabulary_size, embedding_dim=self.embedding_dim, hidden_dim=self.hidden_dim,
-                                attention_dim=self.attention_dim, dropout=self.dropout,
-                                attention_mode=self.attention, hard_inference=self.hard_inference)
+        return AttentionDecoder(
+            vocabulary_size,
+            embedding_dim=self.embedding_dim,
+            hidden_dim=self.hidden_dim,
+            attention_dim=self.attention_dim,
+            dropout=self.dropout,
+            attention_mode=self.attention,
+            hard_inference=self.hard_inference,
+        )
 
 
 def build_captioner(config: ModelConfig, tokenizer: CaptionTokenizer, encoder: Encoder | None = None) -> Captioner:
@@ -125,8 +150,15 @@ def build_captioner(config: ModelConfig, tokenizer: CaptionTokenizer, encoder: E
         encoder: an already built encoder to use (for example one whose weights were just
             checked against a feature cache); None builds one from `config`.
     """
-    return Captioner(encoder or config.build_encoder(), config.build_decoder(tokenizer.vocabulary_size), tokenizer,
-                     penalty_weight=config.penalty_weight, penalty_target=config.penalty_target,
-                     reward_weight=config.reward_weight, entropy_weight=config.entropy_weight,
-                     hard_reward=config.hard_reward, hard_baseline=config.hard_baseline,
-                     location_samples=config.location_samples)
+    return Captioner(
+        encoder or config.build_encoder(),
+        config.build_decoder(tokenizer.vocabulary_size),
+        tokenizer,
+        penalty_weight=config.penalty_weight,
+        penalty_target=config.penalty_target,
+        reward_weight=config.reward_weight,
+        entropy_weight=config.entropy_weight,
+        hard_reward=config.hard_reward,
+        hard_baseline=config.hard_baseline,
+        location_samples=config.location_samples,
+    )

@@ -192,8 +192,9 @@ class AttentionDecoder(keras.layers.Layer):
 
     def advance(self, projected_features, features, state: DecoderState, word_embedding):
         """Attention + gate + LSTM for one step. Returns (new state, gated context z_t, alpha_t)."""
-        new_state, context, alpha, _ = self._advance(projected_features, features, state,
-                                                     self.word_gates(word_embedding), self.recurrent_kernels())
+        new_state, context, alpha, _ = self._advance(
+            projected_features, features, state, self.word_gates(word_embedding), self.recurrent_kernels()
+        )
         return new_state, context, alpha
 
     def word_gates(self, word_embedding: tf.Tensor) -> tf.Tensor:
@@ -215,13 +216,15 @@ class AttentionDecoder(keras.layers.Layer):
         hidden, context = self.fused_hidden_kernel(), tf.convert_to_tensor(self.lstm_context_kernel)
         return RecurrentKernels(hidden, tf.transpose(hidden), context, tf.transpose(context))
 
-    def _advance(self, projected_features, features, state: DecoderState, word_gates, kernels: RecurrentKernels,
-                 select=None):
+    def _advance(
+        self, projected_features, features, state: DecoderState, word_gates, kernels: RecurrentKernels, select=None
+    ):
         """Returns (state, context, alpha, location). `select` maps alpha [B, L] to (weights mixing
         the regions, location int [B]) for hard attention; without it the context is the
         expectation (soft attention) and location is None."""
         recurrent, attention_term, beta = self._split_hidden_terms(
-            _loop_matmul(state.hidden, kernels.hidden, kernels.hidden_transposed))
+            _loop_matmul(state.hidden, kernels.hidden, kernels.hidden_transposed)
+        )
         alpha = self.attention.weights_from_hidden_term(projected_features, attention_term)
         weights, location = (alpha, None) if select is None else select(alpha)
         context = tf.einsum("bl,bld->bd", weights, features)
@@ -248,9 +251,7 @@ class AttentionDecoder(keras.layers.Layer):
     def output_logits(self, word_embedding, hidden, context, training=False) -> tf.Tensor:
         """Deep output layer: L_o dropout(tanh(E y_{t-1} + L_h h_t + L_z z_t)); works on [..., *] inputs."""
         deep = tf.tanh(
-            word_embedding
-            + _project(hidden, self.hidden_to_output)
-            + _project(context, self.context_to_output)
+            word_embedding + _project(hidden, self.hidden_to_output) + _project(context, self.context_to_output)
         )
         return self.output_projection(self.output_dropout(deep, training=training))
 
@@ -323,7 +324,8 @@ class AttentionDecoder(keras.layers.Layer):
         # [T, B, 4H] in one matmul, read per step from a TensorArray: indexing a tensor inside the
         # loop would make each step's gradient a zero-filled [T, B, 4H] tensor.
         word_gates = tf.TensorArray(embeddings.dtype, size=steps).unstack(
-            tf.transpose(self.word_gates(embeddings), [1, 0, 2]))
+            tf.transpose(self.word_gates(embeddings), [1, 0, 2])
+        )
         hard = self.attention_mode == "hard"
         used_expectation = tf.constant(False)
         if hard and locations is None and training:
@@ -334,6 +336,7 @@ class AttentionDecoder(keras.layers.Layer):
 
         def select_at(t):
             """Hard attention: alpha -> (one-hot of the location attended at step t, location)."""
+
             def select(alpha):
                 if locations is not None:
                     location = tf.cast(locations[:, t], tf.int32)
@@ -344,20 +347,30 @@ class AttentionDecoder(keras.layers.Layer):
                     return weights, tf.argmax(weights, axis=-1, output_type=tf.int32)
                 one_hot = tf.one_hot(location, regions, dtype=alpha.dtype)
                 return tf.where(used_expectation, alpha, one_hot), location
+
             return select
 
         def body(t, state, hiddens, contexts, alphas, chosen):
             state, context, alpha, location = self._advance(
-                projected, features, state, word_gates.read(t), kernels, select=select_at(t) if hard else None)
+                projected, features, state, word_gates.read(t), kernels, select=select_at(t) if hard else None
+            )
             if location is None:
                 location = tf.zeros(tf.shape(alpha)[:1], tf.int32)
-            return (t + 1, state, hiddens.write(t, state.hidden), contexts.write(t, context),
-                    alphas.write(t, alpha), chosen.write(t, location))
+            return (
+                t + 1,
+                state,
+                hiddens.write(t, state.hidden),
+                contexts.write(t, context),
+                alphas.write(t, alpha),
+                chosen.write(t, location),
+            )
 
         arrays = [tf.TensorArray(features.dtype, size=steps) for _ in range(3)]
         arrays.append(tf.TensorArray(tf.int32, size=steps))
         _, _, hiddens, contexts, alphas, chosen = tf.while_loop(
-            lambda t, *_: t < steps, body, (tf.constant(0), self.initial_state(features), *arrays),
+            lambda t, *_: t < steps,
+            body,
+            (tf.constant(0), self.initial_state(features), *arrays),
             maximum_iterations=steps,  # lets XLA (jit_compile) size the TensorArrays
         )
         batch_major = lambda ta: tf.transpose(ta.stack(), [1, 0, 2])  # noqa: E731

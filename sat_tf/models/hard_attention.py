@@ -92,8 +92,7 @@ def reinforce_surrogate(
     """
     reward = caption_log_likelihood if reward is None else reward
     advantage = tf.stop_gradient(reward - baseline)
-    return (caption_log_likelihood + reward_weight * advantage * locations_log_likelihood
-            + entropy_weight * entropy)
+    return caption_log_likelihood + reward_weight * advantage * locations_log_likelihood + entropy_weight * entropy
 
 
 def caption_reward(caption_log_likelihood: tf.Tensor, mask: tf.Tensor, kind: str = "log_likelihood") -> tf.Tensor:

@@ -60,8 +60,9 @@ def tag_vocabulary() -> tuple[tuple[str, ...], np.ndarray]:
     return words, matrix
 
 
-def tags_from_probabilities(probabilities: np.ndarray, min_probability: float = 0.1,
-                            max_tags: int = 3) -> list[list[Tag]]:
+def tags_from_probabilities(
+    probabilities: np.ndarray, min_probability: float = 0.1, max_tags: int = 3
+) -> list[list[Tag]]:
     """[N, 1000] class probabilities -> per image, the caption words whose classes sum to at least
     `min_probability`, most probable first (at most `max_tags`). Summing per word lets "dog" win
     when the mass is spread over several breeds. The SavedModel computes the same (`tag_outputs`)."""
@@ -77,8 +78,11 @@ def tags_from_probabilities(probabilities: np.ndarray, min_probability: float = 
             if per_word[column] < min_probability:
                 break
             members = np.flatnonzero(matrix[:, column])
-            names = tuple(classes[i].name.split(",")[0] for i in members[np.argsort(-row[members], kind="stable")][:3]
-                          if row[i] >= 0.01)
+            names = tuple(
+                classes[i].name.split(",")[0]
+                for i in members[np.argsort(-row[members], kind="stable")][:3]
+                if row[i] >= 0.01
+            )
             image_tags.append(Tag(words[column], float(per_word[column]), names))
         result.append(image_tags)
     return result

@@ -81,8 +81,14 @@ def _quantize(value: np.ndarray, per_row: bool) -> tuple[np.ndarray, np.ndarray]
     return np.clip(np.round(value / scale), -127, 127).astype(np.int8), scale
 
 
-def save_preset(model, folder: str | os.PathLike, decoding: dict, metrics: dict | None = None,
-                provenance: str = "", weight_format: str = "int8") -> Path:
+def save_preset(
+    model,
+    folder: str | os.PathLike,
+    decoding: dict,
+    metrics: dict | None = None,
+    provenance: str = "",
+    weight_format: str = "int8",
+) -> Path:
     """Writes `model` as a preset folder (each file atomically).
 
     Args:
@@ -96,8 +102,10 @@ def save_preset(model, folder: str | os.PathLike, decoding: dict, metrics: dict 
     if weight_format not in WEIGHT_FORMATS:
         raise PresetError(f"weight_format must be one of {WEIGHT_FORMATS}, got '{weight_format}'")
     if not model.encoder.is_pretrained_backbone:
-        raise PresetError("a preset rebuilds its encoder from installed ImageNet weights; this model's "
-                          f"'{model.encoder.backbone_name}' encoder is trained from scratch: save it as .keras")
+        raise PresetError(
+            "a preset rebuilds its encoder from installed ImageNet weights; this model's "
+            f"'{model.encoder.backbone_name}' encoder is trained from scratch: save it as .keras"
+        )
     config = keras.saving.serialize_keras_object(model)
     config["config"]["encoder"]["config"]["weights"] = "imagenet"  # the frozen part comes from the package
     arrays, names = {}, []
@@ -114,12 +122,21 @@ def save_preset(model, folder: str | os.PathLike, decoding: dict, metrics: dict 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds poorly
     with atomic_path(folder / WEIGHTS_FILE) as tmp:
         Path(tmp).write_bytes(buffer.getvalue())
-    write_json_atomic(folder / CONFIG_FILE, {"format": FORMAT, "captioner": config, "variables": names,
-                                             "weight_format": weight_format, "decoding": decoding,
-                                             "metrics": metrics or {}, "provenance": provenance})
+    write_json_atomic(
+        folder / CONFIG_FILE,
+        {
+            "format": FORMAT,
+            "captioner": config,
+            "variables": names,
+            "weight_format": weight_format,
+            "decoding": decoding,
+            "metrics": metrics or {},
+            "provenance": provenance,
+        },
+    )
     return folder
 
 
@@ -140,13 +157,16 @@ def load_preset(name_or_path: str | os.PathLike, info: dict | None = None):
         stored = dict(np.load(io.BytesIO(f.read())))
     variables = _stored_variables(model)
     if len(variables) != len(info["variables"]):
-        raise PresetError(f"{folder}: holds {len(info['variables'])} weights, the model it describes has "
-                          f"{len(variables)}")
+        raise PresetError(
+            f"{folder}: holds {len(info['variables'])} weights, the model it describes has {len(variables)}"
+        )
     for variable, entry in zip(variables, info["variables"]):
         key = entry["key"]
         value = stored[key] if key in stored else stored[f"{key}.q"] * stored[f"{key}.scale"]
         if tuple(value.shape) != tuple(variable.shape):
-            raise PresetError(f"{folder}: {entry['path']} has shape {tuple(value.shape)}, the model's "
-                              f"{variable.path} needs {tuple(variable.shape)}")
+            raise PresetError(
+                f"{folder}: {entry['path']} has shape {tuple(value.shape)}, the model's "
+                f"{variable.path} needs {tuple(variable.shape)}"
+            )
         variable.assign(np.asarray(value, np.float32))
     return model

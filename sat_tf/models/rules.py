@@ -17,8 +17,9 @@ def require_location_samples(name: str, location_samples: int, hard_baseline: st
     """Hard attention samples at least one location sequence per caption, two with the
     leave-one-out baseline (which needs another sample to compare with)."""
     if location_samples < (2 if hard_baseline == "leave_one_out" else 1):
-        raise ValueError(f"{name} must be >= 2 with the leave-one-out baseline (>= 1 otherwise); "
-                         f"got {location_samples}")
+        raise ValueError(
+            f"{name} must be >= 2 with the leave-one-out baseline (>= 1 otherwise); got {location_samples}"
+        )
 
 
 def require_probability(name: str, value: float) -> None:

@@ -57,11 +57,18 @@ class RequestBatcher:
         >>> batcher.close()
     """
 
-    def __init__(self, run_batch: RunBatch, max_batch_size: int = 16, batch_timeout_ms: float = 5.0,
-                 max_queued_requests: int = 64, num_batch_threads: int = 1):
+    def __init__(
+        self,
+        run_batch: RunBatch,
+        max_batch_size: int = 16,
+        batch_timeout_ms: float = 5.0,
+        max_queued_requests: int = 64,
+        num_batch_threads: int = 1,
+    ):
         if min(max_batch_size, max_queued_requests, num_batch_threads) < 1 or batch_timeout_ms < 0:
-            raise ValueError("max_batch_size, max_queued_requests and num_batch_threads must be >= 1, "
-                             "batch_timeout_ms >= 0")
+            raise ValueError(
+                "max_batch_size, max_queued_requests and num_batch_threads must be >= 1, batch_timeout_ms >= 0"
+            )
         self.run_batch = run_batch
         self.max_batch_size = max_batch_size
         self.batch_timeout = batch_timeout_ms / 1000.0
@@ -70,8 +77,10 @@ class RequestBatcher:
         self._held = None  # taken from the queue but left for the next batch
         self._forming = threading.Lock()  # one worker forms a batch at a time
         self.batch_sizes: list[int] = []  # images per graph call, for monitoring and tests
-        self._workers = [threading.Thread(target=self._work, name=f"sat_tf-batcher-{i}", daemon=True)
-                         for i in range(num_batch_threads)]
+        self._workers = [
+            threading.Thread(target=self._work, name=f"sat_tf-batcher-{i}", daemon=True)
+            for i in range(num_batch_threads)
+        ]
         for worker in self._workers:
             worker.start()
 
@@ -90,11 +99,13 @@ class RequestBatcher:
         try:
             self._queue.put_nowait(request)
         except queue.Full:
-            raise QueueFullError(f"server busy: {self.max_queued_requests} requests already queued "
-                                 f"(max_queued_requests); retry later") from None
+            raise QueueFullError(
+                f"server busy: {self.max_queued_requests} requests already queued (max_queued_requests); retry later"
+            ) from None
         request.done.wait()
         if request.error is not None:
             raise request.error
+        assert request.outputs is not None  # a finished request holds its outputs or its error
         return request.outputs, request.batch_size
 
     def close(self) -> None:
@@ -116,8 +127,11 @@ class RequestBatcher:
                 candidate = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
-            if (candidate is _STOP or candidate.signature != first.signature
-                    or size + len(candidate.images) > self.max_batch_size):
+            if (
+                candidate is _STOP
+                or candidate.signature != first.signature
+                or size + len(candidate.images) > self.max_batch_size
+            ):
                 self._held = candidate  # first of the next batch
                 break
             batch.append(candidate)
@@ -158,4 +172,3 @@ class RequestBatcher:
             request.batch_size = len(images)
             start += count
             request.done.set()
-

@@ -43,20 +43,27 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 from flask import Flask, Response, g, jsonify, request
-from sat_tf_edge.images import ImageDecodeError, graph_ready_bytes, refuse_declared_oversize
 from werkzeug.exceptions import HTTPException
 
 from sat_tf.errors import SatTfError
 from sat_tf.inference.results import NOT_SURE_BELOW
 from sat_tf.serving.batching import QueueFullError, RequestBatcher
 from sat_tf.serving.limits import ServingLimits
+from sat_tf_edge.images import ImageDecodeError, graph_ready_bytes, refuse_declared_oversize
 
 MAX_INSTANCES = 64
 ACCESS_LOG = logging.getLogger("sat_tf.serving.access")
 ERROR_LOG = logging.getLogger("sat_tf.serving")
 # TF Serving's names for the dtypes a SignatureDef lists.
-TF_SERVING_DTYPES = {tf.string: "DT_STRING", tf.float32: "DT_FLOAT", tf.int32: "DT_INT32", tf.int64: "DT_INT64",
-                     tf.bool: "DT_BOOL", tf.float16: "DT_HALF", tf.uint8: "DT_UINT8"}
+TF_SERVING_DTYPES = {
+    tf.string: "DT_STRING",
+    tf.float32: "DT_FLOAT",
+    tf.int32: "DT_INT32",
+    tf.int64: "DT_INT64",
+    tf.bool: "DT_BOOL",
+    tf.float16: "DT_HALF",
+    tf.uint8: "DT_UINT8",
+}
 
 
 class BadRequest(ValueError):
@@ -175,10 +182,15 @@ def _tensor_info(spec: tf.TensorSpec, tensor_name: str) -> dict:
     if spec.shape.rank is None:
         shape = {"dim": [], "unknown_rank": True}
     else:
-        shape = {"dim": [{"size": str(-1 if d is None else d), "name": ""} for d in spec.shape.as_list()],
-                 "unknown_rank": False}
-    return {"dtype": TF_SERVING_DTYPES.get(spec.dtype, f"DT_{spec.dtype.name.upper()}"), "tensor_shape": shape,
-            "name": tensor_name}
+        shape = {
+            "dim": [{"size": str(-1 if d is None else d), "name": ""} for d in spec.shape.as_list()],
+            "unknown_rank": False,
+        }
+    return {
+        "dtype": TF_SERVING_DTYPES.get(spec.dtype, f"DT_{spec.dtype.name.upper()}"),
+        "tensor_shape": shape,
+        "name": tensor_name,
+    }
 
 
 def signature_metadata(signatures: dict) -> dict:
@@ -188,8 +200,10 @@ def signature_metadata(signatures: dict) -> dict:
         inputs = function.structured_input_signature[1]
         described[key] = {
             "inputs": {name: _tensor_info(spec, f"{key}_{name}:0") for name, spec in inputs.items()},
-            "outputs": {name: _tensor_info(spec, f"StatefulPartitionedCall:{i}")
-                        for i, (name, spec) in enumerate(sorted(function.structured_outputs.items()))},
+            "outputs": {
+                name: _tensor_info(spec, f"StatefulPartitionedCall:{i}")
+                for i, (name, spec) in enumerate(sorted(function.structured_outputs.items()))
+            },
             "method_name": "tensorflow/serving/predict",
         }
     return {"signature_def": described}
@@ -236,9 +250,16 @@ class ServedModel:
         return {key: value.numpy() for key, value in outputs.items()}
 
 
-def create_app(model_dir: str | os.PathLike, model_name: str | None = None, max_batch_size: int = 16,
-               batch_timeout_ms: float = 5.0, max_queued_requests: int = 32, num_batch_threads: int = 2,
-               limits: ServingLimits | None = None, load_in_background: bool = False) -> Flask:
+def create_app(
+    model_dir: str | os.PathLike,
+    model_name: str | None = None,
+    max_batch_size: int = 16,
+    batch_timeout_ms: float = 5.0,
+    max_queued_requests: int = 32,
+    num_batch_threads: int = 2,
+    limits: ServingLimits | None = None,
+    load_in_background: bool = False,
+) -> Flask:
     """The Flask app serving `<model_dir>` (a TF Serving base path `<name>/` or a version folder).
 
     Args:
@@ -259,15 +280,15 @@ def create_app(model_dir: str | os.PathLike, model_name: str | None = None, max_
     name, version, version_dir = resolve_model_dir(model_dir, model_name)
     model = ServedModel(version_dir, background=load_in_background)
     # Worker threads run the graph on batches of requests (TF parallelises inside a call too).
-    batcher = RequestBatcher(model.run_batch, max_batch_size, batch_timeout_ms, max_queued_requests,
-                             num_batch_threads)
+    batcher = RequestBatcher(model.run_batch, max_batch_size, batch_timeout_ms, max_queued_requests, num_batch_threads)
     image_pool = concurrent.futures.ThreadPoolExecutor(limits.image_workers, thread_name_prefix="sat_tf-images")
     admitted = threading.BoundedSemaphore(limits.max_in_flight)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = limits.max_request_bytes
-    app.extensions.update(sat_tf_batcher=batcher, sat_tf_model=model, sat_tf_limits=limits,
-                          sat_tf_identity=(name, version))
+    app.extensions.update(
+        sat_tf_batcher=batcher, sat_tf_model=model, sat_tf_limits=limits, sat_tf_identity=(name, version)
+    )
     base = f"/v1/models/{name}"
 
     def error(message: str, status: int = 400, retry_after: bool = False):
@@ -289,8 +310,14 @@ def create_app(model_dir: str | os.PathLike, model_name: str | None = None, max_
     @app.after_request
     def access_log(response):
         latency = 1000 * (time.perf_counter() - g.get("started", time.perf_counter()))
-        ACCESS_LOG.info("%s %s %d %.1fms batch=%s", request.method, request.path, response.status_code, latency,
-                        g.get("batch_size") or "-")
+        ACCESS_LOG.info(
+            "%s %s %d %.1fms batch=%s",
+            request.method,
+            request.path,
+            response.status_code,
+            latency,
+            g.get("batch_size") or "-",
+        )
         return response
 
     @app.get("/")
@@ -301,9 +328,15 @@ def create_app(model_dir: str | os.PathLike, model_name: str | None = None, max_
     @app.get("/page-config.json")
     def page_config():
         signatures = model.image_signatures()
-        return jsonify({"model": name, "max_request_bytes": limits.max_request_bytes,
-                        "max_image_pixels": limits.max_image_pixels, "not_sure_below": NOT_SURE_BELOW,
-                        "signature": "beam_search" if "beam_search" in signatures else "serving_default"})
+        return jsonify(
+            {
+                "model": name,
+                "max_request_bytes": limits.max_request_bytes,
+                "max_image_pixels": limits.max_image_pixels,
+                "not_sure_below": NOT_SURE_BELOW,
+                "signature": "beam_search" if "beam_search" in signatures else "serving_default",
+            }
+        )
 
     @app.get(base)
     @app.get(f"{base}/versions/<int:requested>")
@@ -311,9 +344,17 @@ def create_app(model_dir: str | os.PathLike, model_name: str | None = None, max_
         if (missing := check_version(requested)) is not None:
             return missing
         code = "OK" if model.state != "END" else "UNKNOWN"
-        return jsonify({"model_version_status": [
-            {"version": str(version), "state": model.state, "status": {"error_code": code,
-                                                                        "error_message": model.error}}]})
+        return jsonify(
+            {
+                "model_version_status": [
+                    {
+                        "version": str(version),
+                        "state": model.state,
+                        "status": {"error_code": code, "error_message": model.error},
+                    }
+                ]
+            }
+        )
 
     @app.get(f"{base}/metadata")
     @app.get(f"{base}/versions/<int:requested>/metadata")
@@ -322,8 +363,12 @@ def create_app(model_dir: str | os.PathLike, model_name: str | None = None, max_
             return missing
         if model.state != "AVAILABLE":
             return error(f"model {name} is {model.state.lower()}", 503, retry_after=True)
-        return jsonify({"model_spec": {"name": name, "signature_name": "", "version": str(version)},
-                        "metadata": {"signature_def": signature_metadata(model.signatures)}})
+        return jsonify(
+            {
+                "model_spec": {"name": name, "signature_name": "", "version": str(version)},
+                "metadata": {"signature_def": signature_metadata(model.signatures)},
+            }
+        )
 
     @app.route(f"{base}/labels/<label>", methods=["GET", "POST"])
     @app.route(f"{base}/labels/<label>/metadata", methods=["GET"])
@@ -340,8 +385,11 @@ def create_app(model_dir: str | os.PathLike, model_name: str | None = None, max_
             status = 503 if model.state == "LOADING" else 500
             return error(f"model {name} is {model.state.lower()}", status, retry_after=status == 503)
         if not admitted.acquire(blocking=False):
-            return error(f"server busy: {limits.max_in_flight} requests in flight (max_in_flight); retry later",
-                         503, retry_after=True)
+            return error(
+                f"server busy: {limits.max_in_flight} requests in flight (max_in_flight); retry later",
+                503,
+                retry_after=True,
+            )
         try:
             return predict_admitted()
         finally:
@@ -358,8 +406,7 @@ def create_app(model_dir: str | os.PathLike, model_name: str | None = None, max_
         signature_name = payload.get("signature_name", "serving_default")
         if not isinstance(signature_name, str) or signature_name not in model.image_signatures():
             shown = signature_name if isinstance(signature_name, str) else type(signature_name).__name__
-            return error(f"unknown signature_name '{shown[:100]}' (image-bytes signatures: "
-                         f"{model.image_signatures()})")
+            return error(f"unknown signature_name '{shown[:100]}' (image-bytes signatures: {model.image_signatures()})")
         try:
             instances, columnar = _request_instances(payload)
             if len(instances) > MAX_INSTANCES:
@@ -381,15 +428,18 @@ def create_app(model_dir: str | os.PathLike, model_name: str | None = None, max_
         """Each instance checked and made graph-ready in the bounded pool, within the deadline."""
         for index, instance in enumerate(instances):
             _refuse_declared_oversize(instance, index, limits.max_image_pixels)
-        futures = [image_pool.submit(_image_bytes, instance, i, limits.max_image_pixels)
-                   for i, instance in enumerate(instances)]
+        futures = [
+            image_pool.submit(_image_bytes, instance, i, limits.max_image_pixels)
+            for i, instance in enumerate(instances)
+        ]
         try:
             return [future.result(timeout=max(0.0, deadline - time.monotonic())) for future in futures]
         except concurrent.futures.TimeoutError:
             for future in futures:
                 future.cancel()
-            raise Overloaded(f"images not checked within the {limits.request_timeout_s:g} s deadline "
-                             "(server busy); retry later") from None
+            raise Overloaded(
+                f"images not checked within the {limits.request_timeout_s:g} s deadline (server busy); retry later"
+            ) from None
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -398,8 +448,9 @@ def create_app(model_dir: str | os.PathLike, model_name: str | None = None, max_
         if exc.code == 404:
             return error(f"not found: {request.path[:200]}; this server serves {base}", 404)
         response = error(exc.description or exc.name, exc.code or 500)
-        if exc.code == 405 and getattr(exc, "valid_methods", None):
-            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        allowed = getattr(exc, "valid_methods", None)  # MethodNotAllowed's
+        if exc.code == 405 and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
         return response
 
     @app.errorhandler(Exception)
@@ -422,8 +473,15 @@ def _log_to_stderr(logger: logging.Logger) -> None:
     logger.propagate = False  # a root handler added later (by a library) would print each line twice
 
 
-def serve(model_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8501, model_name: str | None = None,
-          limits: ServingLimits | None = None, announce=print, **batching) -> None:
+def serve(
+    model_dir: str | os.PathLike,
+    host: str = "127.0.0.1",
+    port: int = 8501,
+    model_name: str | None = None,
+    limits: ServingLimits | None = None,
+    announce=print,
+    **batching,
+) -> None:
     """Serves with waitress (a production WSGI server): `limits.max_in_flight + limits.spare_threads`
     threads, so a refused request never waits for one. The port answers at once (status LOADING,
     predictions 503) and `announce` reports the URL once the model is loaded.
@@ -439,8 +497,11 @@ def serve(model_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 850
     def announce_when_loaded():
         model.loaded.wait()
         if model.state == "AVAILABLE":
-            announce(f"serving model '{name}' version {version} at http://{host}:{port}/v1/models/{name} "
-                     f"(page: http://{host}:{port}/)", flush=True)
+            announce(
+                f"serving model '{name}' version {version} at http://{host}:{port}/v1/models/{name} "
+                f"(page: http://{host}:{port}/)",
+                flush=True,
+            )
         else:
             announce(f"error: {model.error}", flush=True)
 
@@ -449,5 +510,12 @@ def serve(model_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 850
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     _log_to_stderr(ERROR_LOG)  # the parent of ACCESS_LOG
     threads = limits.max_in_flight + limits.spare_threads
-    waitress_serve(app, host=host, port=port, threads=threads, connection_limit=max(100, 4 * threads),
-                   channel_timeout=60, ident="sat_tf")
+    waitress_serve(
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        connection_limit=max(100, 4 * threads),
+        channel_timeout=60,
+        ident="sat_tf",
+    )

@@ -26,9 +26,7 @@ def make_learning_rate(config: TrainConfig, total_steps: int, scale: float = 1.0
                 0.0, decay_steps, warmup_target=peak, warmup_steps=config.warmup_steps
             )
         return keras.optimizers.schedules.CosineDecay(peak, decay_steps)
-    return keras.optimizers.schedules.ExponentialDecay(
-        peak, decay_steps=max(1, total_steps // 4), decay_rate=0.5
-    )
+    return keras.optimizers.schedules.ExponentialDecay(peak, decay_steps=max(1, total_steps // 4), decay_rate=0.5)
 
 
 def make_optimizer(config: TrainConfig, total_steps: int, scale: float = 1.0) -> keras.optimizers.Optimizer:

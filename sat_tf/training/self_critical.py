@@ -38,7 +38,6 @@ BASELINES = ("leave_one_out", "greedy", "none")
 RewardFunction = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
-
 @dataclasses.dataclass
 class SelfCriticalConfig:
     """Self-critical sequence training (Rennie et al. 2017) on CIDEr-D, after cross-entropy.
@@ -91,8 +90,9 @@ class CiderReward:
         return rewards
 
     @classmethod
-    def from_token_ids(cls, tokens: np.ndarray, lengths: np.ndarray, image_index: np.ndarray, end_id: int
-                       ) -> "CiderReward":
+    def from_token_ids(
+        cls, tokens: np.ndarray, lengths: np.ndarray, image_index: np.ndarray, end_id: int
+    ) -> "CiderReward":
         """From encoded training captions (`EncodedCaptions`: <start> ... <end> rows)."""
         references: dict[int, list[list[int]]] = {}
         for row, length, image in zip(tokens, lengths, image_index):
@@ -118,23 +118,42 @@ class SelfCriticalTask(CaptioningTask):
         >>> Trainer(lambda: model, per_image_data, TrainConfig(learning_rate=5e-5), "runs/scst", task=task)
     """
 
-    def __init__(self, captioner: Captioner, reward: RewardFunction | None = None, num_samples: int = 5,
-                 baseline: str = "leave_one_out", max_length: int = 16, clip_norm: float | None = 5.0,
-                 seed: int = 0, **kwargs):
+    def __init__(
+        self,
+        captioner: Captioner,
+        reward: RewardFunction | None = None,
+        num_samples: int = 5,
+        baseline: str = "leave_one_out",
+        max_length: int = 16,
+        clip_norm: float | None = 5.0,
+        seed: int = 0,
+        **kwargs,
+    ):
         super().__init__(captioner, clip_norm=clip_norm, **kwargs)
         if baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got '{baseline}'")
         if baseline == "leave_one_out" and num_samples < 2:
             raise ValueError("the leave-one-out baseline needs num_samples >= 2")
-        self.reward, self.baseline, self.max_length, self.seed = reward, baseline, max_length, seed
+        self.reward: RewardFunction | None = reward
+        self.baseline, self.max_length, self.seed = baseline, max_length, seed
         self.sampler = RandomSampler(num_samples=num_samples)
         # Checkpointed by the Trainer, so a resumed run draws the samples an uninterrupted one would.
-        self.draws = tf.Variable(0, dtype=tf.int64, trainable=False, name="scst_draws",
-                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.draws = tf.Variable(
+            0, dtype=tf.int64, trainable=False, name="scst_draws", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
+        )
+
+    def _reward(self) -> RewardFunction:
+        if self.reward is None:
+            raise ValueError("SelfCriticalTask needs a reward function (for example CiderReward) to train")
+        return self.reward
 
     def _host_rewards(self, image_index, tokens, lengths) -> tf.Tensor:
-        rewards = tf.numpy_function(lambda i, t, n: self.reward(i, t, n).astype(np.float32),
-                                    [image_index, tokens, lengths], tf.float32, stateful=False)
+        rewards = tf.numpy_function(
+            lambda i, t, n: self._reward()(i, t, n).astype(np.float32),
+            [image_index, tokens, lengths],
+            tf.float32,
+            stateful=False,
+        )
         return tf.ensure_shape(rewards, [None, None])
 
     def compute_caption_loss(self, batch: dict, training: bool = False):
@@ -160,11 +179,14 @@ class SelfCriticalTask(CaptioningTask):
         log_probs = self.sequence_log_probs(features, tokens, lengths)  # [B, k]
         (num_samples,) = sum_over_replicas([tf.cast(tf.size(rewards), tf.float32)])
         loss = -tf.reduce_sum(advantages * log_probs) / num_samples
-        reward_sum, baseline_sum, loss_sum = sum_over_replicas(
-            [tf.reduce_sum(rewards), tf.reduce_sum(baseline), loss])
+        reward_sum, baseline_sum, loss_sum = sum_over_replicas([tf.reduce_sum(rewards), tf.reduce_sum(baseline), loss])
         tokens_count = tf.cast(tf.reduce_sum(lengths), tf.float32)
-        logs = {"loss": loss_sum, "reward": reward_sum / num_samples, "baseline": baseline_sum / num_samples,
-                "tokens": sum_over_replicas([tokens_count])[0]}
+        logs = {
+            "loss": loss_sum,
+            "reward": reward_sum / num_samples,
+            "baseline": baseline_sum / num_samples,
+            "tokens": sum_over_replicas([tokens_count])[0],
+        }
         return loss, logs
 
     def sequence_log_probs(self, features, tokens, lengths) -> tf.Tensor:
@@ -182,6 +204,7 @@ class SelfCriticalTask(CaptioningTask):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(num_samples=self.sampler.num_samples, baseline=self.baseline, max_length=self.max_length,
-                      seed=self.seed)
+        config.update(
+            num_samples=self.sampler.num_samples, baseline=self.baseline, max_length=self.max_length, seed=self.seed
+        )
         return config

@@ -13,8 +13,12 @@ from sat_tf.training.config import STRATEGIES
 # A collective (gradient all-reduce) that has not completed after this long means a peer is gone.
 COLLECTIVE_TIMEOUT_SECONDS = float(os.environ.get("SAT_TF_COLLECTIVE_TIMEOUT", "300"))
 # The errors a collective raises when a peer died or stopped answering.
-WORKER_FAILURE_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
-                         tf.errors.AbortedError)
+WORKER_FAILURE_ERRORS = (
+    tf.errors.UnavailableError,
+    tf.errors.DeadlineExceededError,
+    tf.errors.CancelledError,
+    tf.errors.AbortedError,
+)
 
 
 class WorkerFailureError(SatTfError, RuntimeError):
@@ -55,7 +59,9 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     Single-process strategies always write.
     """
     resolver = getattr(strategy, "cluster_resolver", None)
-    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if resolver is None:
+        return True
+    cluster = resolver.cluster_spec().as_dict()
     if not cluster or resolver.task_type is None:
         return True
     if resolver.task_type == "chief":

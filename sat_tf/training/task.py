@@ -101,8 +101,12 @@ class CaptioningTask(keras.Model):
         if "locations" in outputs and training:
             loss += self._hard_attention_loss(outputs, alphas, token_losses, mask, num_tokens, num_captions)
         global_loss, global_cross_entropy, global_penalty = sum_over_replicas([loss, cross_entropy, penalty])
-        logs = {"loss": global_loss, "cross_entropy": global_cross_entropy, "penalty": global_penalty,
-                "tokens": num_tokens}
+        logs = {
+            "loss": global_loss,
+            "cross_entropy": global_cross_entropy,
+            "penalty": global_penalty,
+            "tokens": num_tokens,
+        }
         return loss, logs
 
     def _hard_attention_loss(self, outputs, alphas, token_losses, mask, num_tokens, num_captions):
@@ -118,8 +122,15 @@ class CaptioningTask(keras.Model):
             baseline = tf.reshape(leave_one_out_baseline(tf.reshape(reward, [-1, model.location_samples])), [-1])
         else:
             baseline = model.reward_baseline
-        surrogate = reinforce_surrogate(caption_log_likelihood, log_p_locations, attention_entropy(alphas, mask),
-                                        baseline, model.reward_weight, model.entropy_weight, reward=reward)
+        surrogate = reinforce_surrogate(
+            caption_log_likelihood,
+            log_p_locations,
+            attention_entropy(alphas, mask),
+            baseline,
+            model.reward_weight,
+            model.entropy_weight,
+            reward=reward,
+        )
         extra = -tf.reduce_sum(surrogate - caption_log_likelihood) / tf.maximum(num_tokens, 1.0)
         (reward_sum,) = sum_over_replicas([tf.reduce_sum(reward)])
         new_baseline = updated_baseline(model.reward_baseline, reward_sum / num_captions, model.baseline_decay)
@@ -129,8 +140,12 @@ class CaptioningTask(keras.Model):
         return extra
 
     # ----- the step ----------------------------------------------------------------------------
-    def replica_step(self, batch: dict, optimizer: keras.optimizers.Optimizer,
-                     encoder_optimizer: keras.optimizers.Optimizer | None = None) -> dict:
+    def replica_step(
+        self,
+        batch: dict,
+        optimizer: keras.optimizers.Optimizer,
+        encoder_optimizer: keras.optimizers.Optimizer | None = None,
+    ) -> dict:
         """One optimizer step on this replica's share of a global batch (inside `strategy.run`,
         or directly with one replica). Returns the global-batch logs and the gradient norm.
 
@@ -140,8 +155,7 @@ class CaptioningTask(keras.Model):
         variables = self.captioner.trainable_variables_for(batch)
         # mixed_float16: the loss is scaled up before the gradient (float16 would underflow); the
         # LossScaleOptimizer unscales, and skips steps whose gradients overflowed.
-        loss_scale = (optimizer.dynamic_scale if isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-                      else None)
+        loss_scale = optimizer.dynamic_scale if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else None
         with tf.GradientTape() as tape:
             loss, logs = self.compute_caption_loss(batch, training=True)
             if loss_scale is not None:

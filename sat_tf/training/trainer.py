@@ -71,15 +71,22 @@ class TrainResult:
     seconds: float
 
 
-def build_train_step(model: Captioner, optimizer, strategy: tf.distribute.Strategy, config: TrainConfig,
-                     task: CaptioningTask | None = None, encoder_optimizer=None):
+def build_train_step(
+    model: Captioner,
+    optimizer,
+    strategy: tf.distribute.Strategy,
+    config: TrainConfig,
+    task: CaptioningTask | None = None,
+    encoder_optimizer=None,
+):
     """Returns a tf.function running one distributed training step (`task.replica_step` on every
     replica; by default the cross-entropy `CaptioningTask`) on a distributed batch."""
     task = task or CaptioningTask(model, clip_norm=config.clip_norm)
 
     def step(distributed_batch):
-        per_replica = strategy.run(lambda batch: task.replica_step(batch, optimizer, encoder_optimizer),
-                                   args=(distributed_batch,))
+        per_replica = strategy.run(
+            lambda batch: task.replica_step(batch, optimizer, encoder_optimizer), args=(distributed_batch,)
+        )
         # Every replica holds the same global values; take the first.
         return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], per_replica)
 
@@ -122,11 +129,18 @@ class Trainer:
             images (`sat_tf.workflows.train.attention_figures`).
     """
 
-    def __init__(self, build_model: Callable[[], Captioner], data: TrainingData, config: TrainConfig,
-                 output_dir: str | os.PathLike, strategy: tf.distribute.Strategy | None = None,
-                 validate: Callable[[Captioner], float] | None = None, verbose: bool = True,
-                 build_task: Callable[[Captioner], CaptioningTask] | None = None,
-                 figures: Callable[[Captioner], dict[str, np.ndarray]] | None = None):
+    def __init__(
+        self,
+        build_model: Callable[[], Captioner],
+        data: TrainingData,
+        config: TrainConfig,
+        output_dir: str | os.PathLike,
+        strategy: tf.distribute.Strategy | None = None,
+        validate: Callable[[Captioner], float] | None = None,
+        verbose: bool = True,
+        build_task: Callable[[Captioner], CaptioningTask] | None = None,
+        figures: Callable[[Captioner], dict[str, np.ndarray]] | None = None,
+    ):
         self.data, self.config, self.validate, self.verbose = data, config, validate, verbose
         self.figures = figures
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -138,8 +152,9 @@ class Trainer:
             self.model = build_model()
             self.task = (build_task or (lambda m: CaptioningTask(m, clip_norm=config.clip_norm)))(self.model)
             if config.bucket_by_length is None:  # auto: not with batch statistics that would leak lengths
-                config = dataclasses.replace(config, bucket_by_length=data.reads_features
-                                             or not self.model.encoder.uses_batch_statistics)
+                config = dataclasses.replace(
+                    config, bucket_by_length=data.reads_features or not self.model.encoder.uses_batch_statistics
+                )
                 self.config = config
             _warn_on_batch_statistics_leak(self.model, config, data)
             self.steps_per_epoch = _steps_per_epoch(data.captions, config)
@@ -155,8 +170,10 @@ class Trainer:
                 self.encoder_optimizer.build(encoder_variables)
             if self.precision == "mixed_float16":  # float16 gradients underflow without loss scaling
                 if self.encoder_optimizer is not None:
-                    raise ConfigError("mixed_float16 with fine-tuned encoder blocks is not supported (one loss "
-                                      "scale for two optimizers); use mixed_bfloat16")
+                    raise ConfigError(
+                        "mixed_float16 with fine-tuned encoder blocks is not supported (one loss "
+                        "scale for two optimizers); use mixed_bfloat16"
+                    )
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             encoder_ids = {id(v) for v in encoder_variables} if self.encoder_optimizer else set()
             # Built before the first tf.function step (Keras 3).
@@ -169,18 +186,29 @@ class Trainer:
         if self.encoder_optimizer is not None:
             extra_state["encoder_optimizer"] = self.encoder_optimizer
         self.checkpoint = tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, epoch=self.epoch, batch_in_epoch=self.batch_in_epoch,
-            random_states=random_state_variables(self.model), selection=self.selection, **extra_state)
+            model=self.model,
+            optimizer=self.optimizer,
+            epoch=self.epoch,
+            batch_in_epoch=self.batch_in_epoch,
+            random_states=random_state_variables(self.model),
+            selection=self.selection,
+            **extra_state,
+        )
         # Every worker takes part in saving (collective ops); only the chief's copy is kept. On resume
         # every worker restores the chief's checkpoints, so `output_dir` must be the same shared folder
         # for all workers (as TensorFlow's multi-worker checkpointing requires).
         self.shared_checkpoint_dir = self.output_dir / "checkpoints"
-        self.checkpoint_dir = (self.shared_checkpoint_dir if self.chief
-                               else Path(tempfile.mkdtemp(prefix="sat_tf_worker_")))
-        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.checkpoint_dir),
-                                                  max_to_keep=config.keep_checkpoints)
-        self.writer = (tf.summary.create_file_writer(str(self.output_dir / "logs")) if self.chief
-                       else tf.summary.create_noop_writer())
+        self.checkpoint_dir = (
+            self.shared_checkpoint_dir if self.chief else Path(tempfile.mkdtemp(prefix="sat_tf_worker_"))
+        )
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, str(self.checkpoint_dir), max_to_keep=config.keep_checkpoints
+        )
+        self.writer = (
+            tf.summary.create_file_writer(str(self.output_dir / "logs"))
+            if self.chief
+            else tf.summary.create_noop_writer()
+        )
         self.meter = _Throughput()
         self.history: list[dict] = []
 
@@ -191,14 +219,19 @@ class Trainer:
 
     def restore(self) -> str | None:
         """Restores the latest readable checkpoint of `output_dir`, if any; returns its path."""
-        source = (self.manager if self.chief
-                  else tf.train.CheckpointManager(self.checkpoint, str(self.shared_checkpoint_dir), max_to_keep=None))
+        source = (
+            self.manager
+            if self.chief
+            else tf.train.CheckpointManager(self.checkpoint, str(self.shared_checkpoint_dir), max_to_keep=None)
+        )
         if not source.checkpoints:
             return None
         restored = _restore_latest_good(self.checkpoint, source)
         if self.verbose:
-            print(f"resumed from {restored} at step {self.step}, epoch {int(self.epoch)}, "
-                  f"batch {int(self.batch_in_epoch)}")
+            print(
+                f"resumed from {restored} at step {self.step}, epoch {int(self.epoch)}, "
+                f"batch {int(self.batch_in_epoch)}"
+            )
         return restored
 
     def fit(self, resume: bool = False) -> TrainResult:
@@ -210,8 +243,9 @@ class Trainer:
         """
         if resume:
             self.restore()
-        train_step = build_train_step(self.model, self.optimizer, self.strategy, self.config, self.task,
-                                      self.encoder_optimizer)
+        train_step = build_train_step(
+            self.model, self.optimizer, self.strategy, self.config, self.task, self.encoder_optimizer
+        )
         progress = _Progress(self.total_steps, self.step, self.config.log_every) if self.verbose else None
         try:
             self._run_epochs(train_step, progress)
@@ -219,14 +253,20 @@ class Trainer:
             raise WorkerFailureError(
                 f"a worker failed or stopped answering near step {int(self.batch_in_epoch)} of epoch "
                 f"{int(self.epoch)} ({type(exc).__name__}); the last checkpoint is {self.manager.latest_checkpoint}. "
-                f"Restart every worker with the same command and --resume.") from exc
+                f"Restart every worker with the same command and --resume."
+            ) from exc
         if self.chief:
             with atomic_path(self.output_dir / "model.keras") as tmp, float32_layers(self.model):
                 self.model.save(tmp)
         else:
             shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
-        return TrainResult(model=self.model, steps=self.step, history=self.history,
-                           tokens_per_second=self.meter.tokens_per_second, seconds=self.meter.wall_seconds)
+        return TrainResult(
+            model=self.model,
+            steps=self.step,
+            history=self.history,
+            tokens_per_second=self.meter.tokens_per_second,
+            seconds=self.meter.wall_seconds,
+        )
 
     def _run_epochs(self, train_step, progress) -> None:
         """The epoch loop: data order from (seed, epoch), checkpoints, model selection."""
@@ -247,22 +287,28 @@ class Trainer:
         """Runs the rest of the current epoch; returns whether the schedule's last step was reached."""
         config = self.config
         dataset = make_caption_dataset(
-            self.data.images, self.data.captions, config.batch_size, image_size=self.data.image_size,
-            seed=config.seed, epoch=int(self.epoch), skip_batches=int(self.batch_in_epoch),
-            bucket_by_length=config.bucket_by_length,
+            self.data.images,
+            self.data.captions,
+            config.batch_size,
+            image_size=self.data.image_size,
+            seed=config.seed,
+            epoch=int(self.epoch),
+            skip_batches=int(self.batch_in_epoch),
+            bucket_by_length=bool(config.bucket_by_length),  # decided (not None) in __init__
         )
         for batch in self.strategy.experimental_distribute_dataset(dataset.with_options(_sharding_options())):
             with self.meter.timing():
                 logs = {k: float(v) for k, v in train_step(batch).items()}
             step = self.step
             if not math.isfinite(logs["loss"]):
-                raise NonFiniteLossError(f"loss became {logs['loss']} at step {step}; "
-                                         f"the last good checkpoint is {self.manager.latest_checkpoint}")
+                raise NonFiniteLossError(
+                    f"loss became {logs['loss']} at step {step}; "
+                    f"the last good checkpoint is {self.manager.latest_checkpoint}"
+                )
             self.batch_in_epoch.assign_add(1)
             self.meter.add_tokens(logs["tokens"])
             if step % config.log_every == 0 or step == self.total_steps:
-                self.history.append(_log_scalars(self.writer, step, logs, self.optimizer,
-                                                 self.meter.tokens_per_second))
+                self.history.append(_log_scalars(self.writer, step, logs, self.optimizer, self.meter.tokens_per_second))
             if progress is not None:
                 progress.update(step, logs["loss"], self.meter.tokens_per_second)
             if step % config.checkpoint_every == 0:
@@ -275,8 +321,19 @@ class Trainer:
         """Scores the model after an epoch, keeps the best one; returns whether to stop early."""
         # Validation decodes in float32, as the saved model will (mixed-precision training included).
         with float32_layers(self.model):
-            self.history.append(_select_model(self.validate, self.model, self.selection, int(self.epoch), self.step,
-                                              self.output_dir, self.chief, self.writer, self.verbose))
+            self.history.append(
+                _select_model(
+                    self.validate,
+                    self.model,
+                    self.selection,
+                    int(self.epoch),
+                    self.step,
+                    self.output_dir,
+                    self.chief,
+                    self.writer,
+                    self.verbose,
+                )
+            )
             if self.figures is not None and self.chief:
                 with self.writer.as_default(step=self.step):
                     for name, image in self.figures(self.model).items():
@@ -285,8 +342,10 @@ class Trainer:
         self.manager.save(checkpoint_number=self.step)
         if self.selection.should_stop():
             if self.verbose:
-                print(f"early stopping: no better validation score for {self.config.early_stopping_patience} "
-                      f"epoch(s)", flush=True)
+                print(
+                    f"early stopping: no better validation score for {self.config.early_stopping_patience} epoch(s)",
+                    flush=True,
+                )
             return True
         return False
 
@@ -309,8 +368,7 @@ def train(
         >>> result = train(lambda: build_captioner(ModelConfig(), tokenizer), data, TrainConfig(),
         ...                "runs/demo", validate=bleu4_validator(images, ids, references))
     """
-    return Trainer(build_model, data, config, output_dir, strategy, validate, verbose, build_task,
-                   figures).fit(resume)
+    return Trainer(build_model, data, config, output_dir, strategy, validate, verbose, build_task, figures).fit(resume)
 
 
 def _sharding_options() -> tf.data.Options:
@@ -331,20 +389,25 @@ def _restore_latest_good(checkpoint: tf.train.Checkpoint, manager: tf.train.Chec
             checkpoint.restore(path).assert_existing_objects_matched()
             return path
         except (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError) as exc:
-            print(f"warning: checkpoint {path} is unreadable ({type(exc).__name__}: "
-                  f"{str(exc).splitlines()[0][:200]}); trying the previous one", file=sys.stderr, flush=True)
+            print(
+                f"warning: checkpoint {path} is unreadable ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200]}); trying the previous one",
+                file=sys.stderr,
+                flush=True,
+            )
     raise CheckpointError(f"no readable checkpoint in {manager.directory}; remove it to start over")
 
 
 def _steps_per_epoch(captions: EncodedCaptions, config: TrainConfig) -> int:
-    steps = count_batches(captions, config.batch_size, seed=config.seed, bucket_by_length=config.bucket_by_length)
+    steps = count_batches(captions, config.batch_size, seed=config.seed, bucket_by_length=bool(config.bucket_by_length))
     if steps == 0:
         raise ValueError(f"{len(captions)} captions make no full batch of {config.batch_size}")
     return steps
 
 
-def _select_model(validate, model, selection, epoch: int, step: int, output_dir: Path, chief: bool, writer,
-                  verbose: bool) -> dict:
+def _select_model(
+    validate, model, selection, epoch: int, step: int, output_dir: Path, chief: bool, writer, verbose: bool
+) -> dict:
     """Scores the model after an epoch; writes best_model.keras and best.json when it improved."""
     score = float(validate(model))
     improved = selection.update(score)

@@ -42,8 +42,10 @@ def native_stderr_silenced(enabled: bool = True):
     if not enabled or sys.stderr is not sys.__stderr__:
         yield
         return
-    sys.stderr.flush()
-    python_stream = os.fdopen(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
+    real_stderr = sys.__stderr__
+    assert real_stderr is not None  # sys.stderr is it (checked above), and it exists
+    real_stderr.flush()
+    python_stream = os.fdopen(os.dup(2), "w", buffering=1, encoding=real_stderr.encoding, errors="backslashreplace")
     devnull = os.open(os.devnull, os.O_WRONLY)
     saved = os.dup(2)
     os.dup2(devnull, 2)

@@ -37,10 +37,16 @@ def decode(model, decoding: DecodingConfig, images=None, features=None) -> Capti
         if images is None:
             raise ConfigError("decoding.tag_guidance needs images (the tagger reads pixels), not cached features")
         return decode_with_tags(model, decoding, images)[0]
-    return generate_captions(model, images=images, features=features, sampler=decoding.sampler(),
-                             max_length=decoding.max_length, batch_size=decoding.decode_batch_size,
-                             forbid_unknown=decoding.forbid_unknown,
-                             no_repeat_ngram_size=decoding.no_repeat_ngram_size)
+    return generate_captions(
+        model,
+        images=images,
+        features=features,
+        sampler=decoding.sampler(),
+        max_length=decoding.max_length,
+        batch_size=decoding.decode_batch_size,
+        forbid_unknown=decoding.forbid_unknown,
+        no_repeat_ngram_size=decoding.no_repeat_ngram_size,
+    )
 
 
 def image_tags(model, images) -> list[list[Tag]] | None:
@@ -57,15 +63,24 @@ def decode_with_tags(model, decoding: DecodingConfig, images) -> tuple[CaptionCa
     tags = image_tags(model, images)
     if tags is None or decoding.tag_guidance == "off":
         if tags is None and decoding.tag_guidance == "on":
-            raise ConfigError(f"decoding.tag_guidance 'on' needs an EfficientNet-Lite encoder with ImageNet weights; "
-                              f"this model's is '{getattr(model.encoder, 'backbone_name', '?')}'")
+            raise ConfigError(
+                f"decoding.tag_guidance 'on' needs an EfficientNet-Lite encoder with ImageNet weights; "
+                f"this model's is '{getattr(model.encoder, 'backbone_name', '?')}'"
+            )
         plain = dataclasses.replace(decoding, tag_guidance="off")
         return decode(model, plain, images=images), tags, [False] * len(images)
     candidates, constrained = guided_captions(
-        model, {"images": images}, tags, decoding.guidance(), beam_size=decoding.beam_size,
-        length_penalty=decoding.length_penalty, max_length=decoding.max_length,
-        forbid_unknown=decoding.forbid_unknown, batch_size=decoding.decode_batch_size,
-        no_repeat_ngram_size=decoding.no_repeat_ngram_size)
+        model,
+        {"images": images},
+        tags,
+        decoding.guidance(),
+        beam_size=decoding.beam_size,
+        length_penalty=decoding.length_penalty,
+        max_length=decoding.max_length,
+        forbid_unknown=decoding.forbid_unknown,
+        batch_size=decoding.decode_batch_size,
+        no_repeat_ngram_size=decoding.no_repeat_ngram_size,
+    )
     return candidates, tags, constrained
 
 
@@ -99,17 +114,24 @@ class CaptionedFiles:
         for index, path in enumerate(self.paths):
             tags = self.tags[index] if self.tags is not None else []
             confidence = float(best.confidence[index])
-            records.append({
-                "image": path, "caption": best.texts[index], "log_prob": float(best.log_probs[index].sum()),
-                "confidence": confidence, "not_sure": confidence < NOT_SURE_BELOW,
-                "candidates": self.candidates.texts[index],
-                "guided_by_tags": bool(self.constrained and self.constrained[index]),
-                "tags": [{"word": t.word, "probability": t.probability, "classes": list(t.classes)} for t in tags]})
+            records.append(
+                {
+                    "image": path,
+                    "caption": best.texts[index],
+                    "log_prob": float(best.log_probs[index].sum()),
+                    "confidence": confidence,
+                    "not_sure": confidence < NOT_SURE_BELOW,
+                    "candidates": self.candidates.texts[index],
+                    "guided_by_tags": bool(self.constrained and self.constrained[index]),
+                    "tags": [{"word": t.word, "probability": t.probability, "classes": list(t.classes)} for t in tags],
+                }
+            )
         return records
 
 
-def caption_files(model, paths: Sequence[str], decoding: DecodingConfig, skip_bad: bool = False,
-                  with_tags: bool = False) -> CaptionedFiles:
+def caption_files(
+    model, paths: Sequence[str], decoding: DecodingConfig, skip_bad: bool = False, with_tags: bool = False
+) -> CaptionedFiles:
     """Reads image files (through the library's one image contract) and captions them; with
     `with_tags` (or tag guidance on), also tags them."""
     size = model.encoder.image_size
@@ -138,8 +160,12 @@ class LoadedCaptioner:
     decoding: DecodingConfig
 
 
-def decoding_for(model_reference: str | os.PathLike, recipe: str | None = None,
-                 config_file: str | os.PathLike | None = None, overrides: dict | None = None) -> DecodingConfig:
+def decoding_for(
+    model_reference: str | os.PathLike,
+    recipe: str | None = None,
+    config_file: str | os.PathLike | None = None,
+    overrides: dict | None = None,
+) -> DecodingConfig:
     """Decoding settings of a model: library defaults <- its own (the run's `run_config.json`, a
     preset's config) <- recipe <- config file <- `overrides` (`{"decoding": {...}}`, e.g. flags)."""
     trained = run_config_of(model_reference)
@@ -151,9 +177,13 @@ def _decoding_over(own: DecodingConfig | None, recipe, config_file, overrides) -
     return resolve_run_config(recipe, config_file, merge(base, overrides or {})).decoding
 
 
-def load_for_captioning(references: Sequence[str | os.PathLike], recipe: str | None = None,
-                        config_file: str | os.PathLike | None = None, overrides: dict | None = None,
-                        tag_guidance: str | None = None) -> LoadedCaptioner:
+def load_for_captioning(
+    references: Sequence[str | os.PathLike],
+    recipe: str | None = None,
+    config_file: str | os.PathLike | None = None,
+    overrides: dict | None = None,
+    tag_guidance: str | None = None,
+) -> LoadedCaptioner:
     """Loads one model (or an ensemble of several) and its decoding settings (see `decoding_for`,
     read from the first model), reading each model's files once.
 
@@ -165,12 +195,15 @@ def load_for_captioning(references: Sequence[str | os.PathLike], recipe: str | N
     """
     if not references:
         raise ConfigError("no model given")
-    models, own = [], None
+    models: list[Captioner] = []
+    own: DecodingConfig | None = None
     for index, reference in enumerate(references):
         if is_preset(reference):
             info = _preset_info(reference)
             models.append(_load_preset(reference, info))
-            decoding = RunConfig.from_dict({"decoding": info["decoding"]}, f"preset {reference}").decoding
+            decoding: DecodingConfig | None = RunConfig.from_dict(
+                {"decoding": info["decoding"]}, f"preset {reference}"
+            ).decoding
         else:
             models.append(load_captioner(reference))
             trained = run_config_of(reference)

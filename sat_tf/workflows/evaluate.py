@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-
 from sat_tf.data.feature_cache import FeatureCache, StaleCacheError
 from sat_tf.data.sources import CaptionData, DataConfig, decoder_inputs, load_captions
 from sat_tf.errors import ConfigError
@@ -52,9 +51,15 @@ def _images_or_features(model, data: CaptionData, feature_cache: str | None) -> 
     return decoder_inputs(data.images, members[0].encoder.image_size)
 
 
-def evaluate_captioner(model_paths: Sequence[str], data: DataConfig, decoding: DecodingConfig,
-                       tokenization: str = "auto", output: str | os.PathLike | None = None,
-                       verbose: bool = True, instances: str | os.PathLike | None = None) -> dict:
+def evaluate_captioner(
+    model_paths: Sequence[str],
+    data: DataConfig,
+    decoding: DecodingConfig,
+    tokenization: str = "auto",
+    output: str | os.PathLike | None = None,
+    verbose: bool = True,
+    instances: str | os.PathLike | None = None,
+) -> dict:
     """Decodes a split and scores it with coco-caption's metrics (0-100), and with `instances`
     where its attention lands (`sat_tf.evaluation.grounding`).
 
@@ -77,8 +82,14 @@ def evaluate_captioner(model_paths: Sequence[str], data: DataConfig, decoding: D
     best = decode(model, decoding, **inputs).best()
     hypotheses = dict(zip(captions.image_ids, best.texts))
     scores = caption_metrics(captions.references(), hypotheses, tokenization=tokenization)
-    report = {**scores, "models": [str(model_file(p)) for p in model_paths], "decoding": dataclasses.asdict(decoding),
-              "images": len(captions), "data": dataclasses.asdict(data), "captions": hypotheses}
+    report = {
+        **scores,
+        "models": [str(model_file(p)) for p in model_paths],
+        "decoding": dataclasses.asdict(decoding),
+        "images": len(captions),
+        "data": dataclasses.asdict(data),
+        "captions": hypotheses,
+    }
     if instances is not None:
         objects = coco_object_masks(str(instances), [Path(p).name for p in captions.image_paths])
         grounding = attention_grounding([t.split() for t in best.texts], best.alphas, objects, members[0].feature_grid)
@@ -88,8 +99,14 @@ def evaluate_captioner(model_paths: Sequence[str], data: DataConfig, decoding: D
     return report
 
 
-def extract_split_features(model: ModelConfig, data: DataConfig, cache_dir: str | os.PathLike,
-                           batch_size: int = 32, shard_size: int = 1024, verbose: bool = True) -> FeatureCache:
+def extract_split_features(
+    model: ModelConfig,
+    data: DataConfig,
+    cache_dir: str | os.PathLike,
+    batch_size: int = 32,
+    shard_size: int = 1024,
+    verbose: bool = True,
+) -> FeatureCache:
     """Caches a frozen encoder's features of a split (resumable); records the encoder settings so
     that `sat-tf train --feature-cache` rebuilds the same encoder."""
     if data.is_synthetic:
@@ -98,5 +115,12 @@ def extract_split_features(model: ModelConfig, data: DataConfig, cache_dir: str 
     captions = load_captions(data, encoder.image_size, verbose=verbose)
     if verbose:
         print(f"extracting features of {len(captions)} images", file=sys.stderr)
-    return extract_to_cache(encoder, captions.image_paths, cache_dir, batch_size=batch_size, shard_size=shard_size,
-                            verbose=verbose, settings=encoder_settings_record(model, encoder))
+    return extract_to_cache(
+        encoder,
+        captions.image_paths,
+        cache_dir,
+        batch_size=batch_size,
+        shard_size=shard_size,
+        verbose=verbose,
+        settings=encoder_settings_record(model, encoder),
+    )

@@ -45,10 +45,12 @@ def model_config_for_cache(model: ModelConfig, cache_dir: str | os.PathLike | No
         value = tuple(recorded[name]) if name == "cnn_filters" else recorded[name]
         current = getattr(model, name)
         if current != value and current != getattr(defaults, name):
-            raise ConfigError(f"model.{name} is {current!r} but the feature cache {cache_dir} was made with "
-                              f"{value!r}; leave {name} unset to use the cache's, or extract a new cache")
+            raise ConfigError(
+                f"model.{name} is {current!r} but the feature cache {cache_dir} was made with "
+                f"{value!r}; leave {name} unset to use the cache's, or extract a new cache"
+            )
         changes[name] = value
-    return dataclasses.replace(model, **changes)
+    return dataclasses.replace(model, **changes)  # type: ignore[arg-type]  # values checked above
 
 
 def encoder_settings_record(model: ModelConfig, encoder: Encoder) -> dict:
@@ -56,8 +58,15 @@ def encoder_settings_record(model: ModelConfig, encoder: Encoder) -> dict:
     return {**model.encoder_settings(), "image_size": encoder.image_size}
 
 
-def features_source(data: CaptionData, encoder: Encoder, model: ModelConfig, cache_setting: str | None,
-                    output_dir: str | os.PathLike | None, split: str, verbose: bool = True):
+def features_source(
+    data: CaptionData,
+    encoder: Encoder,
+    model: ModelConfig,
+    cache_setting: str | None,
+    output_dir: str | os.PathLike | None,
+    split: str,
+    verbose: bool = True,
+):
     """A `FeatureCache` of the split's images when a cache is set, else the images themselves.
 
     A cache folder that does not exist yet (or whose extraction was interrupted) is filled first,
@@ -67,8 +76,9 @@ def features_source(data: CaptionData, encoder: Encoder, model: ModelConfig, cac
         return data.images
     paths = data.image_paths
     if not _is_complete(folder):
-        return extract_to_cache(encoder, paths, folder, verbose=verbose,
-                                settings=encoder_settings_record(model, encoder))
+        return extract_to_cache(
+            encoder, paths, folder, verbose=verbose, settings=encoder_settings_record(model, encoder)
+        )
     return FeatureCache(folder, encoder_identity(encoder, paths))
 
 

@@ -46,8 +46,9 @@ def _field_help(section_type: type) -> dict[str, str]:
 
 def _parser_of(hint):
     """A string -> value function for a field type (int, float, str, tuples of ints, optionals)."""
-    kinds = [k for k in typing.get_args(hint)] if typing.get_args(hint) and typing.get_origin(hint) is not tuple \
-        else [hint]
+    kinds = (
+        [k for k in typing.get_args(hint)] if typing.get_args(hint) and typing.get_origin(hint) is not tuple else [hint]
+    )
     optional = type(None) in kinds
     kind = next(k for k in kinds if k is not type(None))
     base = typing.get_origin(kind) or kind
@@ -72,23 +73,34 @@ def _parser_of(hint):
 def add_section_flags(parser: argparse.ArgumentParser, section: str, only: typing.Iterable[str] | None = None):
     """Adds a flag for every field of a settings section; parsed values land in `section.field`."""
     section_type = SECTIONS[section]
-    group = parser.add_argument_group(f"{section} settings (config section \"{section}\")")
+    group = parser.add_argument_group(f'{section} settings (config section "{section}")')
     helps, hints = _field_help(section_type), typing.get_type_hints(section_type)
     for field in dataclasses.fields(section_type):
         if only is not None and field.name not in only:
             continue
         flag = "--" + SECTION_PREFIXES[section] + field.name.replace("_", "-")
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[operator]
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         text = f"{helps.get(field.name, '')} (default: {shown})".strip()
         dest = f"{section}.{field.name}"
         parse, base = _parser_of(hints[field.name])
         if base is bool:
-            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                               help=text.replace("%", "%%"))
+            group.add_argument(
+                flag,
+                dest=dest,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=text.replace("%", "%%"),
+            )
         else:
-            group.add_argument(flag, dest=dest, type=parse, default=argparse.SUPPRESS, metavar=base.__name__.upper(),
-                               help=text.replace("%", "%%"))
+            group.add_argument(
+                flag,
+                dest=dest,
+                type=parse,
+                default=argparse.SUPPRESS,
+                metavar=base.__name__.upper(),
+                help=text.replace("%", "%%"),
+            )
 
 
 def section_overrides(args: argparse.Namespace) -> dict:
@@ -104,5 +116,8 @@ def section_overrides(args: argparse.Namespace) -> dict:
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """--recipe and --config, the bases that flags override."""
     parser.add_argument("--recipe", choices=recipe_names(), help="start from a shipped recipe of measured settings")
-    parser.add_argument("--config", help="a run config JSON (for example a run folder's run_config.json); "
-                                         "its keys override the recipe's, flags override both")
+    parser.add_argument(
+        "--config",
+        help="a run config JSON (for example a run folder's run_config.json); "
+        "its keys override the recipe's, flags override both",
+    )

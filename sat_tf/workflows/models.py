@@ -11,6 +11,7 @@ import tensorflow as tf
 
 import sat_tf.models  # noqa: F401  (registers the custom classes)
 from sat_tf.errors import SatTfError
+from sat_tf.inference.ensemble import CaptionerEnsemble
 from sat_tf.models.captioner import Captioner
 from sat_tf.models.preset import PresetError, is_preset_folder, load_preset, preset_names
 from sat_tf.utils.atomic import atomic_path
@@ -75,16 +76,22 @@ def initialize_from(model: Captioner, source: Captioner, where: str | os.PathLik
     Mismatches raise a `ModelLoadError` naming `where` and the first differing weight."""
     if source.tokenizer.vocabulary != model.tokenizer.vocabulary:
         raise ModelLoadError(f"{where}: its vocabulary differs from the run's")
-    pairs = [*zip(source.encoder.weights, model.encoder.weights),
-             *zip(source.decoder.trainable_weights, model.decoder.trainable_weights)]
-    counts = [(len(source.encoder.weights), len(model.encoder.weights)),
-              (len(source.decoder.trainable_weights), len(model.decoder.trainable_weights))]
+    pairs = [
+        *zip(source.encoder.weights, model.encoder.weights),
+        *zip(source.decoder.trainable_weights, model.decoder.trainable_weights),
+    ]
+    counts = [
+        (len(source.encoder.weights), len(model.encoder.weights)),
+        (len(source.decoder.trainable_weights), len(model.decoder.trainable_weights)),
+    ]
     if any(a != b for a, b in counts):
         raise ModelLoadError(f"{where}: its encoder or decoder has other layers than the run's model")
     for mine, theirs in ((m, s) for s, m in pairs):
         if tuple(mine.shape) != tuple(theirs.shape):
-            raise ModelLoadError(f"{where}: weight '{theirs.path}' has shape {tuple(theirs.shape)}, the run's model "
-                                 f"needs {tuple(mine.shape)} (the model settings differ)")
+            raise ModelLoadError(
+                f"{where}: weight '{theirs.path}' has shape {tuple(theirs.shape)}, the run's model "
+                f"needs {tuple(mine.shape)} (the model settings differ)"
+            )
         mine.assign(theirs)
     return model
 
@@ -114,8 +121,9 @@ def average_checkpoints(model_path: str | os.PathLike, checkpoints: list[str | o
             status = tf.train.Checkpoint(model=model).restore(str(prefix))
             status.expect_partial().assert_existing_objects_matched()
         except (tf.errors.NotFoundError, tf.errors.DataLossError, AssertionError, ValueError) as exc:
-            raise ModelLoadError(f"{prefix}: not a checkpoint of {model_path}'s model "
-                                 f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+            raise ModelLoadError(
+                f"{prefix}: not a checkpoint of {model_path}'s model ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+            ) from None
         for total, variable in zip(sums, averaged):
             total += variable.numpy()
     for total, variable in zip(sums, averaged):
@@ -123,10 +131,8 @@ def average_checkpoints(model_path: str | os.PathLike, checkpoints: list[str | o
     return model
 
 
-def load_captioners(paths) -> object:
+def load_captioners(paths) -> Captioner | CaptionerEnsemble:
     """One captioner, or a `CaptionerEnsemble` of several (same vocabulary)."""
-    from sat_tf.inference import CaptionerEnsemble
-
     models = [load_captioner(p) for p in paths]
     if len(models) == 1:
         return models[0]

@@ -34,8 +34,14 @@ from sat_tf.utils.atomic import write_json_atomic
 RUN_CONFIG_FILE = "run_config.json"
 
 
-SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "training": TrainConfig,
-                             "validation": ValidationConfig, "decoding": DecodingConfig, "scst": SelfCriticalConfig}
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "training": TrainConfig,
+    "validation": ValidationConfig,
+    "decoding": DecodingConfig,
+    "scst": SelfCriticalConfig,
+}
 
 
 @dataclasses.dataclass
@@ -60,8 +66,12 @@ class RunConfig:
         unknown = sorted(set(values) - set(SECTIONS))
         if unknown:
             raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; sections are {', '.join(SECTIONS)}")
-        return cls(**{name: _section(section_type, values.get(name, {}), f"{where}: {name}")
-                      for name, section_type in SECTIONS.items()})
+        return cls(
+            **{
+                name: _section(section_type, values.get(name, {}), f"{where}: {name}")
+                for name, section_type in SECTIONS.items()
+            }
+        )
 
     def save(self, path: str | os.PathLike) -> None:
         write_json_atomic(path, self.to_dict())
@@ -86,8 +96,11 @@ def _section(section_type: type, values: dict, where: str):
 
 def _check_type(value, hint, where: str):
     """Checks a JSON value against a field's type (int, float, str, bool, tuple, or optional)."""
-    allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"),
-                                                                                      "UnionType", None)) else (hint,)
+    allowed = (
+        typing.get_args(hint)
+        if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None))
+        else (hint,)
+    )
     if value is None:
         if type(None) in allowed:
             return None
@@ -143,8 +156,12 @@ def merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def resolve_run_config(recipe: str | None = None, config_file: str | os.PathLike | None = None,
-                       overrides: dict | None = None, base: dict | None = None) -> RunConfig:
+def resolve_run_config(
+    recipe: str | None = None,
+    config_file: str | os.PathLike | None = None,
+    overrides: dict | None = None,
+    base: dict | None = None,
+) -> RunConfig:
     """Library defaults <- base <- recipe <- config file <- overrides (for example command-line flags)."""
     values: dict = dict(base or {})
     where = "defaults"

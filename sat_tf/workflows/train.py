@@ -28,8 +28,9 @@ from sat_tf.workflows.run_config import RUN_CONFIG_FILE, RunConfig
 VALIDATION_SEED_OFFSET = 1_000_003
 
 
-def train_captioner(config: RunConfig, output_dir: str | os.PathLike, resume: bool = False, verbose: bool = True,
-                    validate: bool = True) -> TrainResult:
+def train_captioner(
+    config: RunConfig, output_dir: str | os.PathLike, resume: bool = False, verbose: bool = True, validate: bool = True
+) -> TrainResult:
     """Trains the captioner a `RunConfig` describes; writes the run folder.
 
     The folder gets `run_config.json` (the resolved settings), checkpoints, TensorBoard logs,
@@ -61,13 +62,27 @@ def train_captioner(config: RunConfig, output_dir: str | os.PathLike, resume: bo
     probe = config.model.build_encoder()  # settings are checked before any data is read
     initial = load_captioner(config.training.init_from) if config.training.init_from else None
     data = load_captions(config.data, probe.image_size, id_prefix="train", verbose=verbose)
-    tokenizer = initial.tokenizer if initial is not None else CaptionTokenizer.from_corpus(
-        [r.caption for r in data.records], min_count=config.data.min_word_count, max_size=config.data.max_vocabulary)
-    captions = encode_captions(data.records, tokenizer, data.image_index, max_words=config.data.max_caption_words,
-                               skip_invalid=config.data.skip_bad, drop_long=True)
+    tokenizer = (
+        initial.tokenizer
+        if initial is not None
+        else CaptionTokenizer.from_corpus(
+            [r.caption for r in data.records], min_count=config.data.min_word_count, max_size=config.data.max_vocabulary
+        )
+    )
+    captions = encode_captions(
+        data.records,
+        tokenizer,
+        data.image_index,
+        max_words=config.data.max_caption_words,
+        skip_invalid=config.data.skip_bad,
+        drop_long=True,
+    )
     if captions.skipped and verbose:
-        print(f"left out {len(captions.skipped)} caption(s), e.g. "
-              f"{'; '.join(f'{k}: {v}' for k, v in list(captions.skipped.items())[:3])}", file=sys.stderr)
+        print(
+            f"left out {len(captions.skipped)} caption(s), e.g. "
+            f"{'; '.join(f'{k}: {v}' for k, v in list(captions.skipped.items())[:3])}",
+            file=sys.stderr,
+        )
     source = features_source(data, probe, config.model, config.data.feature_cache, output_dir, "train", verbose)
     validator = validation_scorer(config, probe, output_dir, verbose) if validate else None
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -78,9 +93,17 @@ def train_captioner(config: RunConfig, output_dir: str | os.PathLike, resume: bo
         model = build_captioner(config.model, tokenizer)
         return model if initial is None else initialize_from(model, initial, config.training.init_from)
 
-    return train(build_model, TrainingData(source, captions, probe.image_size),
-                 config.training, output_dir, strategy=strategy, resume=resume, verbose=verbose, validate=validator,
-                 figures=figures)
+    return train(
+        build_model,
+        TrainingData(source, captions, probe.image_size),
+        config.training,
+        output_dir,
+        strategy=strategy,
+        resume=resume,
+        verbose=verbose,
+        validate=validator,
+        figures=figures,
+    )
 
 
 def validation_data_config(config: RunConfig) -> DataConfig | None:
@@ -89,9 +112,15 @@ def validation_data_config(config: RunConfig) -> DataConfig | None:
     validation = config.validation
     if validation.captions is None:
         return None
-    return DataConfig(captions=validation.captions, image_dir=validation.image_dir or config.data.image_dir,
-                      split_list=validation.split_list, split=validation.split, data_root=config.data.data_root,
-                      feature_cache=validation.feature_cache, skip_bad=config.data.skip_bad)
+    return DataConfig(
+        captions=validation.captions,
+        image_dir=validation.image_dir or config.data.image_dir,
+        split_list=validation.split_list,
+        split=validation.split,
+        data_root=config.data.data_root,
+        feature_cache=validation.feature_cache,
+        skip_bad=config.data.skip_bad,
+    )
 
 
 def validation_captions(config: RunConfig, image_size: int, verbose: bool = True) -> CaptionData | None:
@@ -103,8 +132,9 @@ def validation_captions(config: RunConfig, image_size: int, verbose: bool = True
     if not config.data.is_synthetic:
         return None
     count = config.validation.num_images or max(64, config.data.num_images // 10)
-    return load_captions(config.data, image_size, id_prefix="validation", seed_offset=VALIDATION_SEED_OFFSET,
-                         num_images=count)
+    return load_captions(
+        config.data, image_size, id_prefix="validation", seed_offset=VALIDATION_SEED_OFFSET, num_images=count
+    )
 
 
 def validation_scorer(config: RunConfig, encoder, output_dir: Path, verbose: bool = True, metric: str = "BLEU-4"):
@@ -114,17 +144,24 @@ def validation_scorer(config: RunConfig, encoder, output_dir: Path, verbose: boo
     data = validation_captions(config, encoder.image_size, verbose)
     if data is None:
         return None
-    if isinstance(data.images, np.ndarray):  # generated
-        inputs = {"images": data.images}
-    else:
-        cache = validation_data_config(config).feature_cache
+    source = data.images  # generated images
+    validation_data = validation_data_config(config)
+    if validation_data is not None:  # image files, or their features
+        cache = validation_data.feature_cache
         source = features_source(data, encoder, config.model, cache, output_dir, "validation", verbose)
-        inputs = decoder_inputs(source, encoder.image_size)
+    inputs = decoder_inputs(source, encoder.image_size)
     if metric == "CIDEr":
-        return cider_validator(data.image_ids, data.references(), decoding.max_length,
-                               forbid_unknown=decoding.forbid_unknown, **inputs)
-    return bleu4_validator(inputs.get("images"), data.image_ids, data.references(), decoding.max_length,
-                           features=inputs.get("features"), forbid_unknown=decoding.forbid_unknown)
+        return cider_validator(
+            data.image_ids, data.references(), decoding.max_length, forbid_unknown=decoding.forbid_unknown, **inputs
+        )
+    return bleu4_validator(
+        inputs.get("images"),
+        data.image_ids,
+        data.references(),
+        decoding.max_length,
+        features=inputs.get("features"),
+        forbid_unknown=decoding.forbid_unknown,
+    )
 
 
 def attention_figures(config: RunConfig, encoder, count: int = 3):
@@ -135,42 +172,63 @@ def attention_figures(config: RunConfig, encoder, count: int = 3):
     if data is None:
         return None
     ids = data.image_ids[:count]
-    images = (data.images[:count] if isinstance(data.images, np.ndarray)
-              else np.stack([load_image(path, encoder.image_size) for path in data.image_paths[:count]]))
+    images = (
+        data.images[:count]
+        if isinstance(data.images, np.ndarray)
+        else np.stack([load_image(path, encoder.image_size) for path in data.image_paths[:count]])
+    )
 
     def render(model) -> dict[str, np.ndarray]:
-        decoded = generate_captions(model, images=images, max_length=config.decoding.max_length,
-                                    forbid_unknown=config.decoding.forbid_unknown).best()
-        return {f"attention/{Path(image_id).name}": attention_figure_array(image, decoded.words(k), decoded.alphas[k],
-                                                                          model.feature_grid)
-                for k, (image_id, image) in enumerate(zip(ids, images))}
+        decoded = generate_captions(
+            model, images=images, max_length=config.decoding.max_length, forbid_unknown=config.decoding.forbid_unknown
+        ).best()
+        return {
+            f"attention/{Path(image_id).name}": attention_figure_array(
+                image, decoded.words(k), decoded.alphas[k], model.feature_grid
+            )
+            for k, (image_id, image) in enumerate(zip(ids, images))
+        }
 
     return render
 
 
-def train_self_critical(config: RunConfig, output_dir: str | os.PathLike, resume: bool = False,
-                        verbose: bool = True) -> TrainResult:
+def train_self_critical(
+    config: RunConfig, output_dir: str | os.PathLike, resume: bool = False, verbose: bool = True
+) -> TrainResult:
     """Self-critical fine-tuning of the model `config.scst.init_from` (Rennie et al. 2017): each
     epoch visits every training image once (k sampled captions each, CIDEr-D rewards with
     document frequencies from all training references), selecting on validation CIDEr-D.
     Checkpointed and resumable like cross-entropy training; the optimizer settings are the
     training section's."""
+    init_from = config.scst.init_from
+    if init_from is None:
+        raise ConfigError("scst.init_from: self-critical training starts from a trained model")
     if config.training.precision != "float32":  # the sampling loop runs in the step: float32 only
         raise ConfigError("self-critical training runs in float32; leave training.precision at float32")
     strategy = make_strategy(config.training.strategy)
     output_dir = Path(output_dir)
     # Read once here for the vocabulary and the encoder's cache identity; the Trainer loads the
     # model again inside the strategy's scope, where its variables must be created.
-    initial = load_captioner(config.scst.init_from)
+    initial = load_captioner(init_from)
     tokenizer, encoder = initial.tokenizer, initial.encoder
     data = load_captions(config.data, encoder.image_size, id_prefix="train", verbose=verbose)
-    captions = encode_captions(data.records, tokenizer, data.image_index, max_words=config.data.max_caption_words,
-                               skip_invalid=config.data.skip_bad, drop_long=True)
+    captions = encode_captions(
+        data.records,
+        tokenizer,
+        data.image_index,
+        max_words=config.data.max_caption_words,
+        skip_invalid=config.data.skip_bad,
+        drop_long=True,
+    )
     reward = CiderReward.from_token_ids(captions.tokens, captions.lengths, captions.image_index, tokenizer.end_id)
     first_of_each_image = np.unique(captions.image_index, return_index=True)[1]
-    per_image = dataclasses.replace(captions, image_index=captions.image_index[first_of_each_image],
-                                    tokens=captions.tokens[first_of_each_image],
-                                    lengths=captions.lengths[first_of_each_image], skipped={})
+    per_image = dataclasses.replace(
+        captions,
+        image_index=captions.image_index[first_of_each_image],
+        tokens=captions.tokens[first_of_each_image],
+        lengths=captions.lengths[first_of_each_image],
+        skipped={},
+    )
     source = features_source(data, encoder, config.model, config.data.feature_cache, output_dir, "train", verbose)
     validator = validation_scorer(config, encoder, output_dir, verbose, metric="CIDEr")
     scst = config.scst
@@ -179,9 +237,25 @@ def train_self_critical(config: RunConfig, output_dir: str | os.PathLike, resume
     config.save(output_dir / RUN_CONFIG_FILE)
 
     def build_task(model):
-        return SelfCriticalTask(model, reward, num_samples=scst.num_samples, baseline=scst.baseline,
-                                max_length=scst.max_length, clip_norm=training.clip_norm, seed=training.seed)
+        return SelfCriticalTask(
+            model,
+            reward,
+            num_samples=scst.num_samples,
+            baseline=scst.baseline,
+            max_length=scst.max_length,
+            clip_norm=training.clip_norm,
+            seed=training.seed,
+        )
 
-    return train(lambda: load_captioner(config.scst.init_from), TrainingData(source, per_image, encoder.image_size),
-                 training, output_dir, strategy=strategy, resume=resume, verbose=verbose, validate=validator,
-                 build_task=build_task, figures=attention_figures(config, encoder) if validator else None)
+    return train(
+        lambda: load_captioner(init_from),
+        TrainingData(source, per_image, encoder.image_size),
+        training,
+        output_dir,
+        strategy=strategy,
+        resume=resume,
+        verbose=verbose,
+        validate=validator,
+        build_task=build_task,
+        figures=attention_figures(config, encoder) if validator else None,
+    )
