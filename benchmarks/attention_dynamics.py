@@ -46,7 +46,11 @@ def main() -> None:
     parser.add_argument("--cache", required=True)
     parser.add_argument("--models", nargs="+", required=True)
     parser.add_argument("--images", type=int, default=300)
-    parser.add_argument("--output", default="benchmarks/results/attention_dynamics.json")
+    parser.add_argument(
+        "--output",
+        default="runs/benchmarks/attention_dynamics.json",
+        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
+    )
     args = parser.parse_args()
     cache = FeatureCache(args.cache)
     features = cache.gather(np.arange(min(args.images, len(cache))))

@@ -50,7 +50,11 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="the trained run folder (its best_model.keras) or file")
     parser.add_argument("--name", default="flickr8k_lite0")
     parser.add_argument("--weight-format", default="int8", choices=["int8", "float16", "float32"])
-    parser.add_argument("--output", default="benchmarks/results/preset.json")
+    parser.add_argument(
+        "--output",
+        default="runs/benchmarks/preset.json",
+        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
+    )
     args = parser.parse_args()
     decoding = run_config_of(args.model).decoding
     data = default_evaluation_data(args.model)

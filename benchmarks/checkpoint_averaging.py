@@ -31,7 +31,11 @@ def main() -> None:
     parser.add_argument("--checkpoints", nargs="+", required=True, help="checkpoint prefixes to average")
     parser.add_argument("--beams", type=int, nargs="+", default=[3])
     parser.add_argument("--length-penalties", type=float, nargs="+", default=[0.0])
-    parser.add_argument("--output", default="benchmarks/results/checkpoint_averaging")
+    parser.add_argument(
+        "--output",
+        default="runs/benchmarks/checkpoint_averaging",
+        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
+    )
     args = parser.parse_args()
     run = Path(args.run)
     averaged_path = run / "averaged_model.keras"

@@ -71,7 +71,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="flickr8k_lite0")
     parser.add_argument("--beam-size", type=int, default=3)
-    parser.add_argument("--output", default="benchmarks/results/confidence")
+    parser.add_argument(
+        "--output",
+        default="runs/benchmarks/confidence",
+        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
+    )
     args = parser.parse_args()
     model = load_captioner(args.model)
     rows = {

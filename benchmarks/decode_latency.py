@@ -46,7 +46,11 @@ def main() -> None:
     parser.add_argument("--beam-size", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=20)
     parser.add_argument("--from-images", action="store_true", help="time only the whole path from a photo")
-    parser.add_argument("--output", default="benchmarks/results/decode_latency.json")
+    parser.add_argument(
+        "--output",
+        default="runs/benchmarks/decode_latency.json",
+        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
+    )
     args = parser.parse_args()
     model = load_captioners(args.model)
     rng = np.random.default_rng(0)

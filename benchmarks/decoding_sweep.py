@@ -27,7 +27,11 @@ def main() -> None:
     parser.add_argument("--model", nargs="+", required=True, help="a run folder (or several: an ensemble)")
     parser.add_argument("--beams", type=int, nargs="+", default=[3, 5])
     parser.add_argument("--length-penalties", type=float, nargs="+", default=[0.0, 0.5, 1.0])
-    parser.add_argument("--output", default="benchmarks/results/decoding_sweep")
+    parser.add_argument(
+        "--output",
+        default="runs/benchmarks/decoding_sweep",
+        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
+    )
     args = parser.parse_args()
     data = default_evaluation_data(args.model[0])
     rows = {}

@@ -20,7 +20,11 @@ from sat_tf.utils.atomic import write_json_atomic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", default="benchmarks/results/demo.json")
+    parser.add_argument(
+        "--output",
+        default="runs/benchmarks/demo.json",
+        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as output_dir:
         started = time.perf_counter()

@@ -73,7 +73,11 @@ def main() -> None:
     parser.add_argument("--calibration-images", type=int, default=64)
     parser.add_argument("--latency-runs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--output", default="benchmarks/results/export_report.json")
+    parser.add_argument(
+        "--output",
+        default="runs/benchmarks/export_report.json",
+        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
+    )
     args = parser.parse_args()
     model = keras.saving.load_model(args.model)
     size = model.encoder.image_size

@@ -58,7 +58,11 @@ def _parse_args() -> argparse.Namespace:
         help="any other recipe setting, e.g. --set model.penalty_weight=1",
     )
     parser.add_argument("--beam-size", type=int, default=3)
-    parser.add_argument("--output", default="benchmarks/results/flickr8k")
+    parser.add_argument(
+        "--output",
+        default="runs/benchmarks/flickr8k",
+        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
+    )
     return parser.parse_args()
 
 

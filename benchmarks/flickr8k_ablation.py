@@ -52,7 +52,11 @@ def _parse_args() -> argparse.Namespace:
         metavar="RUN+RUN[+RUN]",
         help="ensembles to score, each a '+'-joined list of run folders under --work",
     )
-    parser.add_argument("--output", default="benchmarks/results/flickr8k_ablation")
+    parser.add_argument(
+        "--output",
+        default="runs/benchmarks/flickr8k_ablation",
+        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
+    )
     return parser.parse_args()
 
 

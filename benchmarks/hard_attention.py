@@ -75,7 +75,11 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--scst-epochs", type=int, default=3)
     parser.add_argument("--draws", type=int, default=16, help="gradient draws for the variance")
     parser.add_argument("--beam", type=int, default=3)
-    parser.add_argument("--output", default="benchmarks/results/hard_attention")
+    parser.add_argument(
+        "--output",
+        default="runs/benchmarks/hard_attention",
+        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
+    )
     return parser.parse_args()
 
 

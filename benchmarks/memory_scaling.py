@@ -103,7 +103,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 50000])
     parser.add_argument("--work", default="runs/memory_scaling")
-    parser.add_argument("--output", default="benchmarks/results/memory_scaling.json")
+    parser.add_argument(
+        "--output",
+        default="runs/benchmarks/memory_scaling.json",
+        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("CACHE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:  # one measurement, in its own process

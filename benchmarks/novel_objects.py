@@ -115,7 +115,11 @@ def main() -> None:
     parser.add_argument("--beam-size", type=int, default=3)
     parser.add_argument("--skip-flickr", action="store_true", help="only the 79 COCO photos")
     parser.add_argument("--side-by-side", type=int, default=15)
-    parser.add_argument("--output", default="benchmarks/results/novel_objects")
+    parser.add_argument(
+        "--output",
+        default="runs/benchmarks/novel_objects",
+        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
+    )
     args = parser.parse_args()
     model = load_captioner(args.model)
     decoding = DecodingConfig(beam_size=args.beam_size)

@@ -70,7 +70,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"])
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--output", default="benchmarks/results/profile_train_step.json")
+    parser.add_argument(
+        "--output",
+        default="runs/benchmarks/profile_train_step.json",
+        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as log_dir:
         trace_steps(log_dir, args.precision, args.steps)

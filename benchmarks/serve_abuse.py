@@ -117,7 +117,11 @@ def main() -> None:
     parser.add_argument("--normal-requests", type=int, default=100)
     parser.add_argument("--flood", type=int, default=200)
     parser.add_argument("--server-args", default="", help="extra `sat-tf serve` flags, quoted")
-    parser.add_argument("--output", default="benchmarks/results/serve_abuse.json")
+    parser.add_argument(
+        "--output",
+        default="runs/benchmarks/serve_abuse.json",
+        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
+    )
     args = parser.parse_args()
     photos = sorted(Path(args.images).glob("*.jpg"))[:50]
     if not photos:

@@ -52,7 +52,11 @@ def main() -> None:
         default=[2],
         help="each value is a run for every batched (max batch size > 1) setting",
     )
-    parser.add_argument("--output", default="benchmarks/results/serve_load.json")
+    parser.add_argument(
+        "--output",
+        default="runs/benchmarks/serve_load.json",
+        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
+    )
     args = parser.parse_args()
     images = sorted(Path(args.images).glob("*.jpg"))[:50]
     bodies = [json.dumps({"instances": [{"b64": base64.b64encode(p.read_bytes()).decode()}]}) for p in images]

@@ -210,7 +210,11 @@ def _flickr_like_lengths(rng, count):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--output", default="benchmarks/results/train_throughput.json")
+    parser.add_argument(
+        "--output",
+        default="runs/benchmarks/train_throughput.json",
+        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
+    )
     parser.add_argument("--matmul-peak-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.matmul_peak_only:  # the child process of `matmul_peak_without_onednn`

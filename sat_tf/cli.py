@@ -275,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=[DEFAULT_PRESET],
         help="model.keras, a run folder (its best_model.keras) or a preset name; several: an "
-        f"ensemble (default: the pretrained preset {DEFAULT_PRESET})",
+        f"ensemble (default: the pretrained preset {DEFAULT_PRESET}); it takes several values, so give the "
+        "photos before it",
     )
     caption.add_argument(
         "--attention-plot",

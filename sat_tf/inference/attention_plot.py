@@ -93,6 +93,7 @@ def attention_figure_array(
     figure = attention_figure(image, words, alphas, grid, columns, title)
     figure.set_dpi(80)
     figure.canvas.draw()
-    pixels = np.asarray(figure.canvas.buffer_rgba())  # type: ignore[attr-defined]  # the Agg canvas[..., :3].copy()
+    rgba = figure.canvas.buffer_rgba()  # type: ignore[attr-defined]  # the Agg canvas has it
+    pixels = np.asarray(rgba)[..., :3].copy()
     plt.close(figure)
     return pixels

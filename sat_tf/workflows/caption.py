@@ -26,7 +26,7 @@ from sat_tf.models import efficientnet_lite
 from sat_tf.models.captioner import Captioner
 from sat_tf.models.imagenet_tagger import Tag, shared_tagger
 from sat_tf.models.preset import PresetError, load_preset, preset_info
-from sat_tf.workflows.models import ModelLoadError, is_preset, load_captioner
+from sat_tf.workflows.models import ModelLoadError, as_one_captioner, is_preset, load_captioner
 from sat_tf.workflows.run_config import RUN_CONFIG_FILE, RunConfig, merge, read_json_file, resolve_run_config
 
 
@@ -212,7 +212,7 @@ def load_for_captioning(
     decoding = _decoding_over(own, recipe, config_file, overrides)
     if tag_guidance is not None and "tag_guidance" not in (overrides or {}).get("decoding", {}):
         decoding = dataclasses.replace(decoding, tag_guidance=tag_guidance)
-    return LoadedCaptioner(_as_one(models), decoding)
+    return LoadedCaptioner(as_one_captioner(models), decoding)
 
 
 def _preset_info(reference) -> dict:
@@ -226,13 +226,4 @@ def _load_preset(reference, info: dict) -> Captioner:
     try:
         return load_preset(str(reference), info=info)
     except PresetError as exc:
-        raise ModelLoadError(str(exc)) from None
-
-
-def _as_one(models: list[Captioner]) -> Captioner | CaptionerEnsemble:
-    if len(models) == 1:
-        return models[0]
-    try:
-        return CaptionerEnsemble(models)
-    except ValueError as exc:
         raise ModelLoadError(str(exc)) from None

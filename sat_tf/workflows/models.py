@@ -133,7 +133,11 @@ def average_checkpoints(model_path: str | os.PathLike, checkpoints: list[str | o
 
 def load_captioners(paths) -> Captioner | CaptionerEnsemble:
     """One captioner, or a `CaptionerEnsemble` of several (same vocabulary)."""
-    models = [load_captioner(p) for p in paths]
+    return as_one_captioner([load_captioner(p) for p in paths])
+
+
+def as_one_captioner(models: list[Captioner]) -> Captioner | CaptionerEnsemble:
+    """The model itself, or an ensemble of several; a vocabulary mismatch is a `ModelLoadError`."""
     if len(models) == 1:
         return models[0]
     try:

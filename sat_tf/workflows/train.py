@@ -69,14 +69,7 @@ def train_captioner(
             [r.caption for r in data.records], min_count=config.data.min_word_count, max_size=config.data.max_vocabulary
         )
     )
-    captions = encode_captions(
-        data.records,
-        tokenizer,
-        data.image_index,
-        max_words=config.data.max_caption_words,
-        skip_invalid=config.data.skip_bad,
-        drop_long=True,
-    )
+    captions = training_captions(data, tokenizer, config)
     if captions.skipped and verbose:
         print(
             f"left out {len(captions.skipped)} caption(s), e.g. "
@@ -212,14 +205,7 @@ def train_self_critical(
     initial = load_captioner(init_from)
     tokenizer, encoder = initial.tokenizer, initial.encoder
     data = load_captions(config.data, encoder.image_size, id_prefix="train", verbose=verbose)
-    captions = encode_captions(
-        data.records,
-        tokenizer,
-        data.image_index,
-        max_words=config.data.max_caption_words,
-        skip_invalid=config.data.skip_bad,
-        drop_long=True,
-    )
+    captions = training_captions(data, tokenizer, config)
     reward = CiderReward.from_token_ids(captions.tokens, captions.lengths, captions.image_index, tokenizer.end_id)
     first_of_each_image = np.unique(captions.image_index, return_index=True)[1]
     per_image = dataclasses.replace(
@@ -258,4 +244,17 @@ def train_self_critical(
         validate=validator,
         build_task=build_task,
         figures=attention_figures(config, encoder) if validator else None,
+    )
+
+
+def training_captions(data: CaptionData, tokenizer: CaptionTokenizer, config: RunConfig):
+    """The training split's captions as token ids; captions over `data.max_caption_words` are left
+    out (and counted), bad records too with `data.skip_bad`."""
+    return encode_captions(
+        data.records,
+        tokenizer,
+        data.image_index,
+        max_words=config.data.max_caption_words,
+        skip_invalid=config.data.skip_bad,
+        drop_long=True,
     )
