@@ -111,6 +111,16 @@ def test_page_captions_an_upload_and_shows_attention_per_word(
     wait.until(lambda d: _canvas_pixels(d) != plain)
     first_word = _canvas_pixels(browser)
     assert "active" in words[0].get_attribute("class")
+    # the map is drawn on an absolute scale, with its legend and the word's peak share said in words
+    assert "share of attention" in browser.find_element(By.ID, "legend").text
+    assert "20% or more" in browser.find_element(By.ID, "legend").text
+    shades = browser.execute_script("return [0, 0.05, 0.1, 0.2, 0.9].map(satTfPage.shadeFor)")
+    assert shades == pytest.approx([0.85, 0.6375, 0.425, 0.0, 0.0])
+    focus = browser.find_element(By.ID, "focus").text
+    peak = float(expected.best().alphas[0][0].max())
+    shown_peak = int(re.search(rf'"{re.escape(words[0].text)}": at most (\d+)% of the attention', focus).group(1))
+    assert abs(shown_peak - 100 * peak) <= 2.0  # the graph's JPEG decoding differs by a grey level
+    assert not browser.find_element(By.ID, "spinner").is_displayed()
     if len(words) > 1:  # another word, another map (the model's alphas differ between steps)
         ActionChains(browser).move_to_element(words[-1]).perform()
         wait.until(lambda d: _canvas_pixels(d) not in (plain, first_word))
@@ -126,12 +136,19 @@ def test_page_reports_bad_uploads_and_the_server_stays_up(browser, live_server, 
     wait = WebDriverWait(browser, 60)
     upload = browser.find_element(By.ID, "photo-input")
     error = browser.find_element(By.ID, "error")
+    result = browser.find_element(By.ID, "result")
 
+    first = tmp_path / "first.jpg"
+    first.write_bytes(_jpeg(tiny_data[0].images[2]))
+    upload.send_keys(str(first))
+    wait.until(lambda d: result.is_displayed())
     not_an_image = tmp_path / "notes.jpg"
     not_an_image.write_text("these are my notes, not a photo")
     upload.send_keys(str(not_an_image))
     wait.until(lambda d: error.is_displayed())
-    assert "notes.jpg" in error.text and "not a decodable image" in error.text
+    assert "Could not caption notes.jpg" in error.text and "not a decodable image" in error.text
+    assert not result.is_displayed()  # the error replaces the previous photo's caption
+    assert not browser.find_element(By.ID, "spinner").is_displayed()
 
     oversized = tmp_path / "huge.jpg"
     oversized.write_bytes(b"\xff\xd8" + bytes(ServingLimits.max_request_bytes))
@@ -145,6 +162,26 @@ def test_page_reports_bad_uploads_and_the_server_stays_up(browser, live_server, 
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#caption .word") and not error.is_displayed())
     with urllib.request.urlopen(live_server + "v1/models/captioner") as response:
         assert json.load(response)["model_version_status"][0]["state"] == "AVAILABLE"
+
+
+def test_a_portrait_photo_fits_the_screen(browser, live_server, tiny_data, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.set_window_size(900, 700)
+    browser.get(live_server)
+    portrait = tmp_path / "portrait.jpg"
+    buffer = io.BytesIO()
+    Image.fromarray(tiny_data[0].images[3]).resize((300, 500)).save(buffer, format="JPEG", quality=90)
+    portrait.write_bytes(buffer.getvalue())
+    browser.find_element(By.ID, "photo-input").send_keys(str(portrait))
+    WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "result").is_displayed())
+    width, height, window = browser.execute_script(
+        "const r = document.getElementById('photo-canvas').getBoundingClientRect();"
+        "return [r.width, r.height, window.innerHeight];"
+    )
+    assert height <= 0.7 * window + 1  # the whole photo is on screen, not cropped or stretched
+    assert width / height == pytest.approx(300 / 500, rel=0.02)
 
 
 def test_concurrent_requests_share_graph_calls_and_get_their_own_rows(live_server, trained_tiny_model, tiny_data):

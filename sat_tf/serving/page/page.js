@@ -7,6 +7,9 @@ const elements = {
   input: document.getElementById("photo-input"),
   dropZone: document.getElementById("drop-zone"),
   status: document.getElementById("status"),
+  spinner: document.getElementById("spinner"),
+  focus: document.getElementById("focus"),
+  legendHigh: document.getElementById("legend-high"),
   error: document.getElementById("error"),
   result: document.getElementById("result"),
   canvas: document.getElementById("photo-canvas"),
@@ -16,6 +19,16 @@ const elements = {
 };
 const state = { config: null, photo: null, alphas: null, activeStep: null };
 const CANVAS_WIDTH = 448;
+// The overlay's absolute scale: a region holding this share of the word's attention (or more) is
+// shown fully lit, a region with none at its darkest. A weak, spread-out map therefore looks dim
+// instead of being stretched into a confident spotlight.
+const SCALE_TOP = 0.2;
+const DARKEST = 0.85;
+
+// How dark the overlay is over a region that holds `weight` of the attention (0..1 each).
+function shadeFor(weight) {
+  return DARKEST * (1 - Math.min(1, Math.max(0, weight) / SCALE_TOP));
+}
 
 async function pageConfig() {
   if (!state.config) {
@@ -25,10 +38,17 @@ async function pageConfig() {
   return state.config;
 }
 
+// An error replaces the previous result: no stale caption stays on screen beside it.
 function showError(message) {
   elements.error.textContent = message;
   elements.error.hidden = false;
   elements.status.textContent = "";
+  elements.result.hidden = true;
+  state.alphas = null;
+}
+
+function setWorking(working) {
+  elements.spinner.hidden = !working;
 }
 
 function clearError() {
@@ -82,14 +102,18 @@ async function captionFile(file) {
     showError(`${file.name} is too large (${megabytes} MB); the server takes photos up to about ${limit} MB.`);
     return;
   }
+  elements.result.hidden = true;  // the previous photo's result goes while this one is captioned
   elements.status.textContent = `captioning ${file.name}…`;
+  setWorking(true);
   try {
     const prediction = await predict(file);
     state.photo = await loadPhoto(file);
     showPrediction(prediction);
     elements.status.textContent = confidenceText(prediction.confidence, config.not_sure_below);
   } catch (error) {
-    showError(`${file.name}: ${error.message}`);
+    showError(`Could not caption ${file.name}: ${error.message}`);
+  } finally {
+    setWorking(false);
   }
 }
 
@@ -153,6 +177,7 @@ function showPrediction(prediction) {
   const photo = state.photo;
   elements.canvas.width = CANVAS_WIDTH;
   elements.canvas.height = Math.round(CANVAS_WIDTH * photo.naturalHeight / photo.naturalWidth);
+  elements.legendHigh.textContent = `${Math.round(100 * SCALE_TOP)}% or more`;
   elements.result.hidden = false;
   showAttention(null);
 }
@@ -168,24 +193,29 @@ function showAttention(step) {
   context.globalAlpha = 1;
   context.drawImage(state.photo, 0, 0, width, height);
   if (step === null || !state.alphas || !state.alphas[step]) {
+    elements.focus.textContent = "";
     return;
   }
   const weights = state.alphas[step];
   const side = Math.round(Math.sqrt(weights.length));  // the model sees a square grid of regions
-  const largest = Math.max(...weights) || 1;
   const grid = document.createElement("canvas");
   grid.width = side;
   grid.height = side;
   const shade = grid.getContext("2d").createImageData(side, side);
   weights.forEach((weight, region) => {
-    shade.data[region * 4 + 3] = Math.round(255 * (1 - weight / largest));  // black, opaque where unseen
+    shade.data[region * 4 + 3] = Math.round(255 * shadeFor(weight));  // black, darkest where unseen
   });
   grid.getContext("2d").putImageData(shade, 0, 0);
   context.imageSmoothingEnabled = true;  // upsample the grid smoothly, like the paper's figures
-  context.globalAlpha = 0.8;
+  context.imageSmoothingQuality = "high";
   context.drawImage(grid, 0, 0, width, height);
-  context.globalAlpha = 1;
+  const word = elements.caption.querySelectorAll(".word")[step];
+  const peak = Math.max(...weights);
+  elements.focus.textContent = `"${word ? word.textContent : ""}": at most ${Math.round(100 * peak)}% of the ` +
+    `attention on one region of ${weights.length}`;
 }
+
+window.satTfPage = { shadeFor, SCALE_TOP };  // for tests and the curious
 
 elements.input.addEventListener("change", () => {
   if (elements.input.files.length) {
