@@ -215,6 +215,8 @@ def cmd_serve(args) -> None:
         image_workers=args.image_workers,
         request_timeout_s=args.request_timeout_s,
         max_in_flight=args.max_in_flight,
+        refusal_delay_s=args.refusal_delay_s,
+        delayed_refusals=args.delayed_refusals,
     )
     serve(
         args.model_dir,
@@ -440,6 +442,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=ServingLimits.request_timeout_s,
         help="deadline for a request's image checks and its place in a batch; 503 beyond "
         f"(default: {ServingLimits.request_timeout_s:g})",
+    )
+    serve.add_argument(
+        "--refusal-delay-s",
+        type=float,
+        default=ServingLimits.refusal_delay_s,
+        help="a request refused for its size waits this long for its answer, so a client looping on huge images "
+        f"costs little (default: {ServingLimits.refusal_delay_s:g}; 0: answer at once)",
+    )
+    serve.add_argument(
+        "--delayed-refusals",
+        type=int,
+        default=ServingLimits.delayed_refusals,
+        help=f"refusals delayed at once; beyond, answered at once (default: {ServingLimits.delayed_refusals})",
     )
     return parser
 

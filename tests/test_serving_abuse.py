@@ -48,8 +48,7 @@ class LiveServer:
         from waitress.server import create_server
 
         self.app = create_app(model_dir, limits=limits, **batching)
-        threads = limits.max_in_flight + limits.spare_threads
-        self.server = create_server(self.app, host="127.0.0.1", port=0, threads=threads)
+        self.server = create_server(self.app, host="127.0.0.1", port=0, threads=limits.wsgi_threads)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -66,7 +65,8 @@ def model_base(trained_tiny_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def live(model_base):
-    server = LiveServer(model_base, ServingLimits(max_image_pixels=40_000, max_in_flight=8))
+    # refusals answered at once: the fuzz is about what is answered (the delay has its own test)
+    server = LiveServer(model_base, ServingLimits(max_image_pixels=40_000, max_in_flight=8, refusal_delay_s=0))
     yield server
     server.close()
 
@@ -223,6 +223,33 @@ def test_a_flood_gets_fast_503s_while_admitted_requests_are_answered(model_base)
             thread.join(30)
     assert requests.post(predict, json=body).status_code == 200  # admitted again once they are done
     server.close()
+
+
+def test_a_request_refused_for_its_size_waits_and_others_are_not_delayed(model_base):
+    from concurrent.futures import ThreadPoolExecutor
+
+    limits = ServingLimits(max_image_pixels=40_000, max_in_flight=8, refusal_delay_s=0.5, delayed_refusals=2)
+    server = LiveServer(model_base, limits)
+    url = f"{server.url}/v1/models/{NAME}:predict"
+    huge = json.dumps({"instances": [{"b64": _b64(_png(300, 300))}]})  # 90,000 pixels over 40,000
+
+    def timed(body: str) -> tuple[float, int, str]:
+        start = time.perf_counter()
+        response = requests.post(url, data=body, timeout=30)
+        return time.perf_counter() - start, response.status_code, response.json()["error"]
+
+    try:
+        took, status, message = timed(huge)
+        assert status == 400 and "40,000-pixel limit" in message and took >= 0.5
+        took, status, _ = timed("not json")  # a client's mistake is answered at once
+        assert status == 400 and took < 0.5
+        # more refusals at once than may wait: the two delayed ones hold threads, the rest are answered at once
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(timed, [huge] * 4))
+        assert {status for _, status, _ in results} == {400}
+        assert sum(took >= 0.5 for took, _, _ in results) == 2
+    finally:
+        server.close()
 
 
 def test_status_says_loading_until_the_model_is_ready_and_predictions_wait_with_503(model_base, monkeypatch):

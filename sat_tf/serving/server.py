@@ -70,6 +70,10 @@ class BadRequest(ValueError):
     """A client error: reported as HTTP 400."""
 
 
+class RefusedForSize(BadRequest):
+    """An image over the pixel limit: a 400 that `ServingLimits.refusal_delay_s` delays."""
+
+
 class Overloaded(RuntimeError):
     """The server cannot take this request now: HTTP 503 with Retry-After."""
 
@@ -111,7 +115,8 @@ def _image_bytes(instance, index: int, max_pixels: int) -> bytes:
     try:
         return graph_ready_bytes(data, max_pixels=max_pixels)
     except ImageDecodeError as exc:
-        raise BadRequest(f"instances[{index}]: not a decodable image ({exc.reason})") from None
+        refusal = RefusedForSize if "pixel limit" in exc.reason else BadRequest
+        raise refusal(f"instances[{index}]: not a decodable image ({exc.reason})") from None
 
 
 HEADER_CHARACTERS = 8192  # base64 characters read to check a declared size (6 KB: any PNG/GIF/BMP header)
@@ -132,7 +137,7 @@ def _refuse_declared_oversize(instance, index: int, max_pixels: int) -> None:
     try:
         refuse_declared_oversize(header, max_pixels)
     except ImageDecodeError as exc:
-        raise BadRequest(f"instances[{index}]: not a decodable image ({exc.reason})") from None
+        raise RefusedForSize(f"instances[{index}]: not a decodable image ({exc.reason})") from None
 
 
 def _base64_of(instance) -> str | None:
@@ -283,6 +288,7 @@ def create_app(
     batcher = RequestBatcher(model.run_batch, max_batch_size, batch_timeout_ms, max_queued_requests, num_batch_threads)
     image_pool = concurrent.futures.ThreadPoolExecutor(limits.image_workers, thread_name_prefix="sat_tf-images")
     admitted = threading.BoundedSemaphore(limits.max_in_flight)
+    delaying = threading.BoundedSemaphore(limits.delayed_refusals) if limits.delayed_refusals else None
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = limits.max_request_bytes
@@ -297,6 +303,15 @@ def create_app(
         if retry_after:
             response.headers["Retry-After"] = "1"
         return response
+
+    def delay_refusal() -> None:
+        """Holds a refusal for its size `refusal_delay_s` (in a WSGI thread, with no admission slot
+        and no CPU), unless `delayed_refusals` are already waiting."""
+        if limits.refusal_delay_s > 0 and delaying is not None and delaying.acquire(blocking=False):
+            try:
+                time.sleep(limits.refusal_delay_s)
+            finally:
+                delaying.release()
 
     def check_version(requested: int | None):
         if requested is not None and requested != version:
@@ -391,9 +406,12 @@ def create_app(
                 retry_after=True,
             )
         try:
-            return predict_admitted()
+            response = predict_admitted()
         finally:
             admitted.release()
+        if g.get("refused_for_size"):
+            delay_refusal()
+        return response
 
     def predict_admitted():
         deadline = time.monotonic() + limits.request_timeout_s
@@ -413,6 +431,9 @@ def create_app(
                 raise BadRequest(f"at most {MAX_INSTANCES} instances per request, got {len(instances)}")
             images = checked_images(instances, deadline)
             outputs, g.batch_size = batcher.run(signature_name, images)
+        except RefusedForSize as exc:
+            g.refused_for_size = True
+            return error(str(exc))
         except BadRequest as exc:
             return error(str(exc))
         except (QueueFullError, Overloaded) as exc:
@@ -444,6 +465,7 @@ def create_app(
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         if exc.code == 413:
+            delay_refusal()
             return error(f"request larger than {limits.max_request_bytes} bytes", 413)
         if exc.code == 404:
             return error(f"not found: {request.path[:200]}; this server serves {base}", 404)
@@ -482,8 +504,8 @@ def serve(
     announce=print,
     **batching,
 ) -> None:
-    """Serves with waitress (a production WSGI server): `limits.max_in_flight + limits.spare_threads`
-    threads, so a refused request never waits for one. The port answers at once (status LOADING,
+    """Serves with waitress (a production WSGI server) on `limits.wsgi_threads` threads, so a
+    refused request never waits for one. The port answers at once (status LOADING,
     predictions 503) and `announce` reports the URL once the model is loaded.
     `batching`: `create_app`'s max_batch_size, batch_timeout_ms, max_queued_requests and
     num_batch_threads."""
@@ -509,7 +531,7 @@ def serve(
     # waitress reports each queued task when all threads are busy; the access log says enough.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     _log_to_stderr(ERROR_LOG)  # the parent of ACCESS_LOG
-    threads = limits.max_in_flight + limits.spare_threads
+    threads = limits.wsgi_threads
     waitress_serve(
         app,
         host=host,
