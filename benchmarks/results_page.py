@@ -39,6 +39,13 @@ HEADLINES = [
     ("Demo wall time (s)", "demo.json", "wall_seconds", "{:.0f}"),
     ("Demo held-out BLEU-4", "demo.json", "BLEU-4", "{:.1f}"),
     ("Demo phrase localization", "demo.json", "phrase_localization", "{:.2f}"),
+    (
+        "First caption in a fresh process, `sat-tf caption PHOTO` (s)",
+        "cold_caption.json",
+        "caption_seconds_median",
+        "{:.1f}",
+    ),
+    ("... of which a bare `import tensorflow` (s)", "cold_caption.json", "import_tensorflow_seconds_median", "{:.1f}"),
     ("Latency from a photo, greedy (ms)", "decode_latency_preset.json", "from_image.greedy_ms", "{:.1f}"),
     ("Latency from a photo, beam 3 (ms)", "decode_latency_preset.json", "from_image.beam3_ms", "{:.1f}"),
     ("COCO CIDEr, tags off", "novel_objects.json", "rows.COCO val2017 (79 photos), tags off.CIDEr", "{:.1f}"),
