@@ -144,6 +144,14 @@ def test_server_hands_the_graph_upright_bytes(images):
         assert difference.max() <= (3.0 if name == "tiny.bmp" else 1.0), (name, difference.max())
 
 
+def test_bytes_prepared_at_the_model_size_decode_in_the_graph_to_the_contract_exactly(images):
+    """What `sat-tf serve` hands its SavedModel: the graph's pixels are the library's, bit for bit."""
+    for name, data in images.items():
+        served = contract.graph_ready_bytes(data, size=SIZE)
+        assert served.startswith(b"\x89PNG")
+        np.testing.assert_array_equal(_graph_pixels(served), contract.load_image(data, SIZE).astype(np.float32), name)
+
+
 def test_bad_images_name_the_source():
     with pytest.raises(contract.ImageDecodeError, match=r"<bytes>: not a readable image \(not an image file"):
         contract.decode_image(b"not an image")

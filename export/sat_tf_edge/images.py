@@ -164,17 +164,26 @@ def exif_orientation(image: Image.Image) -> int:
     return int(image.getexif().get(0x0112, 1) or 1)
 
 
-def graph_ready_bytes(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> bytes:
+def graph_ready_bytes(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, size: int | None = None) -> bytes:
     """Checks encoded image bytes against the contract and returns bytes the SavedModel graph
-    decodes to the contract's pixels: unchanged when upright (EXIF orientation 1 or absent) and in
-    a format and mode the graph reads, else the upright image re-encoded losslessly as PNG (its
-    mode kept where PNG can hold it, so the graph still applies the mode conversion and resize;
-    CMYK and other modes as the contract's RGB).
+    decodes to the contract's pixels.
+
+    With `size` (the model's input size), the whole contract runs here and the result is its
+    size x size pixels as a lossless PNG: the graph decodes them exactly and its resize to the same
+    size leaves them, so a served model sees the very pixels the library and the edge runtime see
+    (and decodes a small PNG instead of the photo). Without, the bytes are unchanged when upright
+    (EXIF orientation 1 or absent) and in a format and mode the graph reads, else the upright
+    image re-encoded losslessly as PNG (its mode kept where PNG can hold it, so the graph still
+    applies the mode conversion and resize; CMYK and other modes as the contract's RGB).
 
     Raises:
         ImageDecodeError: the bytes are not a readable image within `max_pixels`.
     """
-    decode_image(data, max_pixels)  # validates: bombs (from the header), truncation, non-images
+    pixels = decode_image(data, max_pixels)  # validates: bombs (from the header), truncation, non-images
+    if size is not None:
+        output = io.BytesIO()
+        Image.fromarray(resize_image(pixels, size)).save(output, format="PNG", compress_level=1)
+        return output.getvalue()
     with Image.open(io.BytesIO(data)) as image:
         if exif_orientation(image) == 1 and image.format in GRAPH_FORMATS and image.mode in GRAPH_MODES:
             return data

@@ -101,10 +101,10 @@ def resolve_model_dir(model_dir: str | os.PathLike, model_name: str | None = Non
     return model_name or model_dir.name, version, version_dir
 
 
-def _image_bytes(instance, index: int, max_pixels: int) -> bytes:
-    """One instance -> image bytes the graph decodes under the image contract (EXIF orientation
-    applied here, since the graph's decoder ignores it); accepts {"b64": ...} or
-    {"image_bytes": {"b64": ...}}."""
+def _image_bytes(instance, index: int, max_pixels: int, size: int | None) -> bytes:
+    """One instance -> image bytes the graph decodes to the image contract's pixels at the model's
+    input `size` (`graph_ready_bytes`: the library's own decoding, so served captions are the
+    library's); accepts {"b64": ...} or {"image_bytes": {"b64": ...}}."""
     text = _base64_of(instance)
     if text is None:
         raise BadRequest(f'instances[{index}]: expected {{"b64": "<base64 image>"}}')
@@ -113,7 +113,7 @@ def _image_bytes(instance, index: int, max_pixels: int) -> bytes:
     except (binascii.Error, ValueError) as exc:
         raise BadRequest(f"instances[{index}]: not valid base64 ({exc})") from exc
     try:
-        return graph_ready_bytes(data, max_pixels=max_pixels)
+        return graph_ready_bytes(data, max_pixels=max_pixels, size=size)
     except ImageDecodeError as exc:
         refusal = RefusedForSize if "pixel limit" in exc.reason else BadRequest
         raise refusal(f"instances[{index}]: not a decodable image ({exc.reason})") from None
@@ -228,6 +228,7 @@ class ServedModel:
     def __init__(self, version_dir: Path, background: bool = False):
         self.version_dir = version_dir
         self.signatures: dict = {}
+        self.image_size: int | None = None  # the model's input size, once loaded
         self.state, self.error = "LOADING", ""
         self.loaded = threading.Event()
         if background:
@@ -240,6 +241,9 @@ class ServedModel:
     def _load(self) -> None:
         try:
             self.signatures = dict(tf.saved_model.load(str(self.version_dir)).signatures)
+            if "caption_images" in self.signatures:  # its input is [None, S, S, 3]
+                (spec,) = self.signatures["caption_images"].structured_input_signature[1].values()
+                self.image_size = int(spec.shape[1])
             self.state = "AVAILABLE"
         except Exception as exc:  # noqa: BLE001 - reported as the model's status
             ERROR_LOG.exception("could not load %s", self.version_dir)
@@ -450,7 +454,7 @@ def create_app(
         for index, instance in enumerate(instances):
             _refuse_declared_oversize(instance, index, limits.max_image_pixels)
         futures = [
-            image_pool.submit(_image_bytes, instance, i, limits.max_image_pixels)
+            image_pool.submit(_image_bytes, instance, i, limits.max_image_pixels, model.image_size)
             for i, instance in enumerate(instances)
         ]
         try:

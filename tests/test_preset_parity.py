@@ -1,0 +1,65 @@
+"""One caption everywhere: the shipped preset captions the 79 COCO photos and 200 Flickr8k dev
+photos identically through the library (`sat-tf caption`'s workflow), the SavedModel as
+`sat-tf serve` feeds it, and the edge runtime with the manifest's decoding settings. Needs the
+shared real-data folder; skips, saying so, without it."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from sat_tf.export.saved_model import export_saved_model
+from sat_tf.export.tflite import export_tflite
+from sat_tf.workflows import caption_files, load_for_captioning
+from sat_tf_edge import EdgeCaptioner
+from sat_tf_edge.images import graph_ready_bytes
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+pytestmark = pytest.mark.skipif(not (DATA / "coco_mini").is_dir(), reason=f"{DATA} (the shared real data) is not here")
+
+
+def _photos() -> list[str]:
+    coco = sorted(str(p) for p in (DATA / "coco_mini" / "val2017").glob("*.jpg"))
+    dev = (DATA / "flickr8k" / "Flickr_8k.devImages.txt").read_text().split()[:200]
+    return coco + [str(DATA / "flickr8k" / "images" / name) for name in dev]
+
+
+def test_library_saved_model_and_edge_caption_the_preset_alike(tmp_path):
+    photos = _photos()
+    assert len(photos) == 279
+    loaded = load_for_captioning(["flickr8k_lite0"])
+    # tag guidance is the one setting the exports do not run (see docs/captioning.md)
+    decoding = dataclasses.replace(loaded.decoding, tag_guidance="off")
+    library = [record["caption"] for record in caption_files(loaded.model, photos, decoding).records()]
+
+    model, size = loaded.model, loaded.model.encoder.image_size
+    settings = {
+        "beam_size": decoding.beam_size,
+        "length_penalty": decoding.length_penalty,
+        "forbid_unknown": decoding.forbid_unknown,
+        "no_repeat_ngram_size": decoding.no_repeat_ngram_size,
+    }
+    version_dir = export_saved_model(
+        model,
+        tmp_path / "serving",
+        "preset",
+        1,
+        decoding.max_length,
+        decoding.beam_size,
+        tags=False,
+        no_repeat_ngram_size=decoding.no_repeat_ngram_size,
+        forbid_unknown=decoding.forbid_unknown,
+    )
+    beam_search = tf.saved_model.load(str(version_dir)).signatures["beam_search"]
+    served = []
+    for start in range(0, len(photos), 16):  # the bytes `sat-tf serve` hands the graph
+        batch = [graph_ready_bytes(Path(p).read_bytes(), size=size) for p in photos[start : start + 16]]
+        served += [c.decode() for c in beam_search(image_bytes=tf.constant(batch))["caption"].numpy()]
+
+    export_tflite(model, tmp_path / "edge", "fp32", "fp32", None, decoding.max_length, decoding=settings)
+    edge = EdgeCaptioner(tmp_path / "edge")
+    on_device = [edge.caption(photo).text for photo in photos]  # the manifest's settings, by default
+
+    assert served == library
+    assert on_device == library
