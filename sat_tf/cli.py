@@ -181,18 +181,19 @@ def cmd_export(args) -> None:
         print(f"SavedModel (TF Serving layout): {path}")
     if args.tflite_dir:
         from sat_tf.export.tflite import export_tflite
+        from sat_tf.inference.decoding_config import DecodingConfig
 
         size = model.encoder.image_size
         calibration = [load_image(p, size) for p in args.calibration_images] if args.calibration_images else None
         if calibration is None and "int8" in (args.encoder_quantization, args.decoder_quantization):
             raise ConfigError("int8 quantization needs --calibration-images (a few dozen images from your data)")
         # the edge runtime decodes as `sat-tf caption` does (tag guidance aside: no ImageNet head on the device)
-        decoding = {
-            "beam_size": args.beam_size,
-            "length_penalty": args.length_penalty,
-            "forbid_unknown": args.forbid_unknown,
-            "no_repeat_ngram_size": args.no_repeat_ngram_size,
-        }
+        decoding = DecodingConfig(
+            beam_size=args.beam_size,
+            length_penalty=args.length_penalty,
+            forbid_unknown=args.forbid_unknown,
+            no_repeat_ngram_size=args.no_repeat_ngram_size,
+        ).edge_settings()
         paths = export_tflite(
             model,
             args.tflite_dir,

@@ -34,12 +34,6 @@ def test_library_saved_model_and_edge_caption_the_preset_alike(tmp_path):
     library = [record["caption"] for record in caption_files(loaded.model, photos, decoding).records()]
 
     model, size = loaded.model, loaded.model.encoder.image_size
-    settings = {
-        "beam_size": decoding.beam_size,
-        "length_penalty": decoding.length_penalty,
-        "forbid_unknown": decoding.forbid_unknown,
-        "no_repeat_ngram_size": decoding.no_repeat_ngram_size,
-    }
     version_dir = export_saved_model(
         model,
         tmp_path / "serving",
@@ -57,7 +51,9 @@ def test_library_saved_model_and_edge_caption_the_preset_alike(tmp_path):
         batch = [graph_ready_bytes(Path(p).read_bytes(), size=size) for p in photos[start : start + 16]]
         served += [c.decode() for c in beam_search(image_bytes=tf.constant(batch))["caption"].numpy()]
 
-    export_tflite(model, tmp_path / "edge", "fp32", "fp32", None, decoding.max_length, decoding=settings)
+    export_tflite(
+        model, tmp_path / "edge", "fp32", "fp32", None, decoding.max_length, decoding=decoding.edge_settings()
+    )
     edge = EdgeCaptioner(tmp_path / "edge")
     on_device = [edge.caption(photo).text for photo in photos]  # the manifest's settings, by default
 

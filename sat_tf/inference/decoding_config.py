@@ -54,6 +54,16 @@ class DecodingConfig:
         except ValueError as exc:
             raise ConfigError(f"decoding: {exc}") from None
 
+    def edge_settings(self) -> dict:
+        """The settings an export decodes with (the TFLite manifest's `decoding`): all of these
+        but tag guidance, which needs the encoder's ImageNet head."""
+        return {
+            "beam_size": self.beam_size,
+            "length_penalty": self.length_penalty,
+            "forbid_unknown": self.forbid_unknown,
+            "no_repeat_ngram_size": self.no_repeat_ngram_size,
+        }
+
     def guidance(self) -> TagGuidance:
         """The tag-guidance settings as `sat_tf.inference.tag_guidance.TagGuidance`."""
         return TagGuidance(self.tag_guidance, self.tag_probability, self.tag_auto_probability)
