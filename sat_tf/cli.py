@@ -66,13 +66,28 @@ def _decoding_for(args):
     return decoding_for(args.model[0], args.recipe, args.config, section_overrides(args))
 
 
-def _check_image_files(paths: list[str], skip_bad: bool) -> None:
-    """Reports a missing, empty or folder path at once, before the model loads (seconds)."""
+def _photos_before_any_option(argv: list[str]) -> list[str]:
+    """`sat-tf caption a.jpg b.jpg --model ...`: the arguments between the command and its first
+    option are photos for certain (no option precedes them to take them as its value)."""
+    if not argv or argv[0] != "caption":
+        return []
+    photos = []
+    for argument in argv[1:]:
+        if argument.startswith("-"):
+            break
+        photos.append(argument)
+    return photos
+
+
+def _check_image_files(paths: list[str], skip_bad: bool, more_may_follow: bool = False) -> None:
+    """Reports a missing, empty or folder path at once, before the model loads (seconds). With
+    `skip_bad`, only when every photo is bad (unless `more_may_follow`: other photos may come)."""
     from sat_tf.errors import ConfigError
     from sat_tf_edge.images import file_problem
 
     problems = [f"{path}: {problem}" for path in paths if (problem := file_problem(path)) is not None]
-    if problems and (not skip_bad or len(problems) == len(paths)):
+    all_bad = len(problems) == len(paths) and not more_may_follow
+    if problems and (not skip_bad or all_bad):
         raise ConfigError(f"{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
 
 
@@ -464,6 +479,15 @@ def main(argv: list[str] | None = None) -> int:
     from sat_tf.utils.quiet import native_stderr_silenced
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    early = _photos_before_any_option(argv)
+    if early:  # a missing photo is said in a moment, before TensorFlow and the model load
+        from sat_tf.errors import SatTfError
+
+        try:
+            _check_image_files(early, skip_bad="--skip-bad" in argv, more_may_follow=True)
+        except SatTfError as exc:
+            print(f"sat-tf caption: error: {exc}", file=sys.stderr)
+            return 2
     # TensorFlow's C++ start-up lines (CUDA probing, oneDNN) and the metric tools' Java output go
     # to fd 2, below Python; drop them unless --verbose, keeping Python's own messages.
     with native_stderr_silenced("--verbose" not in argv):

@@ -97,6 +97,17 @@ def test_caption_names_each_plot_and_prints_the_k_best(demo_dir, tmp_path, capsy
     assert "  3. " not in out
 
 
+def test_a_missing_photo_is_reported_before_tensorflow_loads(tmp_path):
+    script = (
+        "import sys; from sat_tf.cli import main; "
+        f"code = main(['caption', {str(tmp_path / 'nope.jpg')!r}, '--beam-size', '1']); "
+        "print('tensorflow' in sys.modules, code)"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.stdout.split() == ["False", "2"], run.stderr[-2000:]
+    assert f"sat-tf caption: error: {tmp_path / 'nope.jpg'}: file not found" in run.stderr
+
+
 def test_bad_photo_paths_are_reported_before_the_model_loads(tmp_path, monkeypatch, capsys):
     import sat_tf.workflows
 
