@@ -13,17 +13,14 @@ spread), tag guidance off.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-from novel_objects import COCO  # noqa: E402
+from grounding import coco_photos  # noqa: E402
 from reporting import command_line, machine, write_report  # noqa: E402
 
-from sat_tf.data.images import load_image  # noqa: E402
-from sat_tf.evaluation.grounding import attention_grounding, coco_object_masks  # noqa: E402
+from sat_tf.evaluation.grounding import attention_grounding  # noqa: E402
 from sat_tf.inference import BeamSampler, generate_captions  # noqa: E402
 from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 from sat_tf.workflows.evaluate import default_evaluation_data, evaluate_captioner  # noqa: E402
@@ -34,9 +31,7 @@ GROUNDING = ("object_words", "mass", "share", "lift", "peak_on_object", "perplex
 
 
 def coco_grounding(model, decoding: DecodingConfig) -> dict:
-    instances = str(COCO / "instances_val2017.json")
-    files = sorted(image["file_name"] for image in json.loads(open(instances).read())["images"])
-    images = np.stack([load_image(COCO / "val2017" / f, model.encoder.image_size) for f in files])
+    images, objects = coco_photos(model.encoder.image_size)
     best = generate_captions(
         model,
         images=images,
@@ -45,9 +40,7 @@ def coco_grounding(model, decoding: DecodingConfig) -> dict:
         forbid_unknown=decoding.forbid_unknown,
         no_repeat_ngram_size=decoding.no_repeat_ngram_size,
     ).best()
-    result = attention_grounding(
-        [t.split() for t in best.texts], best.alphas, coco_object_masks(instances, files), model.feature_grid
-    )
+    result = attention_grounding([t.split() for t in best.texts], best.alphas, objects, model.feature_grid)
     return {key: result[key] for key in GROUNDING}
 
 

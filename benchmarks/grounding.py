@@ -28,6 +28,14 @@ from sat_tf.workflows.models import load_captioner  # noqa: E402
 MEASURES = ("object_words", "mass", "share", "lift", "peak_on_object", "perplexity")
 
 
+def coco_photos(image_size: int) -> tuple[np.ndarray, list]:
+    """The COCO photos at `image_size` and each one's annotated objects (masks)."""
+    instances = str(COCO / "instances_val2017.json")
+    files = sorted(image["file_name"] for image in json.loads(open(instances).read())["images"])
+    images = np.stack([load_image(COCO / "val2017" / f, image_size) for f in files])
+    return images, coco_object_masks(instances, files)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="flickr8k_lite0")
@@ -39,10 +47,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     model = load_captioner(args.model)
-    instances = str(COCO / "instances_val2017.json")
-    files = sorted(image["file_name"] for image in json.loads(open(instances).read())["images"])
-    images = np.stack([load_image(COCO / "val2017" / f, model.encoder.image_size) for f in files])
-    objects = coco_object_masks(instances, files)
+    images, objects = coco_photos(model.encoder.image_size)
     rows = {}
     for mode in ("off", "auto"):
         decoding = DecodingConfig(beam_size=args.beam_size, tag_guidance=mode)
@@ -53,7 +58,7 @@ def main() -> None:
     report = {
         "machine": machine(),
         "model": args.model,
-        "photos": len(files),
+        "photos": len(images),
         "grid": list(model.feature_grid),
         "command": command_line("grounding.py", args),
         "decoding": dataclasses.asdict(DecodingConfig(beam_size=args.beam_size)),
