@@ -15,6 +15,8 @@ import json
 import os
 import sys
 
+from outputs import add_output_argument
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
@@ -46,11 +48,7 @@ def main() -> None:
     parser.add_argument("--cache", required=True)
     parser.add_argument("--models", nargs="+", required=True)
     parser.add_argument("--images", type=int, default=300)
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/attention_dynamics.json",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "attention_dynamics.json")
     args = parser.parse_args()
     cache = FeatureCache(args.cache)
     features = cache.gather(np.arange(min(args.images, len(cache))))

@@ -25,6 +25,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from outputs import add_output_argument
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from reporting import machine  # noqa: E402
@@ -50,11 +52,7 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="the trained run folder (its best_model.keras) or file")
     parser.add_argument("--name", default="flickr8k_lite0")
     parser.add_argument("--weight-format", default="int8", choices=["int8", "float16", "float32"])
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/preset.json",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "preset.json")
     args = parser.parse_args()
     decoding = run_config_of(args.model).decoding
     data = default_evaluation_data(args.model)

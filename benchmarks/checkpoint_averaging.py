@@ -15,6 +15,8 @@ import argparse
 import os
 from pathlib import Path
 
+from outputs import add_output_argument
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from reporting import SCORE_COLUMNS as COLUMNS  # noqa: E402
@@ -31,11 +33,7 @@ def main() -> None:
     parser.add_argument("--checkpoints", nargs="+", required=True, help="checkpoint prefixes to average")
     parser.add_argument("--beams", type=int, nargs="+", default=[3])
     parser.add_argument("--length-penalties", type=float, nargs="+", default=[0.0])
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/checkpoint_averaging",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "checkpoint_averaging")
     args = parser.parse_args()
     run = Path(args.run)
     averaged_path = run / "averaged_model.keras"

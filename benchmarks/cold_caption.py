@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import reporting  # benchmarks/reporting.py
+from outputs import add_output_argument
 from PIL import Image
 
 from sat_tf.utils.atomic import write_json_atomic
@@ -32,11 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photo", help="a photo to caption (default: a generated 640x480 JPEG)")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/cold_caption.json",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "cold_caption.json")
     args = parser.parse_args()
     photo = args.photo
     if photo is None:

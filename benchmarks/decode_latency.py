@@ -18,6 +18,8 @@ import os
 import statistics
 import time
 
+from outputs import add_output_argument
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
@@ -46,11 +48,7 @@ def main() -> None:
     parser.add_argument("--beam-size", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=20)
     parser.add_argument("--from-images", action="store_true", help="time only the whole path from a photo")
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/decode_latency.json",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "decode_latency.json")
     args = parser.parse_args()
     model = load_captioners(args.model)
     rng = np.random.default_rng(0)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from outputs import add_output_argument
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from reporting import SCORE_COLUMNS as COLUMNS  # noqa: E402
@@ -27,11 +29,7 @@ def main() -> None:
     parser.add_argument("--model", nargs="+", required=True, help="a run folder (or several: an ensemble)")
     parser.add_argument("--beams", type=int, nargs="+", default=[3, 5])
     parser.add_argument("--length-penalties", type=float, nargs="+", default=[0.0, 0.5, 1.0])
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/decoding_sweep",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "decoding_sweep")
     args = parser.parse_args()
     data = default_evaluation_data(args.model[0])
     rows = {}

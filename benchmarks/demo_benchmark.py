@@ -14,17 +14,14 @@ import tempfile
 import time
 
 import reporting  # benchmarks/reporting.py
+from outputs import add_output_argument
 
 from sat_tf.utils.atomic import write_json_atomic
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/demo.json",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "demo.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as output_dir:
         started = time.perf_counter()

@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from outputs import add_output_argument
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
@@ -73,11 +75,7 @@ def main() -> None:
     parser.add_argument("--calibration-images", type=int, default=64)
     parser.add_argument("--latency-runs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/export_report.json",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "export_report.json")
     args = parser.parse_args()
     model = keras.saving.load_model(args.model)
     size = model.encoder.image_size

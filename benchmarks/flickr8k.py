@@ -17,6 +17,8 @@ import os
 import time
 from pathlib import Path
 
+from outputs import add_output_argument
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
@@ -58,11 +60,7 @@ def _parse_args() -> argparse.Namespace:
         help="any other recipe setting, e.g. --set model.penalty_weight=1",
     )
     parser.add_argument("--beam-size", type=int, default=3)
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/flickr8k",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "flickr8k")
     return parser.parse_args()
 
 

@@ -26,6 +26,8 @@ import argparse
 import os
 from pathlib import Path
 
+from outputs import add_output_argument
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from reporting import SCORE_COLUMNS as COLUMNS  # noqa: E402
@@ -52,11 +54,7 @@ def _parse_args() -> argparse.Namespace:
         metavar="RUN+RUN[+RUN]",
         help="ensembles to score, each a '+'-joined list of run folders under --work",
     )
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/flickr8k_ablation",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "flickr8k_ablation")
     return parser.parse_args()
 
 

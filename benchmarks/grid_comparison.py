@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from outputs import add_output_argument
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from grounding import coco_photos  # noqa: E402
@@ -48,11 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", required=True, help="run folders (or model files) to compare")
     parser.add_argument("--beam-size", type=int, default=3)
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/grid_comparison",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "grid_comparison")
     args = parser.parse_args()
     decoding = DecodingConfig(beam_size=args.beam_size)
     rows = {}

@@ -13,6 +13,8 @@ import dataclasses
 import json
 import os
 
+from outputs import add_output_argument
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
@@ -40,11 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="flickr8k_lite0")
     parser.add_argument("--beam-size", type=int, default=3)
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/grounding",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "grounding")
     args = parser.parse_args()
     model = load_captioner(args.model)
     images, objects = coco_photos(model.encoder.image_size)

@@ -34,6 +34,8 @@ import json
 import os
 from pathlib import Path
 
+from outputs import add_output_argument
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
@@ -75,11 +77,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--scst-epochs", type=int, default=3)
     parser.add_argument("--draws", type=int, default=16, help="gradient draws for the variance")
     parser.add_argument("--beam", type=int, default=3)
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/hard_attention",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "hard_attention")
     return parser.parse_args()
 
 

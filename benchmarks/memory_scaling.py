@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from outputs import add_output_argument
 from reporting import machine  # noqa: E402  (benchmarks/reporting.py)
 
 REGIONS, FEATURE_DIM, WORDS = 49, 1280, 1000
@@ -103,11 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 50000])
     parser.add_argument("--work", default="runs/memory_scaling")
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/memory_scaling.json",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "memory_scaling.json")
     parser.add_argument("--child", nargs=2, metavar=("CACHE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:  # one measurement, in its own process

@@ -12,6 +12,8 @@ import argparse
 import dataclasses
 import os
 
+from outputs import add_output_argument
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from novel_objects import coco_data, flickr_dev  # noqa: E402
@@ -33,11 +35,7 @@ def main() -> None:
     parser.add_argument("--model", default="flickr8k_lite0")
     parser.add_argument("--beam-size", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[0, 2, 3, 4])
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/ngram_blocking",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "ngram_blocking")
     args = parser.parse_args()
     rows = {}
     for dataset, data in (("Flickr8k dev (1,000 images)", flickr_dev()), ("COCO val2017 (79 photos)", coco_data())):

@@ -20,6 +20,8 @@ import json
 import os
 from pathlib import Path
 
+from outputs import add_output_argument
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
@@ -115,11 +117,7 @@ def main() -> None:
     parser.add_argument("--beam-size", type=int, default=3)
     parser.add_argument("--skip-flickr", action="store_true", help="only the 79 COCO photos")
     parser.add_argument("--side-by-side", type=int, default=15)
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/novel_objects",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "novel_objects")
     args = parser.parse_args()
     model = load_captioner(args.model)
     decoding = DecodingConfig(beam_size=args.beam_size)

@@ -17,6 +17,8 @@ import os
 import subprocess
 import sys
 
+from outputs import add_output_argument
+
 SETTINGS = ("1", "0")
 
 
@@ -62,11 +64,7 @@ def measure_here(steps: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=15)
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/onednn_effect.json",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "onednn_effect.json")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:  # one setting, in the environment the parent chose

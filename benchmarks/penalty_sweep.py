@@ -15,6 +15,8 @@ import json
 import os
 import tempfile
 
+from outputs import add_output_argument
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from reporting import machine  # noqa: E402  (benchmarks/reporting.py)
@@ -27,11 +29,7 @@ SETTINGS = [(0.0, "one"), (0.0001, "one"), (0.001, "one"), (0.01, "one"), (1.0, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/penalty_sweep.json",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "penalty_sweep.json")
     parser.add_argument("--settings", default=None, help="JSON list of [lambda, target] pairs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="demo seeds (data and weights)")
     args = parser.parse_args()

@@ -18,6 +18,8 @@ import json
 import os
 import tempfile
 
+from outputs import add_output_argument
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
@@ -70,11 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"])
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/profile_train_step.json",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "profile_train_step.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as log_dir:
         trace_steps(log_dir, args.precision, args.steps)

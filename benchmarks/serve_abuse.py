@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import requests
+from outputs import add_output_argument
 from PIL import Image
 
 from sat_tf.utils.atomic import write_json_atomic
@@ -129,11 +130,7 @@ def main() -> None:
     parser.add_argument("--normal-requests", type=int, default=100)
     parser.add_argument("--flood", type=int, default=200)
     parser.add_argument("--server-args", default="", help="extra `sat-tf serve` flags, quoted")
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/serve_abuse.json",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "serve_abuse.json")
     args = parser.parse_args()
     photos = sorted(Path(args.images).glob("*.jpg"))[:50]
     if not photos:

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import requests
+from outputs import add_output_argument
 
 from sat_tf.utils.cpu import describe_machine
 
@@ -52,11 +53,7 @@ def main() -> None:
         default=[2],
         help="each value is a run for every batched (max batch size > 1) setting",
     )
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/serve_load.json",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "serve_load.json")
     args = parser.parse_args()
     images = sorted(Path(args.images).glob("*.jpg"))[:50]
     bodies = [json.dumps({"instances": [{"b64": base64.b64encode(p.read_bytes()).decode()}]}) for p in images]

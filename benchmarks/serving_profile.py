@@ -15,6 +15,8 @@ import json
 import os
 from pathlib import Path
 
+from outputs import add_output_argument
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
@@ -62,11 +64,7 @@ def main() -> None:
     parser.add_argument("--model-dir", nargs="+", required=True, help="<base>/<model_name> written by sat-tf export")
     parser.add_argument("--images", default=str(DEV_IMAGES))
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/serving_profile.json",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "serving_profile.json")
     args = parser.parse_args()
     photos = [p.read_bytes() for p in sorted(Path(args.images).glob("*.jpg"))[: max(BATCHES)]]
     if len(photos) < max(BATCHES):

@@ -37,6 +37,8 @@ import subprocess
 import sys
 import time
 
+from outputs import add_output_argument
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
@@ -210,11 +212,7 @@ def _flickr_like_lengths(rng, count):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument(
-        "--output",
-        default="runs/benchmarks/train_throughput.json",
-        help="results file; default under runs/benchmarks/ (benchmarks/results/... updates the committed ones)",
-    )
+    add_output_argument(parser, "train_throughput.json")
     parser.add_argument("--matmul-peak-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.matmul_peak_only:  # the child process of `matmul_peak_without_onednn`

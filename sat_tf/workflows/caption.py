@@ -84,11 +84,12 @@ def decode_with_tags(model, decoding: DecodingConfig, images) -> tuple[CaptionCa
     return candidates, tags, constrained
 
 
-def run_config_of(model_path: str | os.PathLike) -> RunConfig | None:
+def run_config_of(model_path: str | os.PathLike, preset: dict | None = None) -> RunConfig | None:
     """The settings a model was trained with, when it sits in (or is) a run folder; for a shipped
-    preset, its decoding settings."""
-    if is_preset(model_path):
-        return RunConfig.from_dict({"decoding": _preset_info(model_path)["decoding"]}, f"preset {model_path}")
+    preset, its decoding settings (from `preset`, its config.json, when the caller has read it)."""
+    if preset is not None or is_preset(model_path):
+        info = preset if preset is not None else _preset_info(model_path)
+        return RunConfig.from_dict({"decoding": info["decoding"]}, f"preset {model_path}")
     path = Path(model_path)
     folder = path if path.is_dir() else path.parent
     if not (folder / RUN_CONFIG_FILE).is_file():
@@ -196,19 +197,12 @@ def load_for_captioning(
     if not references:
         raise ConfigError("no model given")
     models: list[Captioner] = []
-    own: DecodingConfig | None = None
-    for index, reference in enumerate(references):
-        if is_preset(reference):
-            info = _preset_info(reference)
-            models.append(_load_preset(reference, info))
-            decoding: DecodingConfig | None = RunConfig.from_dict(
-                {"decoding": info["decoding"]}, f"preset {reference}"
-            ).decoding
-        else:
-            models.append(load_captioner(reference))
-            trained = run_config_of(reference)
-            decoding = trained.decoding if trained is not None else None
-        own = decoding if index == 0 else own
+    for reference in references:
+        info = _preset_info(reference) if is_preset(reference) else None
+        models.append(load_captioner(reference) if info is None else _load_preset(reference, info))
+        if len(models) == 1:  # the settings come from the first model
+            trained = run_config_of(reference, preset=info)
+    own = trained.decoding if trained is not None else None
     decoding = _decoding_over(own, recipe, config_file, overrides)
     if tag_guidance is not None and "tag_guidance" not in (overrides or {}).get("decoding", {}):
         decoding = dataclasses.replace(decoding, tag_guidance=tag_guidance)
