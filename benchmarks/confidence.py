@@ -46,14 +46,19 @@ def contradicted(caption: str, tags, min_probability: float = 0.5) -> bool:
     )
 
 
+def per_image_cider(texts: list[str], captions) -> np.ndarray:
+    """Each caption's CIDEr-D against its image's references (document frequencies from the split)."""
+    references = captions.references()
+    reference_words = [[_words(r) for r in references[i]] for i in captions.image_ids]
+    return CiderD(reference_words).scores([_words(t) for t in texts], reference_words)
+
+
 def measure(model, data, beam_size: int) -> dict:
     captions = load_captions(data, model.encoder.image_size, verbose=False)
     images = np.stack([load_image(p, model.encoder.image_size) for p in captions.image_paths])
     candidates, tags, _ = decode_with_tags(model, DecodingConfig(beam_size=beam_size), images)
     best = candidates.best()
-    references = captions.references()
-    reference_words = [[_words(r) for r in references[i]] for i in captions.image_ids]
-    cider = CiderD(reference_words).scores([_words(t) for t in best.texts], reference_words)
+    cider = per_image_cider(best.texts, captions)
     right = cider > np.median(cider)
     confidence = best.confidence
     with_tags = np.where(

@@ -1,0 +1,104 @@
+"""A captioner's card: what a person meets, measured in one pass per dataset.
+
+For one model (a preset name, run folder or `.keras` file), decoded with its own decoding
+settings (beam size, `<unk>` rule, n-gram blocking; tag guidance off, so the captioner alone is
+measured), on Flickr8k dev (1,000 images, in domain) and the COCO val2017 photos (out of domain):
+- coco-caption scores (BLEU-1/4, METEOR, ROUGE-L, CIDEr);
+- repetition: the share of captions that repeat a trigram, and the distinct words used;
+- confidence: the AUROC of the caption's confidence for telling captions with per-image CIDEr-D
+  above the split's median from those below, and the median confidence (on Flickr8k dev: the
+  "not sure" threshold);
+- grounding (COCO, `sat_tf.evaluation.grounding`): for caption words naming an annotated object,
+  the attention mass on it, the lift over its area share, the peak-on-object rate, the spread.
+
+    python benchmarks/preset_card.py --model flickr8k_lite0 [--output benchmarks/results/preset_card]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from outputs import add_output_argument
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from confidence import per_image_cider  # noqa: E402
+from ngram_blocking import repeats_a_trigram  # noqa: E402
+from novel_objects import COCO, coco_data, flickr_dev  # noqa: E402
+from reporting import command_line, machine, write_report  # noqa: E402
+
+from sat_tf.data.sources import decoder_inputs, load_captions  # noqa: E402
+from sat_tf.evaluation.grounding import attention_grounding, coco_object_masks  # noqa: E402
+from sat_tf.evaluation.metrics import caption_metrics  # noqa: E402
+from sat_tf.evaluation.ranking import auroc  # noqa: E402
+from sat_tf.workflows.caption import decode, load_for_captioning  # noqa: E402
+
+SCORES = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
+GROUNDING = ("object_words", "mass", "share", "lift", "peak_on_object", "perplexity")
+
+
+def card_of_split(model, decoding, data, instances: Path | None = None) -> dict:
+    """Scores, repetition, confidence (and grounding with `instances`) of one split, decoded once."""
+    captions = load_captions(data, model.encoder.image_size, verbose=False)
+    best = decode(model, decoding, **decoder_inputs(captions.images, model.encoder.image_size)).best()
+    texts = list(best.texts)
+    scores = caption_metrics(captions.references(), dict(zip(captions.image_ids, texts)))
+    cider = per_image_cider(texts, captions)
+    card = {
+        "images": len(texts),
+        **{key: scores[key] for key in SCORES},
+        "captions_repeating_a_trigram": float(np.mean([repeats_a_trigram(t) for t in texts])),
+        "distinct_words": len({w for t in texts for w in t.split()}),
+        "auroc_confidence": auroc(best.confidence, cider > np.median(cider)),
+        "median_confidence": float(np.median(best.confidence)),
+    }
+    if instances is not None:
+        objects = coco_object_masks(str(instances), [Path(p).name for p in captions.image_paths])
+        grounding = attention_grounding([t.split() for t in texts], best.alphas, objects, model.feature_grid)
+        card.update({key: grounding[key] for key in GROUNDING})
+    return card
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="flickr8k_lite0", help="preset name, run folder or .keras file")
+    add_output_argument(parser, "preset_card")
+    args = parser.parse_args()
+    loaded = load_for_captioning([args.model], overrides={"decoding": {"tag_guidance": "off"}})
+    model = loaded.model
+    rows = {
+        "Flickr8k dev": card_of_split(model, loaded.decoding, flickr_dev()),
+        "COCO val2017": card_of_split(model, loaded.decoding, coco_data(), COCO / "instances_val2017.json"),
+    }
+    report = {
+        "machine": machine(),
+        "command": command_line("preset_card.py", args),
+        "model": args.model,
+        "grid": list(model.feature_grid),
+        "decoding": loaded.decoding.__dict__,
+        "rows": rows,
+    }
+    lines = [
+        "| data | images | BLEU-4 | METEOR | CIDEr | repeating a trigram | distinct words | confidence AUROC "
+        "| grounding lift | peak on object | spread (cells) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        grounding = (
+            f"{r['lift']:.2f}x | {100 * r['peak_on_object']:.0f}% of {r['object_words']} words | {r['perplexity']:.1f}"
+            if "lift" in r
+            else "- | - | -"
+        )
+        lines.append(
+            f"| {name} | {r['images']} | {r['BLEU-4']:.1f} | {r['METEOR']:.1f} | {r['CIDEr']:.1f} | "
+            f"{100 * r['captions_repeating_a_trigram']:.1f}% | {r['distinct_words']} | {r['auroc_confidence']:.3f} "
+            f"| {grounding} |"
+        )
+    write_report(args.output, report, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
