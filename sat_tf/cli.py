@@ -170,14 +170,21 @@ def cmd_evaluate(args) -> None:
     print(json.dumps(shown, indent=2))
 
 
+EXPORT_DECODING_FLAGS = ("beam_size", "length_penalty", "max_length", "no_repeat_ngram_size", "forbid_unknown")
+
+
 def cmd_export(args) -> None:
     from sat_tf.data.images import load_image
     from sat_tf.errors import ConfigError
     from sat_tf.workflows import load_captioner
+    from sat_tf.workflows.caption import decoding_for
 
     if not args.saved_model_dir and not args.tflite_dir:
         raise ConfigError("nothing to export: give --saved-model-dir and/or --tflite-dir")
     model = load_captioner(args.model)
+    # the exports decode as `sat-tf caption` does with this model: its own settings, flags over them
+    flags = {key: getattr(args, key) for key in EXPORT_DECODING_FLAGS if getattr(args, key) is not None}
+    decoding = decoding_for(args.model, overrides={"decoding": flags})
     if args.saved_model_dir:
         from sat_tf.export.saved_model import export_saved_model
 
@@ -186,37 +193,31 @@ def cmd_export(args) -> None:
             args.saved_model_dir,
             args.model_name,
             args.version,
-            args.max_length,
-            args.beam_size,
+            decoding.max_length,
+            decoding.beam_size,
             xla=args.xla,
             tags=args.tags,
-            no_repeat_ngram_size=args.no_repeat_ngram_size,
-            forbid_unknown=args.forbid_unknown,
+            no_repeat_ngram_size=decoding.no_repeat_ngram_size,
+            forbid_unknown=decoding.forbid_unknown,
+            not_sure_below=decoding.not_sure_below,
         )
         print(f"SavedModel (TF Serving layout): {path}")
     if args.tflite_dir:
         from sat_tf.export.tflite import export_tflite
-        from sat_tf.inference.decoding_config import DecodingConfig
 
         size = model.encoder.image_size
         calibration = [load_image(p, size) for p in args.calibration_images] if args.calibration_images else None
         if calibration is None and "int8" in (args.encoder_quantization, args.decoder_quantization):
             raise ConfigError("int8 quantization needs --calibration-images (a few dozen images from your data)")
-        # the edge runtime decodes as `sat-tf caption` does (tag guidance aside: no ImageNet head on the device)
-        decoding = DecodingConfig(
-            beam_size=args.beam_size,
-            length_penalty=args.length_penalty,
-            forbid_unknown=args.forbid_unknown,
-            no_repeat_ngram_size=args.no_repeat_ngram_size,
-        ).edge_settings()
         paths = export_tflite(
             model,
             args.tflite_dir,
             args.encoder_quantization,
             args.decoder_quantization,
             calibration,
-            args.max_length,
-            decoding=decoding,
+            decoding.max_length,
+            # the edge runtime decodes as `sat-tf caption` (tag guidance aside: no ImageNet head on the device)
+            decoding=decoding.edge_settings(),
         )
         for key, path in paths.items():
             print(f"{key}: {path} ({path.stat().st_size / 1e6:.2f} MB)")
@@ -366,30 +367,27 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--saved-model-dir", help="TF Serving base path; writes <dir>/<model-name>/<version>/")
     export.add_argument("--model-name", default="sat_tf")
     export.add_argument("--version", type=int, default=1)
+    # Decoding flags default to the model's own settings (a preset's, a run's), as `sat-tf caption` uses.
     export.add_argument(
         "--beam-size",
         type=int,
-        default=3,
-        help="beam of the beam_search signature and of the edge runtime's default decoding",
+        help="beam of the beam_search signature and of the edge runtime's default decoding (default: the model's)",
     )
     export.add_argument(
         "--length-penalty",
         type=float,
-        default=0.0,
-        help="the edge runtime ranks beams by log p / length**this (default: 0)",
+        help="the edge runtime ranks beams by log p / length**this (default: the model's)",
     )
-    export.add_argument("--max-length", type=int, default=20)
+    export.add_argument("--max-length", type=int, help="most tokens per caption (default: the model's)")
     export.add_argument(
         "--no-repeat-ngram-size",
         type=int,
-        default=3,
-        help="the SavedModel's decoding never repeats an n-gram of this size, as sat-tf caption (default: 3; 0: off)",
+        help="the exports never repeat an n-gram of this size, as sat-tf caption (default: the model's; 0: off)",
     )
     export.add_argument(
         "--forbid-unknown",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="the SavedModel's decoding never emits <unk>, as sat-tf caption (default: on)",
+        help="the exports never emit <unk>, as sat-tf caption (default: the model's)",
     )
     export.add_argument(
         "--tags",

@@ -33,3 +33,30 @@ def test_auroc_extremes_and_errors():
 def test_confidence_is_the_geometric_mean_token_probability():
     # two tokens of probability 0.5 and 0.125: geometric mean 0.25
     np.testing.assert_allclose(caption_confidence(np.log([0.5 * 0.125, 0.9]), np.array([2, 1])), [0.25, 0.9])
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0])
+def test_captions_are_marked_not_sure_below_the_models_own_threshold(
+    trained_tiny_model, tiny_data, tmp_path, threshold
+):
+    from PIL import Image
+
+    from sat_tf.inference.decoding_config import DecodingConfig
+    from sat_tf.workflows.caption import caption_files
+
+    paths = []
+    for k, image in enumerate(tiny_data[0].images[:3]):
+        paths.append(str(tmp_path / f"{k}.png"))
+        Image.fromarray(image).save(paths[-1])
+    decoding = DecodingConfig(beam_size=2, max_length=12, not_sure_below=threshold)
+    records = caption_files(trained_tiny_model, paths, decoding).records()
+    assert all(0.0 < r["confidence"] < 1.0 for r in records)
+    assert [r["not_sure"] for r in records] == [threshold == 1.0] * 3
+
+
+def test_the_not_sure_threshold_is_a_share():
+    from sat_tf.errors import ConfigError
+    from sat_tf.inference.decoding_config import DecodingConfig
+
+    with pytest.raises(ConfigError, match="decoding.not_sure_below"):
+        DecodingConfig(not_sure_below=1.5)

@@ -348,3 +348,43 @@ def test_a_manifest_without_decoding_settings_reads_as_greedy_and_unknown_settin
     assert EdgeManifest.from_json(values).decoding == DEFAULT_DECODING
     with pytest.raises(ManifestError, match="unknown decoding setting.*beam_width"):
         EdgeManifest.from_json({**values, "decoding": {"beam_width": 3}})
+
+
+def test_sat_tf_export_decodes_with_the_models_own_settings_and_flags_override_them(trained_tiny_model, tmp_path):
+    """`sat-tf export` takes the run's decoding settings (beam, n-gram blocking, "not sure"
+    threshold) into the SavedModel's serving settings and the TFLite manifest; a flag wins."""
+    from sat_tf.cli import main
+    from sat_tf.export.serving_settings import serving_settings
+    from sat_tf.workflows.models import save_captioner
+    from sat_tf.workflows.run_config import RUN_CONFIG_FILE, resolve_run_config
+    from sat_tf_edge.manifest import MANIFEST_FILE, EdgeManifest
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_captioner(trained_tiny_model, run / "model.keras")
+    own = {"beam_size": 2, "max_length": 12, "no_repeat_ngram_size": 2, "not_sure_below": 0.4}
+    resolve_run_config(None, overrides={"decoding": own}).save(run / RUN_CONFIG_FILE)
+    argv = ["export", "--model", str(run / "model.keras"), "--saved-model-dir", str(tmp_path / "serving")]
+    assert main([*argv, "--tflite-dir", str(tmp_path / "edge")]) == 0
+    assert serving_settings(tmp_path / "serving" / "sat_tf" / "1") == {"not_sure_below": 0.4}
+    manifest = EdgeManifest.read(tmp_path / "edge" / MANIFEST_FILE)
+    assert manifest.decoding == {
+        "beam_size": 2,
+        "length_penalty": 0.0,
+        "forbid_unknown": True,
+        "no_repeat_ngram_size": 2,
+    }
+    assert (
+        main(
+            ["export", "--model", str(run / "model.keras"), "--tflite-dir", str(tmp_path / "edge1"), "--beam-size", "1"]
+        )
+        == 0
+    )
+    assert EdgeManifest.read(tmp_path / "edge1" / MANIFEST_FILE).decoding["beam_size"] == 1
+
+
+def test_an_export_without_serving_settings_reads_the_library_defaults(tmp_path):
+    from sat_tf.export.serving_settings import serving_settings
+    from sat_tf.inference.results import NOT_SURE_BELOW
+
+    assert serving_settings(tmp_path) == {"not_sure_below": NOT_SURE_BELOW}

@@ -103,6 +103,8 @@ def test_recipe_train_evaluate_caption(flickr_like, tmp_path, capsys):
     assert report["images"] == 4 and report["decoding"]["beam_size"] == 3
     assert report["models"] == [str(run / "best_model.keras")]
     assert len(report["captions"]) == 4 and all(isinstance(c, str) for c in report["captions"].values())
+    assert report["confidence"].keys() == report["captions"].keys()
+    assert all(0.0 < c <= 1.0 for c in report["confidence"].values())
     assert 0.0 <= report["BLEU-4"] <= 100.0
     # the same split from the image files (features recomputed by the model's encoder)
     from_images = tmp_path / "dev_images.json"

@@ -25,6 +25,8 @@ from sat_tf.serving.batching import QueueFullError, RequestBatcher
 from sat_tf.serving.limits import ServingLimits
 from sat_tf.serving.server import create_app
 
+# The exported model's own "not sure" threshold, other than the library's default: the page reads it.
+NOT_SURE_BELOW = 0.3
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
@@ -32,7 +34,9 @@ CHROMEDRIVER = shutil.which("chromedriver")
 @pytest.fixture(scope="module")
 def served_model_dir(trained_tiny_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("page_serving")
-    export_saved_model(trained_tiny_model, folder, "captioner", 1, max_length=12, beam_size=3)
+    export_saved_model(
+        trained_tiny_model, folder, "captioner", 1, max_length=12, beam_size=3, not_sure_below=NOT_SURE_BELOW
+    )
     return folder / "captioner"
 
 
@@ -73,6 +77,11 @@ def _canvas_pixels(driver) -> str:
     return driver.execute_script("return document.getElementById('photo-canvas').toDataURL('image/png');")
 
 
+def test_the_page_reads_the_exported_models_not_sure_threshold(served_model_dir):
+    config = create_app(served_model_dir).test_client().get("/page-config.json").get_json()
+    assert config["not_sure_below"] == NOT_SURE_BELOW
+
+
 def test_page_captions_an_upload_and_shows_attention_per_word(
     browser, live_server, trained_tiny_model, tiny_data, tmp_path
 ):
@@ -96,8 +105,6 @@ def test_page_captions_an_upload_and_shows_attention_per_word(
         item.text.split("log p")[0].strip() for item in browser.find_elements(By.CSS_SELECTOR, "#candidates li")
     ]
     assert candidates == expected.texts[0]
-    from sat_tf.inference.results import NOT_SURE_BELOW
-
     # said as a number (the graph decodes the JPEG within a grey level of Pillow: close, not equal),
     # with "not sure" below the threshold
     confidence = float(expected.best().confidence[0])

@@ -28,7 +28,9 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from sat_tf.export.serving_settings import write_serving_settings
 from sat_tf.inference import BeamSampler, GreedySampler
+from sat_tf.inference.results import NOT_SURE_BELOW
 from sat_tf.models import efficientnet_lite
 from sat_tf.models.captioner import Captioner
 from sat_tf.models.imagenet_tagger import ImageNetTagger, shared_tagger, tag_outputs
@@ -191,6 +193,7 @@ def export_saved_model(
     tags: bool | None = None,
     no_repeat_ngram_size: int = 0,
     forbid_unknown: bool = False,
+    not_sure_below: float = NOT_SURE_BELOW,
 ) -> Path:
     """Writes the serving SavedModel to `<export_dir>/<model_name>/<version>/`, atomically.
 
@@ -206,6 +209,9 @@ def export_saved_model(
             default): when the model's encoder is an EfficientNet-Lite with ImageNet weights.
         no_repeat_ngram_size: the decoding loops block repeated n-grams (0: off), as the library's.
         forbid_unknown: the decoding loops never emit `<unk>`, as the library's with that setting.
+        not_sure_below: the model's "not sure" threshold (`DecodingConfig.not_sure_below`), kept in
+            `assets.extra/sat_tf.json` (TF Serving's folder for files beside the graph) for
+            `sat-tf serve`'s page.
 
     Returns:
         The version directory.
@@ -224,4 +230,5 @@ def export_saved_model(
         build_export_archive(
             model, max_length, beam_size, xla, _tagger_for(model, tags), no_repeat_ngram_size, forbid_unknown
         ).write_out(str(staging), verbose=False)
+        write_serving_settings(staging, {"not_sure_below": not_sure_below})
     return target

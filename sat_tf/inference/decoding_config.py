@@ -7,6 +7,7 @@ import dataclasses
 from sat_tf.errors import ConfigError
 from sat_tf.inference.beam_sampler import BeamSampler
 from sat_tf.inference.greedy_sampler import GreedySampler
+from sat_tf.inference.results import NOT_SURE_BELOW
 from sat_tf.inference.sampler import Sampler
 from sat_tf.inference.tag_guidance import TagGuidance
 
@@ -30,6 +31,9 @@ class DecodingConfig:
         tag_probability: "on": tags at least this probable constrain the caption.
         tag_auto_probability: "auto": a tag at least this probable that the free caption does not
             name makes that caption constrained.
+        not_sure_below: a caption whose confidence is below this is shown as "not sure" (by
+            `sat-tf caption`, and by the page of a SavedModel exported with these settings). Each
+            model's own: a preset stores the median confidence of its Flickr8k dev captions.
     """
 
     beam_size: int = 3
@@ -41,6 +45,7 @@ class DecodingConfig:
     tag_guidance: str = "off"
     tag_probability: float = 0.3
     tag_auto_probability: float = 0.5
+    not_sure_below: float = NOT_SURE_BELOW
 
     def __post_init__(self):
         if self.beam_size < 1:
@@ -49,6 +54,8 @@ class DecodingConfig:
             raise ConfigError(f"decoding.max_length must be >= 1; got {self.max_length}")
         if self.no_repeat_ngram_size < 0:
             raise ConfigError(f"decoding.no_repeat_ngram_size must be >= 0; got {self.no_repeat_ngram_size}")
+        if not 0.0 <= self.not_sure_below <= 1.0:
+            raise ConfigError(f"decoding.not_sure_below must be in [0, 1]; got {self.not_sure_below}")
         try:
             self.guidance()
         except ValueError as exc:

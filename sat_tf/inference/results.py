@@ -6,7 +6,8 @@ import dataclasses
 
 import numpy as np
 
-# Below this confidence a caption is shown as "not sure": the median confidence of the shipped
+# Below this confidence a caption is shown as "not sure" unless the model's decoding settings say
+# otherwise (`DecodingConfig.not_sure_below`): the median confidence of the flickr8k_lite0
 # preset's captions on Flickr8k dev (0.621, `benchmarks/confidence.py`), so half of in-domain
 # captions pass and most captions of the COCO photos (median 0.509) do not.
 NOT_SURE_BELOW = 0.62

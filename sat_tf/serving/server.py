@@ -46,7 +46,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from sat_tf.errors import SatTfError
-from sat_tf.inference.results import NOT_SURE_BELOW
+from sat_tf.export.serving_settings import serving_settings
 from sat_tf.serving.batching import QueueFullError, RequestBatcher
 from sat_tf.serving.limits import ServingLimits
 from sat_tf_edge.images import ImageDecodeError, graph_ready_bytes, refuse_declared_oversize
@@ -288,6 +288,7 @@ def create_app(
     limits = limits or ServingLimits()
     name, version, version_dir = resolve_model_dir(model_dir, model_name)
     model = ServedModel(version_dir, background=load_in_background)
+    settings = serving_settings(version_dir)
     # Worker threads run the graph on batches of requests (TF parallelises inside a call too).
     batcher = RequestBatcher(model.run_batch, max_batch_size, batch_timeout_ms, max_queued_requests, num_batch_threads)
     image_pool = concurrent.futures.ThreadPoolExecutor(limits.image_workers, thread_name_prefix="sat_tf-images")
@@ -352,7 +353,7 @@ def create_app(
                 "model": name,
                 "max_request_bytes": limits.max_request_bytes,
                 "max_image_pixels": limits.max_image_pixels,
-                "not_sure_below": NOT_SURE_BELOW,
+                "not_sure_below": settings["not_sure_below"],
                 "signature": "beam_search" if "beam_search" in signatures else "serving_default",
             }
         )

@@ -106,6 +106,7 @@ class CaptionedFiles:
     skipped: list[str]
     tags: list[list[Tag]] | None = None  # per image, its ImageNet tags (when the encoder has a tagger)
     constrained: list[bool] | None = None  # per image, whether the tags constrained its caption
+    not_sure_below: float = NOT_SURE_BELOW  # the model's "not sure" threshold (DecodingConfig)
 
     def records(self) -> list[dict]:
         """One JSON-ready record per image: the caption, its confidence and whether it is below
@@ -121,7 +122,7 @@ class CaptionedFiles:
                     "caption": best.texts[index],
                     "log_prob": float(best.log_probs[index].sum()),
                     "confidence": confidence,
-                    "not_sure": confidence < NOT_SURE_BELOW,
+                    "not_sure": confidence < self.not_sure_below,
                     "candidates": self.candidates.texts[index],
                     "guided_by_tags": bool(self.constrained and self.constrained[index]),
                     "tags": [{"word": t.word, "probability": t.probability, "classes": list(t.classes)} for t in tags],
@@ -149,8 +150,9 @@ def caption_files(
         raise ConfigError("no readable images")
     if with_tags or decoding.tag_guidance != "off":
         candidates, tags, constrained = decode_with_tags(model, decoding, np.stack(pixels))
-        return CaptionedFiles(loaded, candidates, skipped, tags, constrained)
-    return CaptionedFiles(loaded, decode(model, decoding, images=np.stack(pixels)), skipped)
+        return CaptionedFiles(loaded, candidates, skipped, tags, constrained, decoding.not_sure_below)
+    candidates = decode(model, decoding, images=np.stack(pixels))
+    return CaptionedFiles(loaded, candidates, skipped, not_sure_below=decoding.not_sure_below)
 
 
 @dataclasses.dataclass

@@ -73,7 +73,8 @@ def evaluate_captioner(
             "grounding", the attention measures of the caption words that name an annotated object.
 
     Returns:
-        The report: the metrics at the top level, plus "models", "decoding", "images" and "captions".
+        The report: the metrics at the top level, plus "models", "decoding", "images", "captions"
+        and each caption's "confidence".
     """
     model = load_captioners(model_paths)
     members = model.members()
@@ -89,6 +90,7 @@ def evaluate_captioner(
         "images": len(captions),
         "data": dataclasses.asdict(data),
         "captions": hypotheses,
+        "confidence": dict(zip(captions.image_ids, best.confidence.tolist())),
     }
     if instances is not None:
         objects = coco_object_masks(str(instances), [Path(p).name for p in captions.image_paths])
