@@ -1,4 +1,4 @@
-"""One caption everywhere: the shipped preset captions the 79 COCO photos and 200 Flickr8k dev
+"""One caption everywhere: the default shipped preset captions the 79 COCO photos and 200 Flickr8k dev
 photos identically through the library (`sat-tf caption`'s workflow), the SavedModel as
 `sat-tf serve` feeds it, and the edge runtime with the manifest's decoding settings. Needs the
 shared real-data folder; skips, saying so, without it."""
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
+from sat_tf.cli import DEFAULT_PRESET
 from sat_tf.export.saved_model import export_saved_model
 from sat_tf.export.tflite import export_tflite
 from sat_tf.workflows import caption_files, load_for_captioning
@@ -28,7 +29,7 @@ def _photos() -> list[str]:
 def test_library_saved_model_and_edge_caption_the_preset_alike(tmp_path):
     photos = _photos()
     assert len(photos) == 279
-    loaded = load_for_captioning(["flickr8k_lite0"])
+    loaded = load_for_captioning([DEFAULT_PRESET])
     # tag guidance is the one setting the exports do not run (see docs/captioning.md)
     decoding = dataclasses.replace(loaded.decoding, tag_guidance="off")
     library = [record["caption"] for record in caption_files(loaded.model, photos, decoding).records()]

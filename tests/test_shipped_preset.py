@@ -9,21 +9,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sat_tf.cli import main
+from sat_tf.cli import DEFAULT_PRESET, main
 from sat_tf.models.captioner import Captioner
 from sat_tf.models.preset import preset_folder, preset_info, preset_names
 
-PRESET = "flickr8k_lite0"
+PRESET = DEFAULT_PRESET
 
 
-def test_preset_is_shipped_small_and_documented():
-    assert PRESET in preset_names()
-    folder = Path(str(preset_folder(PRESET)))
+@pytest.mark.parametrize("name", ["flickr8k_lite0", "flickr8k_lite0_448"])
+def test_presets_are_shipped_small_and_documented(name):
+    assert name in preset_names()
+    folder = Path(str(preset_folder(name)))
     size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
     assert size <= 15e6  # the budget for what the repository carries
-    info = preset_info(PRESET)
+    info = preset_info(name)
     assert {"BLEU-4", "METEOR", "CIDEr"} <= set(info["metrics"]) and info["provenance"]
     assert info["decoding"]["beam_size"] >= 1
+    assert 0.0 < info["decoding"].get("not_sure_below", 0.62) < 1.0
 
 
 @pytest.fixture(scope="module")
