@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from PIL import Image
 from skimage import data
 
+from sat_tf.cli import DEFAULT_PRESET
 from sat_tf.inference.attention_plot import plot_attention
 from sat_tf.workflows import caption_files, load_for_captioning
 
@@ -28,14 +29,15 @@ def main() -> None:
         help="pass docs/images/caption_attention.png to update the README figure",
     )
     args = parser.parse_args()
-    loaded = load_for_captioning(["flickr8k_lite0"], tag_guidance="auto")
+    loaded = load_for_captioning([DEFAULT_PRESET], tag_guidance="auto")
     with tempfile.TemporaryDirectory() as folder:
         photo_path = Path(folder) / "chelsea.jpg"
         Image.fromarray(data.chelsea()).save(photo_path, quality=90)
         captioned = caption_files(loaded.model, [str(photo_path)], loaded.decoding)
         record = captioned.records()[0]
         best = captioned.candidates.best()
-        title = f"{record['caption']}  (confidence {record['confidence']:.2f})"
+        doubt = ": not sure" if record["not_sure"] else ""
+        title = f"{record['caption']}  (confidence {record['confidence']:.2f}{doubt})"
         plot_attention(
             data.chelsea(),
             best.words(0),
