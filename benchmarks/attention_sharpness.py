@@ -17,8 +17,8 @@ from outputs import add_output_argument
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from novel_objects import COCO, coco_data, flickr_dev  # noqa: E402
-from preset_card import card_of_split  # noqa: E402
+from novel_objects import coco_data, flickr_dev  # noqa: E402
+from preset_card import COCO_INSTANCES, card_of_split, load_split  # noqa: E402
 from reporting import command_line, machine, write_report  # noqa: E402
 
 from sat_tf.workflows.caption import load_for_captioning  # noqa: E402
@@ -34,12 +34,14 @@ def main() -> None:
     model = loaded.model
     score_vector = model.decoder.attention.score_vector
     trained = score_vector.numpy()
+    size = model.encoder.image_size
+    dev, coco = load_split(flickr_dev(), size), load_split(coco_data(), size, COCO_INSTANCES)  # read once
     rows = {}
     for scale in args.scales:
         score_vector.assign(trained * scale)
         rows[f"scale {scale:g}"] = {
-            "dev": card_of_split(model, loaded.decoding, flickr_dev()),
-            "coco": card_of_split(model, loaded.decoding, coco_data(), COCO / "instances_val2017.json"),
+            "dev": card_of_split(model, loaded.decoding, dev),
+            "coco": card_of_split(model, loaded.decoding, coco),
         }
         print(scale, rows[f"scale {scale:g}"], flush=True)
     report = {"machine": machine(), "command": command_line("attention_sharpness.py", args), "rows": rows}

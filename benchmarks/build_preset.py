@@ -8,20 +8,20 @@ preset records its own dev metrics, decoding settings and how it was made.
 The shipped presets, from scratch (the --name picks the provenance the preset states). The
 default, flickr8k_lite0_448 (14x14 regions):
 
-    sat-tf train --recipe flickr8k-lite0-ft --image-size 448 --data-root ../shared/data/flickr8k \
+    sat-tf train --recipe flickr8k-lite0-ft --image-size 448 --data-root ../shared/data/flickr8k \\
         --output-dir runs/ft448
-    sat-tf train --recipe flickr8k-lite0-scst --image-size 448 --data-root ../shared/data/flickr8k \
-        --scst-init-from runs/ft448/model.keras --epochs 3 --output-dir runs/ft448_scst \
+    sat-tf train --recipe flickr8k-lite0-scst --image-size 448 --data-root ../shared/data/flickr8k \\
+        --scst-init-from runs/ft448/model.keras --epochs 5 --output-dir runs/ft448_scst \\
         --feature-cache runs/ft448/features/train --val-feature-cache runs/ft448/features/validation
-    python benchmarks/build_preset.py --model runs/ft448_scst --name flickr8k_lite0_448 \
-        --output benchmarks/results/preset_448
+    python benchmarks/build_preset.py --model runs/ft448_scst --name flickr8k_lite0_448 \\
+        --output benchmarks/results/preset_448.json
 
 flickr8k_lite0 (7x7 regions, the first preset):
 
-    sat-tf train --recipe flickr8k-lite0-ft --precision float32 --data-root ../shared/data/flickr8k \
+    sat-tf train --recipe flickr8k-lite0-ft --precision float32 --data-root ../shared/data/flickr8k \\
         --output-dir runs/flickr8k_ft
-    sat-tf train --recipe flickr8k-lite0-scst --data-root ../shared/data/flickr8k \
-        --scst-init-from runs/flickr8k_ft/model.keras --epochs 5 --output-dir runs/flickr8k_ft_scst \
+    sat-tf train --recipe flickr8k-lite0-scst --data-root ../shared/data/flickr8k \\
+        --scst-init-from runs/flickr8k_ft/model.keras --epochs 5 --output-dir runs/flickr8k_ft_scst \\
         --feature-cache runs/flickr8k_ft/features/train --val-feature-cache runs/flickr8k_ft/features/validation
     python benchmarks/build_preset.py --model runs/flickr8k_ft_scst --name flickr8k_lite0
 
@@ -64,7 +64,7 @@ PROVENANCE = {
         "for research use only) with the commands in benchmarks/build_preset.py: the flickr8k-lite0-ft "
         "recipe at 448 px (EfficientNet-Lite0 ImageNet encoder giving a 14x14 grid of regions, its last "
         "stage and head fine-tuned, 512/512/512 soft-attention decoder, 6 epochs of cross-entropy), then "
-        "3 epochs of self-critical training on CIDEr-D from the last epoch; selected on Flickr8k dev "
+        "5 epochs of self-critical training on CIDEr-D from the last epoch; selected on Flickr8k dev "
         "CIDEr-D. Metrics: Flickr8k dev, 1,000 images, coco-caption."
     ),
 }

@@ -19,31 +19,23 @@ from outputs import add_output_argument
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from grounding import coco_photos  # noqa: E402
+from grounding import MEASURES, coco_photos  # noqa: E402
 from reporting import command_line, machine, write_report  # noqa: E402
 
 from sat_tf.evaluation.grounding import attention_grounding  # noqa: E402
-from sat_tf.inference import BeamSampler, generate_captions  # noqa: E402
 from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
+from sat_tf.workflows.caption import decode  # noqa: E402
 from sat_tf.workflows.evaluate import default_evaluation_data, evaluate_captioner  # noqa: E402
 from sat_tf.workflows.models import load_captioner  # noqa: E402
 
 SCORES = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
-GROUNDING = ("object_words", "mass", "share", "lift", "peak_on_object", "perplexity")
 
 
 def coco_grounding(model, decoding: DecodingConfig) -> dict:
     images, objects = coco_photos(model.encoder.image_size)
-    best = generate_captions(
-        model,
-        images=images,
-        sampler=BeamSampler(decoding.beam_size),
-        max_length=decoding.max_length,
-        forbid_unknown=decoding.forbid_unknown,
-        no_repeat_ngram_size=decoding.no_repeat_ngram_size,
-    ).best()
+    best = decode(model, decoding, images=images).best()
     result = attention_grounding([t.split() for t in best.texts], best.alphas, objects, model.feature_grid)
-    return {key: result[key] for key in GROUNDING}
+    return {key: result[key] for key in MEASURES}
 
 
 def main() -> None:

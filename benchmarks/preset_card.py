@@ -17,6 +17,7 @@ measured), on Flickr8k dev (1,000 images, in domain) and the COCO val2017 photos
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
@@ -26,24 +27,42 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 from confidence import per_image_cider  # noqa: E402
+from grounding import MEASURES  # noqa: E402
 from ngram_blocking import repeats_a_trigram  # noqa: E402
 from novel_objects import COCO, coco_data, flickr_dev  # noqa: E402
 from reporting import command_line, machine, write_report  # noqa: E402
 
-from sat_tf.data.sources import decoder_inputs, load_captions  # noqa: E402
+from sat_tf.data.sources import CaptionData, decoder_inputs, load_captions  # noqa: E402
 from sat_tf.evaluation.grounding import attention_grounding, coco_object_masks  # noqa: E402
 from sat_tf.evaluation.metrics import caption_metrics  # noqa: E402
 from sat_tf.evaluation.ranking import auroc  # noqa: E402
 from sat_tf.workflows.caption import decode, load_for_captioning  # noqa: E402
 
+COCO_INSTANCES = COCO / "instances_val2017.json"
 SCORES = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
-GROUNDING = ("object_words", "mass", "share", "lift", "peak_on_object", "perplexity")
 
 
-def card_of_split(model, decoding, data, instances: Path | None = None) -> dict:
-    """Scores, repetition, confidence (and grounding with `instances`) of one split, decoded once."""
-    captions = load_captions(data, model.encoder.image_size, verbose=False)
-    best = decode(model, decoding, **decoder_inputs(captions.images, model.encoder.image_size)).best()
+@dataclasses.dataclass
+class Split:
+    """A split read once: its captions, the decoder's inputs and (COCO) the objects' masks."""
+
+    captions: CaptionData
+    inputs: dict
+    objects: list | None = None
+
+
+def load_split(data, image_size: int, instances: Path | None = None) -> Split:
+    captions = load_captions(data, image_size, verbose=False)
+    objects = None
+    if instances is not None:
+        objects = coco_object_masks(str(instances), [Path(p).name for p in captions.image_paths])
+    return Split(captions, decoder_inputs(captions.images, image_size), objects)
+
+
+def card_of_split(model, decoding, split: Split) -> dict:
+    """Scores, repetition, confidence (and grounding, with masks) of one split, decoded once."""
+    captions = split.captions
+    best = decode(model, decoding, **split.inputs).best()
     texts = list(best.texts)
     scores = caption_metrics(captions.references(), dict(zip(captions.image_ids, texts)))
     cider = per_image_cider(texts, captions)
@@ -55,10 +74,9 @@ def card_of_split(model, decoding, data, instances: Path | None = None) -> dict:
         "auroc_confidence": auroc(best.confidence, cider > np.median(cider)),
         "median_confidence": float(np.median(best.confidence)),
     }
-    if instances is not None:
-        objects = coco_object_masks(str(instances), [Path(p).name for p in captions.image_paths])
-        grounding = attention_grounding([t.split() for t in texts], best.alphas, objects, model.feature_grid)
-        card.update({key: grounding[key] for key in GROUNDING})
+    if split.objects is not None:
+        grounding = attention_grounding([t.split() for t in texts], best.alphas, split.objects, model.feature_grid)
+        card.update({key: grounding[key] for key in MEASURES})
     return card
 
 
@@ -69,16 +87,17 @@ def main() -> None:
     args = parser.parse_args()
     loaded = load_for_captioning([args.model], overrides={"decoding": {"tag_guidance": "off"}})
     model = loaded.model
+    size = model.encoder.image_size
     rows = {
-        "Flickr8k dev": card_of_split(model, loaded.decoding, flickr_dev()),
-        "COCO val2017": card_of_split(model, loaded.decoding, coco_data(), COCO / "instances_val2017.json"),
+        "Flickr8k dev": card_of_split(model, loaded.decoding, load_split(flickr_dev(), size)),
+        "COCO val2017": card_of_split(model, loaded.decoding, load_split(coco_data(), size, COCO_INSTANCES)),
     }
     report = {
         "machine": machine(),
         "command": command_line("preset_card.py", args),
         "model": args.model,
         "grid": list(model.feature_grid),
-        "decoding": loaded.decoding.__dict__,
+        "decoding": dataclasses.asdict(loaded.decoding),
         "rows": rows,
     }
     lines = [

@@ -176,15 +176,14 @@ EXPORT_DECODING_FLAGS = ("beam_size", "length_penalty", "max_length", "no_repeat
 def cmd_export(args) -> None:
     from sat_tf.data.images import load_image
     from sat_tf.errors import ConfigError
-    from sat_tf.workflows import load_captioner
-    from sat_tf.workflows.caption import decoding_for
+    from sat_tf.workflows.caption import load_for_captioning
 
     if not args.saved_model_dir and not args.tflite_dir:
         raise ConfigError("nothing to export: give --saved-model-dir and/or --tflite-dir")
-    model = load_captioner(args.model)
     # the exports decode as `sat-tf caption` does with this model: its own settings, flags over them
     flags = {key: getattr(args, key) for key in EXPORT_DECODING_FLAGS if getattr(args, key) is not None}
-    decoding = decoding_for(args.model, overrides={"decoding": flags})
+    loaded = load_for_captioning([args.model], overrides={"decoding": flags})
+    (model,), decoding = loaded.model.members(), loaded.decoding
     if args.saved_model_dir:
         from sat_tf.export.saved_model import export_saved_model
 
