@@ -18,6 +18,7 @@ from PIL import Image
 from sat_tf.export.saved_model import export_saved_model
 from sat_tf.export.tflite import QUANTIZATIONS, export_tflite
 from sat_tf.inference import BeamSampler, generate_captions
+from sat_tf.inference.results import NOT_SURE_BELOW
 from sat_tf.serving.server import create_app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -188,10 +189,22 @@ def test_edge_runtime_without_tensorflow_matches_keras(trained_tiny_model, tflit
         runs[beam] = [json.loads(line) for line in result.stdout.splitlines()]
     library = generate_captions(trained_tiny_model, images=images, max_length=12).best()
     assert [r["caption"] for r in runs[1]] == library.texts
+    np.testing.assert_allclose([r["confidence"] for r in runs[1]], library.confidence, rtol=1e-3)
+    # the manifest written without settings keeps the library's threshold
+    assert [r["not_sure"] for r in runs[1]] == [bool(c < NOT_SURE_BELOW) for c in library.confidence]
     for row, tokens, length in zip(runs[1], library.tokens, library.lengths):
         assert row["tokens"] == tokens[:length].tolist()
     beam = generate_captions(trained_tiny_model, images=images, sampler=BeamSampler(2), max_length=12)
     assert [r["caption"] for r in runs[2]] == beam.best_texts
+    text = subprocess.run(
+        [sys.executable, "-m", "sat_tf_edge.cli", model_dir, files[0], "--beam-size", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    flag = ": not sure" if runs[1][0]["not_sure"] else ""
+    assert text.stdout == f"{files[0]}\t{library.texts[0]}\t(confidence {runs[1][0]['confidence']:.2f}{flag})\n"
     probe = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True, env=env)
     assert probe.returncode != 0  # the block really was in place
     bad = subprocess.run(
@@ -312,10 +325,6 @@ def test_the_edge_runtime_decodes_with_the_manifests_settings_as_the_library_doe
     from sat_tf_edge import EdgeCaptioner
     from sat_tf_edge.manifest import EdgeManifest
 
-    settings = {"beam_size": 2, "length_penalty": 0.5, "forbid_unknown": True, "no_repeat_ngram_size": 2}
-    paths = export_tflite(trained_tiny_model, tmp_path, "fp32", "fp32", max_length=12, decoding=settings)
-    assert EdgeManifest.read(paths["manifest"]).decoding == settings
-    edge = EdgeCaptioner(paths["manifest"].parent)
     library = generate_captions(
         trained_tiny_model,
         images=images,
@@ -324,9 +333,25 @@ def test_the_edge_runtime_decodes_with_the_manifests_settings_as_the_library_doe
         forbid_unknown=True,
         no_repeat_ngram_size=2,
     )
+    library_confidence = library.best().confidence
+    # a threshold between the captions' confidences, so both answers occur
+    threshold = float(np.median(library_confidence))
+    settings = {
+        "beam_size": 2,
+        "length_penalty": 0.5,
+        "forbid_unknown": True,
+        "no_repeat_ngram_size": 2,
+        "not_sure_below": threshold,
+    }
+    paths = export_tflite(trained_tiny_model, tmp_path, "fp32", "fp32", max_length=12, decoding=settings)
+    assert EdgeManifest.read(paths["manifest"]).decoding == settings
+    edge = EdgeCaptioner(paths["manifest"].parent)
     edge_captions = [edge.caption(image[np.newaxis].astype(np.float32)) for image in images]
     assert [c.text for c in edge_captions] == library.best_texts
     np.testing.assert_allclose([c.score for c in edge_captions], library.scores[:, 0], rtol=1e-3)
+    np.testing.assert_allclose([c.confidence for c in edge_captions], library_confidence, rtol=1e-3)
+    assert [c.not_sure for c in edge_captions] == [bool(c < threshold) for c in library_confidence]
+    assert 0 < sum(c.not_sure for c in edge_captions) < len(images)
     greedy = generate_captions(
         trained_tiny_model, images=images, max_length=12, forbid_unknown=True, no_repeat_ngram_size=2
     ).best()
@@ -373,6 +398,7 @@ def test_sat_tf_export_decodes_with_the_models_own_settings_and_flags_override_t
         "length_penalty": 0.0,
         "forbid_unknown": True,
         "no_repeat_ngram_size": 2,
+        "not_sure_below": 0.4,
     }
     assert (
         main(

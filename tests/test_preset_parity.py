@@ -1,7 +1,8 @@
 """One caption everywhere: the default shipped preset captions the 79 COCO photos and 200 Flickr8k dev
-photos identically through the library (`sat-tf caption`'s workflow), the SavedModel as
-`sat-tf serve` feeds it, and the edge runtime with the manifest's decoding settings. Needs the
-shared real-data folder; skips, saying so, without it."""
+photos identically through the library (`sat-tf caption`'s workflow), the SavedModel as `sat-tf
+serve` feeds it, and the edge runtime with the manifest's decoding settings, which also flags the
+captions the library calls "not sure". Needs the shared real-data folder; skips, saying so, without
+it."""
 
 import dataclasses
 from pathlib import Path
@@ -32,7 +33,8 @@ def test_library_saved_model_and_edge_caption_the_preset_alike(tmp_path):
     loaded = load_for_captioning([DEFAULT_PRESET])
     # tag guidance is the one setting the exports do not run (see docs/captioning.md)
     decoding = dataclasses.replace(loaded.decoding, tag_guidance="off")
-    library = [record["caption"] for record in caption_files(loaded.model, photos, decoding).records()]
+    records = caption_files(loaded.model, photos, decoding).records()
+    library = [record["caption"] for record in records]
 
     model, size = loaded.model, loaded.model.encoder.image_size
     version_dir = export_saved_model(
@@ -56,7 +58,12 @@ def test_library_saved_model_and_edge_caption_the_preset_alike(tmp_path):
         model, tmp_path / "edge", "fp32", "fp32", None, decoding.max_length, decoding=decoding.edge_settings()
     )
     edge = EdgeCaptioner(tmp_path / "edge")
-    on_device = [edge.caption(photo).text for photo in photos]  # the manifest's settings, by default
+    on_device = [edge.caption(photo) for photo in photos]  # the manifest's settings, by default
 
     assert served == library
-    assert on_device == library
+    assert [caption.text for caption in on_device] == library
+    # the same doubt: the device flags the captions the library flags (float noise aside)
+    threshold = decoding.not_sure_below
+    clear = [abs(record["confidence"] - threshold) > 1e-3 for record in records]
+    device_doubts = [caption.not_sure for caption, ok in zip(on_device, clear) if ok]
+    assert device_doubts == [record["not_sure"] for record, ok in zip(records, clear) if ok]

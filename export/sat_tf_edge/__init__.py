@@ -1,8 +1,9 @@
 """sat_tf_edge: caption images with sat_tf's exported TFLite models, without TensorFlow.
 
 Needs only ai-edge-litert, numpy and Pillow. Also home of the image contract
-(`sat_tf_edge.images`) and the manifest format (`sat_tf_edge.manifest`) that sat_tf itself uses,
-so the library, the server and devices read images and exports the same way.
+(`sat_tf_edge.images`), the manifest format (`sat_tf_edge.manifest`) and the caption confidence
+(`sat_tf_edge.confidence`) that sat_tf itself uses, so the library, the server and devices read
+images and exports, and doubt captions, the same way.
 """
 
 from sat_tf_edge.images import ImageDecodeError, load_image

@@ -40,9 +40,11 @@ def main(argv: list[str] | None = None) -> int:
             status = 2
             continue
         if args.json:
-            print(json.dumps({"image": path, "caption": result.text, "tokens": result.tokens, "score": result.score}))
-        else:
-            print(f"{path}\t{result.text}")
+            record = {"image": path, "caption": result.text, "tokens": result.tokens, "score": result.score}
+            print(json.dumps({**record, "confidence": result.confidence, "not_sure": result.not_sure}))
+        else:  # as `sat-tf caption` prints
+            doubt = ": not sure" if result.not_sure else ""
+            print(f"{path}\t{result.text}\t(confidence {result.confidence:.2f}{doubt})")
     return status
 
 

@@ -11,13 +11,22 @@ import json
 import os
 from pathlib import Path
 
+from sat_tf_edge.confidence import NOT_SURE_BELOW
+
 FORMAT = "sat_tf_edge/1"
 MANIFEST_FILE = "sat_tf_edge.json"
 ENCODER_FILE, DECODER_FILE = "image_encoder.tflite", "decoder_step.tflite"
 
 
-# Greedy, no filtering: how manifests written before they carried decoding settings are read.
-DEFAULT_DECODING = {"beam_size": 1, "length_penalty": 0.0, "forbid_unknown": False, "no_repeat_ngram_size": 0}
+# Greedy, no filtering, the library's default "not sure" threshold: how manifests written before
+# they carried decoding settings are read.
+DEFAULT_DECODING = {
+    "beam_size": 1,
+    "length_penalty": 0.0,
+    "forbid_unknown": False,
+    "no_repeat_ngram_size": 0,
+    "not_sure_below": NOT_SURE_BELOW,
+}
 
 
 class ManifestError(ValueError):
@@ -39,7 +48,8 @@ class EdgeManifest:
         attention_mode: "soft" or "hard".
         decoding: the library's decoding settings the runtime uses by default, so a device
             captions as `sat-tf caption` does: {"beam_size", "length_penalty", "forbid_unknown",
-            "no_repeat_ngram_size"} (`DEFAULT_DECODING` for manifests written without them).
+            "no_repeat_ngram_size", "not_sure_below"} (`DEFAULT_DECODING` for those a manifest was
+            written without).
     """
 
     image_size: int

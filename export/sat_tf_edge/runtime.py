@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sat_tf_edge.confidence import caption_confidence
 from sat_tf_edge.images import load_image
 from sat_tf_edge.manifest import MANIFEST_FILE, EdgeManifest
 from sat_tf_edge.text import caption_text
@@ -40,13 +41,20 @@ def repeated_ngram_words(tokens: list[int], n: int) -> list[int]:
 @dataclasses.dataclass
 class EdgeCaption:
     """One caption: its text, token ids (without <start>, <end> included when emitted), the
-    log-probability of each token, and the attention map [T, L] of each step."""
+    log-probability of each token, the attention map [T, L] of each step, the beam's ranking score,
+    and whether its confidence is below the model's "not sure" threshold."""
 
     text: str
     tokens: list[int]
     log_probs: list[float]
     alphas: np.ndarray
     score: float
+    not_sure: bool = False
+
+    @property
+    def confidence(self) -> float:
+        """The library's confidence (`sat_tf_edge.confidence.caption_confidence`), in (0, 1]."""
+        return float(caption_confidence(sum(self.log_probs), len(self.tokens)))
 
 
 class EdgeCaptioner:
@@ -90,8 +98,9 @@ class EdgeCaptioner:
         no_repeat_ngram_size: int | None = None,
     ) -> EdgeCaption:
         """Captions a path, bytes, or a float32 [1, S, S, 3] array; a setting left None is the
-        manifest's (`EdgeManifest.decoding`)."""
+        manifest's (`EdgeManifest.decoding`), whose threshold also decides `not_sure`."""
         settings = dict(self.manifest.decoding)
+        not_sure_below = settings.pop("not_sure_below")
         given = dict(
             beam_size=beam_size,
             length_penalty=length_penalty,
@@ -100,7 +109,9 @@ class EdgeCaptioner:
         )
         settings.update({key: value for key, value in given.items() if value is not None})
         pixels = image if isinstance(image, np.ndarray) else load_image(image, self.image_size)[np.newaxis]
-        return self.caption_beam(self.encode_image(pixels), **settings)
+        caption = self.caption_beam(self.encode_image(pixels), **settings)
+        caption.not_sure = caption.confidence < not_sure_below
+        return caption
 
     def caption_beam(
         self,

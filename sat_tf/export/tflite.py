@@ -188,8 +188,8 @@ def export_tflite(
             for "int8" (a few dozen are enough).
         max_length: most tokens per caption, recorded for the runtime.
         decoding: the settings the edge runtime decodes with by default ({"beam_size",
-            "length_penalty", "forbid_unknown", "no_repeat_ngram_size"}; missing ones: greedy,
-            unfiltered), recorded in the manifest.
+            "length_penalty", "forbid_unknown", "no_repeat_ngram_size", "not_sure_below"}; missing
+            ones: greedy, unfiltered, the library's threshold), recorded in the manifest.
 
     Returns:
         {"encoder": path, "decoder": path, "manifest": path}.

@@ -62,13 +62,14 @@ class DecodingConfig:
             raise ConfigError(f"decoding: {exc}") from None
 
     def edge_settings(self) -> dict:
-        """The settings an export decodes with (the TFLite manifest's `decoding`): all of these
-        but tag guidance, which needs the encoder's ImageNet head."""
+        """The settings an export decodes with (the TFLite manifest's `decoding`) and its "not sure"
+        threshold: all of these but tag guidance, which needs the encoder's ImageNet head."""
         return {
             "beam_size": self.beam_size,
             "length_penalty": self.length_penalty,
             "forbid_unknown": self.forbid_unknown,
             "no_repeat_ngram_size": self.no_repeat_ngram_size,
+            "not_sure_below": self.not_sure_below,
         }
 
     def guidance(self) -> TagGuidance:

@@ -6,19 +6,9 @@ import dataclasses
 
 import numpy as np
 
-# Below this confidence a caption is shown as "not sure" unless the model's decoding settings say
-# otherwise (`DecodingConfig.not_sure_below`): the median confidence of the flickr8k_lite0
-# preset's captions on Flickr8k dev (0.621, `benchmarks/confidence.py`), so half of in-domain
-# captions pass and most captions of the COCO photos (median 0.509) do not.
-NOT_SURE_BELOW = 0.62
+from sat_tf_edge.confidence import NOT_SURE_BELOW, caption_confidence
 
-
-def caption_confidence(log_prob: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """exp(log p / length): the model's geometric-mean probability per token of a caption, `<end>`
-    included. Length-normalised, so long captions are not doubted for their length; on Flickr8k
-    dev and on COCO photos it ranks captions by how right they are (AUROC in
-    `benchmarks/confidence.py`)."""
-    return np.exp(np.asarray(log_prob, np.float64) / np.maximum(np.asarray(lengths), 1))
+__all__ = ["NOT_SURE_BELOW", "CaptionCandidates", "DecodedCaptions", "caption_confidence"]
 
 
 @dataclasses.dataclass
