@@ -32,9 +32,11 @@ SCORES = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
 
 
 def coco_grounding(model, decoding: DecodingConfig) -> dict:
-    images, objects = coco_photos(model.encoder.image_size)
+    """Grounding of a model's (an ensemble's: its first member's) attention on the COCO photos."""
+    first = model.members()[0]
+    images, objects = coco_photos(first.encoder.image_size)
     best = decode(model, decoding, images=images).best()
-    result = attention_grounding([t.split() for t in best.texts], best.alphas, objects, model.feature_grid)
+    result = attention_grounding([t.split() for t in best.texts], best.alphas, objects, first.feature_grid)
     return {key: result[key] for key in MEASURES}
 
 

@@ -39,7 +39,7 @@ from reporting import command_line, machine, train_stage, write_report  # noqa: 
 from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
 from sat_tf.workflows.evaluate import default_evaluation_data, evaluate_captioner  # noqa: E402
-from sat_tf.workflows.models import load_captioner  # noqa: E402
+from sat_tf.workflows.models import load_captioners  # noqa: E402
 
 SCORES = ("BLEU-4", "METEOR", "CIDEr")
 # lever -> (recipe, model settings)
@@ -71,16 +71,18 @@ def _overrides(lever: str, start: Path, data_root: str, epochs: int, learning_ra
     return {**caches, "model": {"image_size": image_size, **model_settings}, "training": training}
 
 
-def score(model_path: Path, run_dir: Path, beam_size: int) -> dict:
-    """Dev scores and COCO grounding of a model (kept beside it, so a rerun scores it once)."""
-    kept = run_dir / f"levers_beam{beam_size}.json"
+def score(model_path: Path | list, run_dir: Path, beam_size: int, kept: Path | None = None) -> dict:
+    """Dev scores (the dev split of `run_dir`'s run) and COCO grounding of a model, or of an ensemble
+    given as a list; kept beside the run (or at `kept`), so a rerun scores it once."""
+    kept = kept or run_dir / f"levers_beam{beam_size}.json"
     if kept.is_file():
         return json.loads(kept.read_text())
     decoding = DecodingConfig(beam_size=beam_size)
-    report = evaluate_captioner([str(model_path)], default_evaluation_data(run_dir), decoding, verbose=False)
-    model = load_captioner(model_path)
+    paths = [str(p) for p in model_path] if isinstance(model_path, list) else [str(model_path)]
+    report = evaluate_captioner(paths, default_evaluation_data(run_dir), decoding, verbose=False)
+    model = load_captioners(paths)
     scores = {
-        "grid": "x".join(map(str, model.feature_grid)),
+        "grid": "x".join(map(str, model.members()[0].feature_grid)),
         **{key: report[key] for key in SCORES},
         **coco_grounding(model, decoding),
     }

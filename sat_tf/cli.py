@@ -1,4 +1,4 @@
-"""`sat-tf`: command-line glue over `sat_tf.workflows` (demo, train, extract, caption, evaluate,
+"""`sat-tf`: command-line glue over `sat_tf.workflows` (demo, train, extract, caption, evaluate, distill,
 export, serve). Each command parses flags into settings and makes one library call."""
 
 from __future__ import annotations
@@ -168,6 +168,18 @@ def cmd_evaluate(args) -> None:
     )
     shown = {k: v for k, v in report.items() if k not in ("captions", "data")}
     print(json.dumps(shown, indent=2))
+
+
+def cmd_distill(args) -> None:
+    from sat_tf.workflows.distill import write_distillation_captions
+    from sat_tf.workflows.flags import section_overrides
+    from sat_tf.workflows.run_config import resolve_run_config
+
+    data = resolve_run_config(args.recipe, args.config, {"data": section_overrides(args).get("data", {})}).data
+    captions = write_distillation_captions(
+        args.model, data, _decoding_for(args), args.output, args.with_references, verbose=args.verbose
+    )
+    print(f"{args.output}: the teacher's captions of {len(captions)} images")
 
 
 EXPORT_DECODING_FLAGS = ("beam_size", "length_penalty", "max_length", "no_repeat_ngram_size", "forbid_unknown")
@@ -360,6 +372,25 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     add_section_flags(evaluate, "decoding")
+
+    distill = command(
+        "distill",
+        cmd_distill,
+        "caption a split with a teacher (an ensemble: several --model) into a .jsonl caption file that "
+        "a student trains on (sequence-level knowledge distillation)",
+    )
+    distill.add_argument(
+        "--model", required=True, nargs="+", help="the teacher: model.keras, a run folder or a preset name; several"
+    )
+    distill.add_argument("--output", required=True, help="the .jsonl caption file to write")
+    distill.add_argument(
+        "--with-references", action="store_true", help="also keep the split's own captions beside the teacher's"
+    )
+    add_config_arguments(distill)
+    add_section_flags(
+        distill, "data", only=("captions", "image_dir", "split_list", "split", "data_root", "feature_cache")
+    )
+    add_section_flags(distill, "decoding")
 
     export = command("export", cmd_export, "SavedModel for serving and/or TFLite encoder + decoder step")
     export.add_argument("--model", required=True, help="model.keras, a run folder or a preset name")

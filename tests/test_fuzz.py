@@ -219,7 +219,7 @@ cli_values = st.one_of(st.text(max_size=12), st.integers(-5, 5).map(str), st.jus
 
 @FUZZ
 @given(
-    command=st.sampled_from(["caption", "evaluate", "export", "train", "extract", "serve", "bogus"]),
+    command=st.sampled_from(["caption", "evaluate", "distill", "export", "train", "extract", "serve", "bogus"]),
     options=st.lists(
         st.tuples(
             st.sampled_from(
@@ -252,7 +252,8 @@ def test_cli_arguments_end_in_a_clear_error(tmp_path, capsys, command, options):
         argv += [flag, str(output) if flag == "--output" else value]
     if command in ("caption",):
         argv.append(str(tmp_path / "missing.jpg"))
-    argv += ["--model", str(tmp_path / "no_model.keras")] if command in ("caption", "evaluate", "export") else []
+    with_model = ("caption", "evaluate", "distill", "export")
+    argv += ["--model", str(tmp_path / "no_model.keras")] if command in with_model else []
     if command == "train":
         argv += ["--output-dir", str(tmp_path / "run"), "--max-steps", "0"]
     if command == "serve":

@@ -37,7 +37,7 @@ def default_evaluation_data(model_path: str | os.PathLike) -> DataConfig | None:
     return data
 
 
-def _images_or_features(model, data: CaptionData, feature_cache: str | None) -> dict:
+def images_or_features(model, data: CaptionData, feature_cache: str | None) -> dict:
     """{"features": ...} read from a cache checked against every member's encoder, or {"images": ...}
     (also for an ensemble whose members' encoders do not all match the cache)."""
     members = model.members()
@@ -79,7 +79,7 @@ def evaluate_captioner(
     model = load_captioners(model_paths)
     members = model.members()
     captions = load_captions(data, members[0].encoder.image_size, verbose=verbose)
-    inputs = _images_or_features(model, captions, data.feature_cache)
+    inputs = images_or_features(model, captions, data.feature_cache)
     best = decode(model, decoding, **inputs).best()
     hypotheses = dict(zip(captions.image_ids, best.texts))
     scores = caption_metrics(captions.references(), hypotheses, tokenization=tokenization)
