@@ -2,20 +2,20 @@
 
 The teacher (`--teacher`, an ensemble of presets or runs) captions the Flickr8k training images
 (`sat_tf.workflows.distill`, as `sat-tf distill` does); a student (`--student`, a trained run
-folder whose feature caches are `--features`) then continues training on them:
+folder whose feature caches its run settings name) then trains on them, in two stages:
 
-    ce-teacher   cross-entropy on the teacher's captions alone (Kim & Rush 2016)
-    ce-mixed     cross-entropy on the human captions and the teacher's
-    scst-teacher self-critical CIDEr-D with the teacher's caption as one more reference per image
+    ce-teacher    cross-entropy on the teacher's captions alone (Kim & Rush 2016), from the
+                  student's best model: 4 epochs, learning rate 3e-4, selected on validation
+    scst-teacher  self-critical CIDEr-D from ce-teacher's best model, with the teacher's caption as
+                  a sixth reference of each image: 2 epochs, learning rate 5e-5
 
 Every model (teacher, student before, each student after) is scored on the 1,000 Flickr8k dev
-images (beam 3, the student's other decoding settings, coco-caption) and on where the attention
+images (beam 3, trigram blocking, `<unk>` never emitted: the presets' settings; coco-caption) and on where the attention
 of object words lands on the COCO photos (`sat_tf.evaluation.grounding`). Finished stages (run
 folders with model.keras under --work) are scored, not trained again.
 
     python benchmarks/distillation.py --teacher flickr8k_lite0_448 flickr8k_lite0 \\
-        --student runs/ft448_scst --features runs/ft448/features --work runs/distill \\
-        [--variants ce-teacher] [--output benchmarks/results/distillation]
+        --student runs/ft448_scst --work runs/distill [--output benchmarks/results/distillation]
 
 Needs the Flickr8k folder described in ../shared/data/README.md and the COCO photos' masks.
 """
@@ -41,11 +41,15 @@ from sat_tf.workflows.distill import write_distillation_captions  # noqa: E402
 from sat_tf.workflows.run_config import RUN_CONFIG_FILE, resolve_run_config  # noqa: E402
 from sat_tf.workflows.train import train_captioner  # noqa: E402
 
-# variant -> (teacher captions file: "teacher" alone or "mixed" with the references, training settings)
-VARIANTS = {
-    "ce-teacher": ("teacher", {"learning_rate": 1e-4, "batch_size": 64, "bucket_by_length": True}),
-    "ce-mixed": ("mixed", {"learning_rate": 1e-4, "batch_size": 64, "bucket_by_length": True}),
-    "scst-teacher": ("mixed", {"learning_rate": 5e-5, "batch_size": 32}),
+# stage -> the captions it trains on ("teacher" alone, or "mixed": the references and the teacher's),
+# the model it starts from ("student" or an earlier stage) and its training settings
+STAGES = {
+    "ce-teacher": (
+        "teacher",
+        "student",
+        {"learning_rate": 3e-4, "epochs": 4, "batch_size": 64, "bucket_by_length": True},
+    ),
+    "scst-teacher": ("mixed", "ce-teacher", {"learning_rate": 5e-5, "epochs": 2, "batch_size": 32}),
 }
 
 
@@ -59,20 +63,21 @@ def teacher_captions(teachers: list[str], student_config, work: Path, kind: str,
     return path
 
 
-def train_student(variant: str, student: Path, captions: Path, run_dir: Path, epochs: int) -> float | None:
-    """Trains one variant from the student's own run settings; its wall time (None if found done)."""
+def train_stage(stage: str, student: Path, start: Path, captions: Path, run_dir: Path) -> float | None:
+    """Trains one stage from `start` with the student's run settings; its wall time (None if found
+    done)."""
     if (run_dir / "model.keras").is_file():
         timing = run_dir / "timing.json"
         return json.loads(timing.read_text())["train_seconds"] if timing.is_file() else None
-    _, training = VARIANTS[variant]
-    start = str(student / "best_model.keras")
+    _, _, training = STAGES[stage]
+    self_critical = stage.startswith("scst")
     overrides = {
         "data": {"captions": str(captions), "split_list": None},
-        "training": {**training, "epochs": epochs, "schedule": "constant", "warmup_steps": 0, "init_from": None},
-        "scst": {"init_from": start if variant.startswith("scst") else None},
+        "training": {**training, "schedule": "constant", "warmup_steps": 0, "init_from": None},
+        "scst": {"init_from": str(start) if self_critical else None},
     }
-    if not variant.startswith("scst"):
-        overrides["training"]["init_from"] = start
+    if not self_critical:
+        overrides["training"]["init_from"] = str(start)
     config = resolve_run_config(None, str(student / RUN_CONFIG_FILE), overrides)
     tick = time.perf_counter()
     train_captioner(config, run_dir)
@@ -85,10 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", nargs="+", required=True, help="presets or runs decoded as one ensemble")
     parser.add_argument("--student", required=True, help="the trained run folder the student starts from")
-    parser.add_argument("--features", required=True, help="the student's feature caches (train/, validation/)")
     parser.add_argument("--work", default="runs/distill")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--beam-size", type=int, default=3)
     add_output_argument(parser, "distillation")
     args = parser.parse_args()
@@ -96,15 +98,18 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     student_config = resolve_run_config(None, str(student / RUN_CONFIG_FILE))
     rows = {
-        f"teacher ({' + '.join(args.teacher)})": score_ensemble(args.teacher, student, work, args.beam_size),
+        f"teacher ({' + '.join(args.teacher)})": score(
+            list(args.teacher), student, args.beam_size, kept=work / f"teacher_beam{args.beam_size}.json"
+        ),
         f"student before ({student})": score(student / "best_model.keras", student, args.beam_size),
     }
-    for variant in args.variants:
-        captions = teacher_captions(args.teacher, student_config, work, VARIANTS[variant][0], args.beam_size)
-        run_dir = work / variant
-        seconds = train_student(variant, student, captions, run_dir, args.epochs)
-        rows[variant] = {**score(run_dir / "best_model.keras", run_dir, args.beam_size), "train_seconds": seconds}
-        print(variant, rows[variant], flush=True)
+    for stage, (kind, start, _) in STAGES.items():
+        captions = teacher_captions(args.teacher, student_config, work, kind, args.beam_size)
+        start_dir = student if start == "student" else work / start
+        run_dir = work / stage
+        seconds = train_stage(stage, student, start_dir / "best_model.keras", captions, run_dir)
+        rows[stage] = {**score(run_dir / "best_model.keras", run_dir, args.beam_size), "train_seconds": seconds}
+        print(stage, rows[stage], flush=True)
     report = {"machine": machine(), "command": command_line("distillation.py", args), "rows": rows}
     lines = [
         "| model | grid | BLEU-4 | METEOR | CIDEr | COCO lift | peak on the object | training |",
@@ -117,11 +122,6 @@ def main() -> None:
             f"{r['lift']:.2f}x | {100 * r['peak_on_object']:.0f}% | {minutes} |"
         )
     write_report(args.output, report, "\n".join(lines))
-
-
-def score_ensemble(teachers: list[str], student: Path, work: Path, beam_size: int) -> dict:
-    """The teacher's dev scores and grounding (its first member's attention), kept under --work."""
-    return score(teachers, student, beam_size, kept=work / f"teacher_beam{beam_size}.json")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ measured), on Flickr8k dev (1,000 images, in domain) and the COCO val2017 photos
   the attention mass on it, the lift over its area share, the peak-on-object rate, the spread.
 
     python benchmarks/preset_card.py --model flickr8k_lite0 [--output benchmarks/results/preset_card]
+    python benchmarks/preset_card.py --model flickr8k_lite0_448 flickr8k_lite0   # the two as one ensemble
 """
 
 from __future__ import annotations
@@ -75,19 +76,26 @@ def card_of_split(model, decoding, split: Split) -> dict:
         "median_confidence": float(np.median(best.confidence)),
     }
     if split.objects is not None:
-        grounding = attention_grounding([t.split() for t in texts], best.alphas, split.objects, model.feature_grid)
+        grid = model.members()[0].feature_grid  # an ensemble's attention is its first member's
+        grounding = attention_grounding([t.split() for t in texts], best.alphas, split.objects, grid)
         card.update({key: grounding[key] for key in MEASURES})
     return card
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="flickr8k_lite0", help="preset name, run folder or .keras file")
+    parser.add_argument(
+        "--model",
+        nargs="+",
+        default=["flickr8k_lite0"],
+        help="preset name, run folder or .keras file; several: an ensemble (with the first one's decoding "
+        "settings and attention)",
+    )
     add_output_argument(parser, "preset_card")
     args = parser.parse_args()
-    loaded = load_for_captioning([args.model], overrides={"decoding": {"tag_guidance": "off"}})
-    model = loaded.model
-    size = model.encoder.image_size
+    loaded = load_for_captioning(args.model, overrides={"decoding": {"tag_guidance": "off"}})
+    model, first = loaded.model, loaded.model.members()[0]
+    size = first.encoder.image_size
     rows = {
         "Flickr8k dev": card_of_split(model, loaded.decoding, load_split(flickr_dev(), size)),
         "COCO val2017": card_of_split(model, loaded.decoding, load_split(coco_data(), size, COCO_INSTANCES)),
@@ -96,7 +104,7 @@ def main() -> None:
         "machine": machine(),
         "command": command_line("preset_card.py", args),
         "model": args.model,
-        "grid": list(model.feature_grid),
+        "grid": list(first.feature_grid),
         "decoding": dataclasses.asdict(loaded.decoding),
         "rows": rows,
     }
