@@ -5,8 +5,8 @@ Writes `sat_tf/presets/<name>/` (config.json + weights.npz) from `--model`, afte
 float16: how many captions stay identical, and the dev metrics of each (coco-caption). The
 preset records its own dev metrics, decoding settings and how it was made.
 
-The shipped presets, from scratch (the --name picks the provenance the preset states). The
-default, flickr8k_lite0_448 (14x14 regions):
+The shipped presets, from scratch (the --name picks the provenance the preset states).
+flickr8k_lite0_448 (14x14 regions):
 
     sat-tf train --recipe flickr8k-lite0-ft --image-size 448 --data-root ../shared/data/flickr8k \\
         --output-dir runs/ft448
@@ -15,6 +15,25 @@ default, flickr8k_lite0_448 (14x14 regions):
         --feature-cache runs/ft448/features/train --val-feature-cache runs/ft448/features/validation
     python benchmarks/build_preset.py --model runs/ft448_scst --name flickr8k_lite0_448 \\
         --output benchmarks/results/preset_448.json
+
+The default, flickr8k_lite0_448_distilled: flickr8k_lite0_448's model distilled from the
+ensemble of flickr8k_lite0_448 and flickr8k_lite0 (both built first), in two stages
+(`benchmarks/distillation.py` runs the same and scores them):
+
+    sat-tf distill --model flickr8k_lite0_448 flickr8k_lite0 --beam-size 3 \\
+        --data-root ../shared/data/flickr8k --captions Flickr8k.token.txt --image-dir images \\
+        --split-list Flickr_8k.trainImages.txt --output runs/distill/teacher_teacher.jsonl
+    sat-tf train --config runs/ft448_scst/run_config.json --scst-init-from none \\
+        --init-from runs/ft448_scst/best_model.keras --captions "$PWD/runs/distill/teacher_teacher.jsonl" \\
+        --learning-rate 3e-4 --epochs 4 --batch-size 64 --bucket-by-length --output-dir runs/distill/ce-teacher
+    sat-tf distill --model flickr8k_lite0_448 flickr8k_lite0 --beam-size 3 --with-references \\
+        --data-root ../shared/data/flickr8k --captions Flickr8k.token.txt --image-dir images \\
+        --split-list Flickr_8k.trainImages.txt --output runs/distill/teacher_mixed.jsonl
+    sat-tf train --config runs/ft448_scst/run_config.json \\
+        --scst-init-from runs/distill/ce-teacher/best_model.keras \\
+        --captions "$PWD/runs/distill/teacher_mixed.jsonl" --epochs 2 --output-dir runs/distill/scst-teacher
+    python benchmarks/build_preset.py --model runs/distill/scst-teacher --name flickr8k_lite0_448_distilled \\
+        --output benchmarks/results/preset_448_distilled.json
 
 flickr8k_lite0 (7x7 regions, the first preset):
 
@@ -67,6 +86,15 @@ PROVENANCE = {
         "5 epochs of self-critical training on CIDEr-D from the last epoch; selected on Flickr8k dev "
         "CIDEr-D. Metrics: Flickr8k dev, 1,000 images, coco-caption."
     ),
+    "flickr8k_lite0_448_distilled": (
+        "Trained on the 6,000 Flickr8k training images (Hodosh, Young & Hockenmaier 2013; the dataset is "
+        "for research use only) with the commands in benchmarks/build_preset.py: the flickr8k_lite0_448 "
+        "preset's model (14x14 regions; 6 epochs of cross-entropy, 5 of self-critical training), distilled "
+        "from the ensemble of the presets flickr8k_lite0_448 and flickr8k_lite0: 4 epochs of cross-entropy "
+        "on the ensemble's beam-3 captions of the training images (learning rate 3e-4, the epoch selected on "
+        "validation), then 2 epochs of self-critical training on CIDEr-D with the ensemble's caption as a "
+        "sixth reference (selected on Flickr8k dev CIDEr-D). Metrics: Flickr8k dev, 1,000 images, coco-caption."
+    ),
 }
 
 
@@ -77,7 +105,7 @@ def _median_confidence(report: dict) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="the trained run folder (its best_model.keras) or file")
-    parser.add_argument("--name", default="flickr8k_lite0_448", choices=list(PROVENANCE))
+    parser.add_argument("--name", default="flickr8k_lite0_448_distilled", choices=list(PROVENANCE))
     parser.add_argument("--weight-format", default="int8", choices=["int8", "float16", "float32"])
     add_output_argument(parser, "preset.json")
     args = parser.parse_args()

@@ -3,7 +3,10 @@
 beside a bare `import tensorflow` for scale. Medians over --runs; the first run of a machine
 (cold disk cache) is also recorded.
 
-    python benchmarks/cold_caption.py [--photo PHOTO] [--output benchmarks/results/cold_caption.json]
+    python benchmarks/cold_caption.py [--photo PHOTO] [--model A [B ...]] \\
+        [--output benchmarks/results/cold_caption.json]
+
+Without --model, the default preset; with several, `sat-tf caption --model A B` (an ensemble).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photo", help="a photo to caption (default: a generated 640x480 JPEG)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--model", nargs="+", help="models or presets for --model (default: the default preset)")
     add_output_argument(parser, "cold_caption.json")
     args = parser.parse_args()
     photo = args.photo
@@ -41,7 +45,7 @@ def main() -> None:
         Path(photo).parent.mkdir(parents=True, exist_ok=True)
         pixels = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(photo, quality=90)
-    caption = [sys.executable, "-m", "sat_tf.cli", "caption", photo]
+    caption = [sys.executable, "-m", "sat_tf.cli", "caption", photo, *(["--model", *args.model] if args.model else [])]
     import_only = [sys.executable, "-c", "import tensorflow"]
     caption_seconds = [timed(caption) for _ in range(args.runs)]
     import_seconds = [timed(import_only) for _ in range(args.runs)]
@@ -49,6 +53,7 @@ def main() -> None:
         "machine": reporting.machine(),
         "command": reporting.command_line("cold_caption.py", args),
         "photo": photo if args.photo else "generated 640x480 JPEG",
+        "model": args.model or "the default preset",
         "caption_seconds_first": caption_seconds[0],
         "caption_seconds_median": statistics.median(caption_seconds),
         "import_tensorflow_seconds_median": statistics.median(import_seconds),

@@ -72,7 +72,8 @@ def train_stage(stage: str, student: Path, start: Path, captions: Path, run_dir:
     _, _, training = STAGES[stage]
     self_critical = stage.startswith("scst")
     overrides = {
-        "data": {"captions": str(captions), "split_list": None},
+        # absolute: a relative caption file would be read from the run's data_root
+        "data": {"captions": str(captions.resolve()), "split_list": None},
         "training": {**training, "schedule": "constant", "warmup_steps": 0, "init_from": None},
         "scst": {"init_from": str(start) if self_critical else None},
     }
