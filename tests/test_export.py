@@ -373,6 +373,9 @@ def test_a_manifest_without_decoding_settings_reads_as_greedy_and_unknown_settin
     assert EdgeManifest.from_json(values).decoding == DEFAULT_DECODING
     with pytest.raises(ManifestError, match="unknown decoding setting.*beam_width"):
         EdgeManifest.from_json({**values, "decoding": {"beam_width": 3}})
+    for threshold in (1.5, "high", None):
+        with pytest.raises(ManifestError, match="decoding.not_sure_below must be a number in"):
+            EdgeManifest.from_json({**values, "decoding": {"not_sure_below": threshold}})
 
 
 def test_sat_tf_export_decodes_with_the_models_own_settings_and_flags_override_them(trained_tiny_model, tmp_path):

@@ -69,6 +69,11 @@ class EdgeManifest:
         if unknown:
             raise ManifestError(f"{MANIFEST_FILE}: unknown decoding setting(s) {', '.join(unknown)}")
         self.decoding = {**DEFAULT_DECODING, **self.decoding}
+        threshold = self.decoding["not_sure_below"]
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+            raise ManifestError(
+                f"{MANIFEST_FILE}: decoding.not_sure_below must be a number in [0, 1]; got {threshold!r}"
+            )
 
     def to_json(self) -> dict:
         return {"format": FORMAT, **dataclasses.asdict(self), "feature_grid": list(self.feature_grid)}
