@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
-import time
 from pathlib import Path
 
 from outputs import add_output_argument
@@ -34,12 +32,10 @@ from outputs import add_output_argument
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from grounding_levers import score  # noqa: E402
-from reporting import command_line, machine, write_report  # noqa: E402
+from reporting import command_line, machine, train_stage, write_report  # noqa: E402
 
-from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
 from sat_tf.workflows.distill import write_distillation_captions  # noqa: E402
 from sat_tf.workflows.run_config import RUN_CONFIG_FILE, resolve_run_config  # noqa: E402
-from sat_tf.workflows.train import train_captioner  # noqa: E402
 
 # stage -> the captions it trains on ("teacher" alone, or "mixed": the references and the teacher's),
 # the model it starts from ("student" or an earlier stage) and its training settings
@@ -63,28 +59,21 @@ def teacher_captions(teachers: list[str], student_config, work: Path, kind: str,
     return path
 
 
-def train_stage(stage: str, student: Path, start: Path, captions: Path, run_dir: Path) -> float | None:
-    """Trains one stage from `start` with the student's run settings; its wall time (None if found
-    done)."""
-    if (run_dir / "model.keras").is_file():
-        timing = run_dir / "timing.json"
-        return json.loads(timing.read_text())["train_seconds"] if timing.is_file() else None
+def stage_overrides(stage: str, start: Path, captions: Path) -> dict:
+    """The stage's settings over the student's run config: its captions, start model and training."""
     _, _, training = STAGES[stage]
     self_critical = stage.startswith("scst")
-    overrides = {
+    return {
         # absolute: a relative caption file would be read from the run's data_root
         "data": {"captions": str(captions.resolve()), "split_list": None},
-        "training": {**training, "schedule": "constant", "warmup_steps": 0, "init_from": None},
+        "training": {
+            **training,
+            "schedule": "constant",
+            "warmup_steps": 0,
+            "init_from": None if self_critical else str(start),
+        },
         "scst": {"init_from": str(start) if self_critical else None},
     }
-    if not self_critical:
-        overrides["training"]["init_from"] = str(start)
-    config = resolve_run_config(None, str(student / RUN_CONFIG_FILE), overrides)
-    tick = time.perf_counter()
-    train_captioner(config, run_dir)
-    seconds = time.perf_counter() - tick
-    write_json_atomic(run_dir / "timing.json", {"train_seconds": seconds})
-    return seconds
 
 
 def main() -> None:
@@ -108,8 +97,12 @@ def main() -> None:
         captions = teacher_captions(args.teacher, student_config, work, kind, args.beam_size)
         start_dir = student if start == "student" else work / start
         run_dir = work / stage
-        seconds = train_stage(stage, student, start_dir / "best_model.keras", captions, run_dir)
-        rows[stage] = {**score(run_dir / "best_model.keras", run_dir, args.beam_size), "train_seconds": seconds}
+        overrides = stage_overrides(stage, start_dir / "best_model.keras", captions)
+        timing = train_stage(run_dir, None, overrides, config=str(student / RUN_CONFIG_FILE))
+        rows[stage] = {
+            **score(run_dir / "best_model.keras", run_dir, args.beam_size),
+            "train_seconds": timing.get("train_seconds"),
+        }
         print(stage, rows[stage], flush=True)
     report = {"machine": machine(), "command": command_line("distillation.py", args), "rows": rows}
     lines = [

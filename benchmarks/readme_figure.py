@@ -19,6 +19,7 @@ from skimage import data
 from sat_tf.cli import DEFAULT_PRESET
 from sat_tf.inference.attention_plot import plot_attention
 from sat_tf.workflows import caption_files, load_for_captioning
+from sat_tf_edge.confidence import confidence_text
 
 
 def main() -> None:
@@ -36,8 +37,7 @@ def main() -> None:
         captioned = caption_files(loaded.model, [str(photo_path)], loaded.decoding)
         record = captioned.records()[0]
         best = captioned.candidates.best()
-        doubt = ": not sure" if record["not_sure"] else ""
-        title = f"{record['caption']}  (confidence {record['confidence']:.2f}{doubt})"
+        title = f"{record['caption']}  {confidence_text(record['confidence'], record['not_sure'])}"
         plot_attention(
             data.chelsea(),
             best.words(0),

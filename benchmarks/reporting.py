@@ -18,14 +18,15 @@ from sat_tf.workflows.run_config import DataConfig, DecodingConfig
 SCORE_COLUMNS = ("BLEU-4", "METEOR", "CIDEr", "BLEU-1", "ROUGE-L")
 
 
-def train_stage(run_dir: Path, recipe: str, overrides: dict) -> dict:
-    """Trains the stage unless its run folder is finished (`model.keras`); returns its wall time
-    (from `timing.json`, written here when this trains it; None when another command trained it)."""
+def train_stage(run_dir: Path, recipe: str | None, overrides: dict, config: str | None = None) -> dict:
+    """Trains the stage (settings: `recipe` <- the run config file `config` <- `overrides`) unless its
+    run folder is finished (`model.keras`); returns its wall time (from `timing.json`, written here
+    when this trains it; None when another command trained it)."""
     timing = run_dir / "timing.json"
     if (run_dir / "model.keras").is_file():
         return json.loads(timing.read_text()) if timing.is_file() else {"train_seconds": None}
     tick = time.perf_counter()
-    result = train_captioner(resolve_run_config(recipe, overrides=overrides), run_dir)
+    result = train_captioner(resolve_run_config(recipe, config, overrides), run_dir)
     record = {
         "train_seconds": time.perf_counter() - tick,
         "tokens_per_second": result.tokens_per_second,

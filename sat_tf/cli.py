@@ -127,10 +127,9 @@ def cmd_caption(args) -> None:
 
 def caption_line(record: dict, show_tags: bool = False) -> str:
     """`path<TAB>caption<TAB>(confidence 0.71[: not sure])[<TAB>[tags: ...]]`."""
-    line = (
-        f"{record['image']}\t{record['caption']}\t(confidence {record['confidence']:.2f}"
-        f"{': not sure' if record['not_sure'] else ''})"
-    )
+    from sat_tf_edge.confidence import confidence_text
+
+    line = f"{record['image']}\t{record['caption']}\t{confidence_text(record['confidence'], record['not_sure'])}"
     if show_tags:
         shown = ", ".join(f"{tag['word']} {tag['probability']:.2f}" for tag in record["tags"]) or "none"
         line += f"\t[tags: {shown}{'; caption guided by the tags' if record['guided_by_tags'] else ''}]"

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from sat_tf_edge.confidence import confidence_text
 from sat_tf_edge.images import ImageDecodeError
 from sat_tf_edge.manifest import ManifestError
 from sat_tf_edge.runtime import EdgeCaptioner
@@ -42,9 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             record = {"image": path, "caption": result.text, "tokens": result.tokens, "score": result.score}
             print(json.dumps({**record, "confidence": result.confidence, "not_sure": result.not_sure}))
-        else:  # as `sat-tf caption` prints
-            doubt = ": not sure" if result.not_sure else ""
-            print(f"{path}\t{result.text}\t(confidence {result.confidence:.2f}{doubt})")
+        else:
+            print(f"{path}\t{result.text}\t{confidence_text(result.confidence, result.not_sure)}")
     return status
 
 

@@ -24,3 +24,13 @@ def caption_confidence(log_prob, lengths) -> np.ndarray:
         0.5
     """
     return np.exp(np.asarray(log_prob, np.float64) / np.maximum(np.asarray(lengths), 1))
+
+
+def confidence_text(confidence: float, not_sure: bool) -> str:
+    """How a caption's confidence is printed, by `sat-tf caption` and `sat-tf-edge` alike.
+
+    Example:
+        >>> confidence_text(0.4, True)
+        '(confidence 0.40: not sure)'
+    """
+    return f"(confidence {confidence:.2f}{': not sure' if not_sure else ''})"

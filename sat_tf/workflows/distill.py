@@ -61,13 +61,10 @@ def write_distillation_captions(
     captions = load_captions(data, teacher.members()[0].encoder.image_size, verbose=verbose)
     inputs = images_or_features(teacher, captions, data.feature_cache)
     texts = decode(teacher, decoding, **inputs).best().texts
-    references: dict[int, list[str]] = {}
-    if with_references:
-        for record, image in zip(captions.records, captions.image_index):
-            references.setdefault(image, []).append(record.caption)
+    references = captions.references() if with_references else {}
     with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as file:
-        for image, (path, text) in enumerate(zip(captions.image_paths, texts)):
+        for image_id, path, text in zip(captions.image_ids, captions.image_paths, texts):
             image_path = os.path.abspath(path)
-            for caption in [*references.get(image, []), text]:
+            for caption in [*references.get(image_id, []), text]:
                 file.write(json.dumps({"image": image_path, "caption": caption}) + "\n")
     return dict(zip(captions.image_paths, texts))
