@@ -45,6 +45,16 @@ def coco_data() -> DataConfig:
     return DataConfig(captions=str(COCO / "captions_val2017.json"), image_dir=str(COCO / "val2017"))
 
 
+def coco_dev() -> DataConfig:
+    """The 100 dev photos of the COCO val2014 set (256 px, everyday scenes)."""
+    root = DATA / "coco_val2014"
+    return DataConfig(
+        captions=str(root / "coco_val2014.token.txt"),
+        image_dir=str(root / "images"),
+        split_list=str(root / "dev_images.txt"),
+    )
+
+
 def flickr_dev() -> DataConfig:
     root = DATA / "flickr8k"
     return DataConfig(

@@ -2,7 +2,9 @@
 
 For one model (a preset name, run folder or `.keras` file), decoded with its own decoding
 settings (beam size, `<unk>` rule, n-gram blocking; tag guidance off, so the captioner alone is
-measured), on Flickr8k dev (1,000 images, in domain) and the COCO val2017 photos (out of domain):
+measured; `--tag-guidance auto` decodes as `sat-tf caption` does), on Flickr8k dev (1,000
+images), the COCO val2014 dev photos (100, everyday scenes) and the COCO val2017 photos (79, with
+object masks):
 - coco-caption scores (BLEU-1/4, METEOR, ROUGE-L, CIDEr);
 - repetition: the share of captions that repeat a trigram, and the distinct words used;
 - confidence: the AUROC of the caption's confidence for telling captions with per-image CIDEr-D
@@ -30,7 +32,7 @@ import numpy as np  # noqa: E402
 from confidence import per_image_cider  # noqa: E402
 from grounding import MEASURES  # noqa: E402
 from ngram_blocking import repeats_a_trigram  # noqa: E402
-from novel_objects import COCO, coco_data, flickr_dev  # noqa: E402
+from novel_objects import COCO, coco_data, coco_dev, flickr_dev  # noqa: E402
 from reporting import command_line, machine, write_report  # noqa: E402
 
 from sat_tf.data.sources import CaptionData, decoder_inputs, load_captions  # noqa: E402
@@ -91,13 +93,20 @@ def main() -> None:
         help="preset name, run folder or .keras file; several: an ensemble (with the first one's decoding "
         "settings and attention)",
     )
+    parser.add_argument(
+        "--tag-guidance",
+        choices=("off", "auto", "on"),
+        default="off",
+        help="decode with this tag guidance (off: the captioner alone; auto: as `sat-tf caption` runs it)",
+    )
     add_output_argument(parser, "preset_card")
     args = parser.parse_args()
-    loaded = load_for_captioning(args.model, overrides={"decoding": {"tag_guidance": "off"}})
+    loaded = load_for_captioning(args.model, overrides={"decoding": {"tag_guidance": args.tag_guidance}})
     model, first = loaded.model, loaded.model.members()[0]
     size = first.encoder.image_size
     rows = {
         "Flickr8k dev": card_of_split(model, loaded.decoding, load_split(flickr_dev(), size)),
+        "COCO val2014 dev": card_of_split(model, loaded.decoding, load_split(coco_dev(), size)),
         "COCO val2017": card_of_split(model, loaded.decoding, load_split(coco_data(), size, COCO_INSTANCES)),
     }
     report = {

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from sat_tf.data.feature_cache import FeatureCache
 from sat_tf.data.images import load_image
-from sat_tf.data.records import CaptionRecord
+from sat_tf.data.records import NO_PHOTO, CaptionRecord
 from sat_tf.data.tokenizer import CaptionTokenizer, pad_token_ids
 from sat_tf.errors import SatTfError
 
@@ -28,13 +28,44 @@ class CaptionDataError(SatTfError, ValueError):
 class EncodedCaptions:
     """Token ids of every usable record and the image each belongs to."""
 
-    image_index: np.ndarray  # int32 [N], row in the image source
+    image_index: np.ndarray  # int32 [N], row in the image source (NO_PHOTO: a caption without one)
     tokens: np.ndarray  # int32 [N, T_max], <start> ... <end> <pad>...
     lengths: np.ndarray  # int32 [N], tokens including <start> and <end>
     skipped: dict[str, str]  # record location -> reason, for records skipped on request
+    source: np.ndarray | None = None  # int32 [N], the source of each caption (several sources)
+    source_weights: tuple[float, ...] = (1.0,)  # captions of source s are seen weight[s] times an epoch
 
     def __len__(self) -> int:
         return len(self.lengths)
+
+    @property
+    def has_text_only(self) -> bool:
+        return bool(np.any(self.image_index == NO_PHOTO))
+
+    def select(self, rows: np.ndarray) -> "EncodedCaptions":
+        return dataclasses.replace(
+            self,
+            image_index=self.image_index[rows],
+            tokens=self.tokens[rows],
+            lengths=self.lengths[rows],
+            source=None if self.source is None else self.source[rows],
+        )
+
+    def for_epoch(self, seed: int, epoch: int) -> "EncodedCaptions":
+        """The captions one epoch shows, mixing the sources by weight: a source of weight w and n
+        captions gives round(w * n) of them, every caption floor(w) times and a random share of
+        the rest, drawn anew each epoch from (seed, epoch) so that a resumed run sees the same
+        epoch. Each epoch has the same number of captions per source."""
+        if self.source is None or all(w == 1.0 for w in self.source_weights):
+            return self
+        rng = np.random.default_rng([seed, epoch])
+        rows = []
+        for number, weight in enumerate(self.source_weights):
+            members = np.flatnonzero(self.source == number)
+            whole, fraction = int(weight), weight - int(weight)
+            extra = rng.choice(members, size=int(round(fraction * len(members))), replace=False)
+            rows += [np.tile(members, whole), np.sort(extra)]
+        return self.select(np.concatenate(rows).astype(np.int64))
 
 
 def encode_captions(
@@ -44,6 +75,8 @@ def encode_captions(
     max_words: int = 30,
     skip_invalid: bool = False,
     drop_long: bool = False,
+    record_source: Sequence[int] | None = None,
+    source_weights: tuple[float, ...] = (1.0,),
 ) -> EncodedCaptions:
     """Tokenizes records; empty captions and captions over `max_words` words are errors (or skips).
 
@@ -55,6 +88,8 @@ def encode_captions(
         skip_invalid: skip and count bad records instead of raising.
         drop_long: skip and count captions over `max_words` (a long caption is not bad data, just
             more than the model is trained on), even without `skip_invalid`.
+        record_source, source_weights: the source of each record and each source's weight, for
+            mixing several sources (`EncodedCaptions.for_epoch`).
     """
     if image_index is None:
         if any(r.image_index is None for r in records):
@@ -85,6 +120,8 @@ def encode_captions(
         tokens=tokens,
         lengths=lengths[keep].astype(np.int32),
         skipped=skipped,
+        source=None if record_source is None else np.asarray(record_source, np.int32)[keep],
+        source_weights=tuple(source_weights),
     )
 
 
@@ -149,7 +186,8 @@ def make_caption_dataset(
     Args:
         images: an in-memory uint8 array [N, S, S, 3], a list of image file paths (check them
             first with `scan_images`; unreadable files fail the pipeline), or a `FeatureCache`.
-        captions: output of `encode_captions`; its `image_index` points into `images`.
+        captions: output of `encode_captions`; its `image_index` points into `images`. With
+            captions without a photo (`NO_PHOTO`), batches also hold "has_photo" (bool [B]).
         batch_size: global batch size.
         image_size: resize images to this size (required for file paths).
         shuffle: shuffle records; the order depends only on `seed` and `epoch`.
@@ -157,10 +195,22 @@ def make_caption_dataset(
         bucket_by_length: group captions of similar length into batches.
         drop_remainder: drop the last incomplete batch (keeps shapes static for distribution).
     """
+    text_only = captions.has_text_only
     dataset = _batched_captions(captions, batch_size, shuffle, seed, epoch, bucket_by_length, drop_remainder)
     if skip_batches:
         dataset = dataset.skip(skip_batches)
     key, load = _image_loader(images, image_size)
+    if text_only:  # a caption without a photo reads photo 0, which the task replaces (see has_photo)
+        return dataset.map(
+            lambda batch: {
+                key: load(tf.maximum(batch["image_index"], 0)),
+                "tokens": batch["tokens"],
+                "image_index": batch["image_index"],
+                "has_photo": tf.not_equal(batch["image_index"], NO_PHOTO),
+            },
+            num_parallel_calls=PREFETCH_BATCHES,
+            deterministic=True,
+        ).prefetch(PREFETCH_BATCHES)
     # Fixed, small parallelism and prefetch: AUTOTUNE may buffer batches up to half the machine's
     # RAM (measured: peak RSS grew with the dataset), while two batches in flight keep a CPU or
     # GPU step fed and bound memory to a few batches whatever the dataset size.
@@ -174,6 +224,7 @@ def make_caption_dataset(
 
 def _batched_captions(captions, batch_size, shuffle, seed, epoch, bucket_by_length, drop_remainder):
     """Batches of {"image_index", "tokens", "length"}: the order and grouping, before images load."""
+    captions = captions.for_epoch(seed, epoch)
     lengths = captions.lengths
     dataset = tf.data.Dataset.from_tensor_slices(
         {"image_index": captions.image_index, "tokens": captions.tokens, "length": lengths}

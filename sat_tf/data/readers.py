@@ -184,9 +184,13 @@ def read_karpathy_split(
     return records
 
 
-def read_coco_captions(path: str | os.PathLike, image_dir: str | os.PathLike) -> list[CaptionRecord]:
-    """COCO captions JSON (`captions_train2014.json` style: `images` and `annotations`)."""
+def read_coco_captions(
+    path: str | os.PathLike, image_dir: str | os.PathLike, split_path: str | os.PathLike | None = None
+) -> list[CaptionRecord]:
+    """COCO captions JSON (`captions_train2014.json` style: `images` and `annotations`), optionally
+    limited to the images of a split list (file names, as `train_images.txt` lists them)."""
     path = Path(path)
+    wanted = set(read_split_list(split_path)) if split_path is not None else None
     payload = _read_json(path)
     if not isinstance(payload, dict):
         raise CaptionFileError(f"{path}: expected a JSON object with 'images' and 'annotations'")
@@ -211,9 +215,49 @@ def read_coco_captions(path: str | os.PathLike, image_dir: str | os.PathLike) ->
             raise CaptionFileError(f"{where}: needs 'image_id' and 'caption'")
         if not isinstance(annotation["image_id"], (int, str)) or annotation["image_id"] not in files:
             raise CaptionFileError(f"{where}: image_id {annotation['image_id']!r} is not in 'images'")
-        records.append(_record(files[annotation["image_id"]], annotation["caption"], Path(image_dir), where))
+        file_name = files[annotation["image_id"]]
+        if wanted is None or file_name in wanted:
+            records.append(_record(file_name, annotation["caption"], Path(image_dir), where))
+    if wanted is not None:
+        absent = sorted(wanted - {r.image_id for r in records})
+        if absent:
+            raise CaptionFileError(
+                f"{split_path}: {len(absent)} image(s) have no caption in {path}, e.g. {', '.join(absent[:3])}"
+            )
     if not records:
         raise CaptionFileError(f"{path}: no annotations")
+    return records
+
+
+def read_text_captions(path: str | os.PathLike) -> list[CaptionRecord]:
+    """Captions without photos (a language-only source): a `.jsonl` file with a string field
+    'caption' per line (other fields, such as COCO's `coco_id`, are ignored), or a `.txt` file
+    with one caption per line. Records have no image path; their image id names the line.
+
+    Raises:
+        CaptionFileError: unreadable file, malformed line, missing or non-string caption, no records.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".txt"):
+        raise CaptionFileError(f"{path}: unsupported text-only caption file; use .jsonl or .txt")
+    records = []
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        caption: object = line.strip()
+        if suffix == ".jsonl":
+            try:
+                item = json.loads(line)
+            except ValueError as exc:
+                raise CaptionFileError(f"{where}: invalid JSON ({exc.args[0]})") from None
+            caption = item.get("caption") if isinstance(item, dict) else None
+            if not isinstance(caption, str):
+                raise CaptionFileError(f"{where}: needs a string field 'caption'")
+        records.append(CaptionRecord(image_id=where, caption=str(caption), source=where))
+    if not records:
+        raise CaptionFileError(f"{path}: no captions")
     return records
 
 
@@ -245,8 +289,8 @@ def read_captions(
 
     - `.jsonl` / `.csv`: `read_caption_file`;
     - `.txt`: a Flickr token file (`split_list` limits it to a split);
-    - `.json` with `annotations`: COCO captions; with `images[].sentences`: Karpathy's split file
-      (`split` picks train/val/test; train includes restval).
+    - `.json` with `annotations`: COCO captions (`split_list` limits it to a split); with
+      `images[].sentences`: Karpathy's split file (`split` picks train/val/test; train includes restval).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -258,8 +302,12 @@ def read_captions(
         payload = _read_json(path)
         root = Path(image_dir) if image_dir is not None else path.parent
         if isinstance(payload, dict) and "annotations" in payload:
-            return read_coco_captions(path, root)
+            return read_coco_captions(path, root, split_list)
         if isinstance(payload, dict) and "images" in payload:
+            if split_list is not None:
+                raise CaptionFileError(
+                    f"{split_list}: a Karpathy split file has its own splits; use 'split', not a split list"
+                )
             return read_karpathy_split(path, split, root)
         raise CaptionFileError(f"{path}: neither COCO captions ('annotations') nor a Karpathy split ('images')")
     raise CaptionFileError(f"{path}: unsupported caption source; use .jsonl, .csv, a Flickr .txt token file or .json")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
+# The image row of a caption that has no photo (a text-only source), in caption data's image_index.
+NO_PHOTO = -1
+
 
 @dataclasses.dataclass(frozen=True)
 class CaptionRecord:

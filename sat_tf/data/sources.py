@@ -13,11 +13,71 @@ import numpy as np
 from sat_tf.data import synthetic
 from sat_tf.data.feature_cache import FeatureCache
 from sat_tf.data.images import load_image, scan_images
-from sat_tf.data.readers import index_images, read_captions
-from sat_tf.data.records import CaptionRecord, group_references
+from sat_tf.data.readers import index_images, read_captions, read_text_captions
+from sat_tf.data.records import NO_PHOTO, CaptionRecord, group_references
 from sat_tf.errors import ConfigError
 
 _PATH_FIELDS = ("captions", "image_dir", "split_list")
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionSource:
+    """One more caption source to train on beside the data section's own (`DataConfig.mix`).
+
+    Args:
+        captions: a caption file, in any format `DataConfig.captions` takes; with `text_only`, a
+            `.jsonl` file with a 'caption' per line (COCO captions without photos) or a `.txt`
+            file with one caption per line.
+        image_dir: folder the file's image paths are relative to.
+        split_list: a split list limiting the file to some images (Flickr token or COCO JSON files).
+        split: the Karpathy split, for a Karpathy file.
+        weight: how often each caption of this source is seen per epoch, relative to the data
+            section's own (`DataConfig.weight`): 2 shows every caption twice, 0.25 a quarter of
+            them (a different quarter each epoch).
+        text_only: captions without photos, which teach the decoder language only (the model
+            needs `text_only_context`).
+    """
+
+    captions: str
+    image_dir: str | None = None
+    split_list: str | None = None
+    split: str = "train"
+    weight: float = 1.0
+    text_only: bool = False
+
+    @classmethod
+    def from_dict(cls, values: object, where: str) -> "CaptionSource":
+        """A source from its config entry; an unknown key or a wrong type raises naming `where`."""
+        if not isinstance(values, dict):
+            optional = ", ".join(_SOURCE_KEYS[1:])
+            raise ConfigError(f"{where}: expected an object with 'captions' (and optionally {optional})")
+        unknown = sorted(set(values) - set(_SOURCE_KEYS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(_SOURCE_KEYS)}")
+        if not isinstance(values.get("captions"), str) or not values["captions"]:
+            raise ConfigError(f"{where}.captions: a caption file path is required")
+        for key in ("image_dir", "split_list", "split"):
+            if values.get(key) is not None and not isinstance(values[key], str):
+                raise ConfigError(f"{where}.{key}: expected a string, got {values[key]!r}")
+        weight = values.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+            raise ConfigError(f"{where}.weight: expected a positive number, got {weight!r}")
+        if not isinstance(values.get("text_only", False), bool):
+            raise ConfigError(f"{where}.text_only: expected true or false, got {values['text_only']!r}")
+        return cls(**{**values, "weight": float(weight)})
+
+    def resolved(self, data_root: str | None) -> "CaptionSource":
+        if data_root is None:
+            return self
+        paths: dict[str, Any] = {
+            name: str(Path(data_root) / value)
+            for name in _PATH_FIELDS
+            if (value := getattr(self, name)) is not None and not os.path.isabs(value)
+        }
+        return dataclasses.replace(self, **paths)
+
+
+_SOURCE_KEYS = tuple(f.name for f in dataclasses.fields(CaptionSource))
 
 
 @dataclasses.dataclass
@@ -36,7 +96,13 @@ class DataConfig:
         num_images, data_seed, grid_size, captions_per_image: the generated dataset.
         skip_bad: skip (and count) unreadable images and unusable captions instead of failing.
         max_caption_words: captions with more words are left out of training (and counted).
-        min_word_count, max_vocabulary: the vocabulary (training data only).
+        min_word_count, max_vocabulary: the vocabulary (training data only: every source's
+            captions, text-only ones included).
+        weight: how often each of this section's captions is seen per epoch, relative to the
+            `mix` sources' weights.
+        mix: more sources to train on at once, each an object with the keys of `CaptionSource`
+            (captions, image_dir, split_list, split, weight, text_only); relative paths resolve
+            against `data_root`. On the command line, a JSON list.
     """
 
     captions: str | None = None
@@ -53,11 +119,24 @@ class DataConfig:
     max_caption_words: int = 30
     min_word_count: int = 1
     max_vocabulary: int | None = None
+    weight: float = 1.0
+    mix: tuple[dict, ...] = ()
 
     def __post_init__(self):
         for name in ("num_images", "max_caption_words", "min_word_count", "grid_size", "captions_per_image"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"data.{name} must be positive; got {getattr(self, name)}")
+        if not self.weight > 0:
+            raise ConfigError(f"data.weight must be positive; got {self.weight}")
+        self.sources()  # entries are checked when the config is built
+
+    def sources(self) -> list[CaptionSource]:
+        """The `mix` entries as `CaptionSource`s (not resolved against `data_root`)."""
+        if isinstance(self.mix, (str, dict)) or not isinstance(self.mix, (tuple, list)):
+            raise ConfigError(f"data.mix: expected a list of sources, got {self.mix!r}")
+        if self.mix and self.is_synthetic:
+            raise ConfigError("data.mix: mixing sources needs a caption file in data.captions")
+        return [CaptionSource.from_dict(entry, f"data.mix[{k}]") for k, entry in enumerate(self.mix)]
 
     @property
     def is_synthetic(self) -> bool:
@@ -83,6 +162,9 @@ class CaptionData:
     images: uint8 array [N, S, S, 3] (generated data) or N image file paths; records: caption
     records; image_index: row in `images` of each record's image; image_ids: id of each image, in
     the order of `images`; objects: the generated dataset's objects per image (None for files).
+    With several sources (`DataConfig.mix`): record_source, the source of each record (0: the
+    data section's own, k: mix entry k - 1) and source_weights, each source's weight; records
+    of a text-only source have image_index `NO_PHOTO`.
     """
 
     images: np.ndarray | list[str]
@@ -90,6 +172,8 @@ class CaptionData:
     image_index: list[int]
     image_ids: list[str]
     objects: list | None = None
+    record_source: list[int] | None = None
+    source_weights: tuple[float, ...] = (1.0,)
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -101,8 +185,23 @@ class CaptionData:
         return list(self.images)
 
     def references(self) -> dict[str, list[str]]:
-        """image id -> its reference captions."""
-        return group_references(self.records, [self.image_ids[i] for i in self.image_index])
+        """image id -> its reference captions (captions without a photo left out)."""
+        paired = [k for k, i in enumerate(self.image_index) if i != NO_PHOTO]
+        records = [self.records[k] for k in paired]
+        return group_references(records, [self.image_ids[self.image_index[k]] for k in paired])
+
+    def with_photos_only(self) -> "CaptionData":
+        """The records that have a photo (for tasks that score captions against a photo's references)."""
+        paired = [k for k, i in enumerate(self.image_index) if i != NO_PHOTO]
+        if len(paired) == len(self.records):
+            return self
+        sources = self.record_source
+        return dataclasses.replace(
+            self,
+            records=[self.records[k] for k in paired],
+            image_index=[self.image_index[k] for k in paired],
+            record_source=None if sources is None else [sources[k] for k in paired],
+        )
 
 
 def load_captions(
@@ -137,18 +236,49 @@ def load_captions(
             data.images, data.records, [int(r.image_index or 0) for r in data.records], data.image_ids, data.objects
         )
     assert config.captions is not None  # not synthetic
-    records = read_captions(config.captions, config.image_dir, config.split_list, config.split)
+    primary = CaptionSource(config.captions, config.image_dir, config.split_list, config.split, config.weight)
+    sources = [primary, *(source.resolved(config.data_root) for source in config.sources())]
+    paired_records: list[CaptionRecord] = []
+    paired_source: list[int] = []
+    text_records: list[CaptionRecord] = []
+    text_source: list[int] = []
+    for number, source in enumerate(sources):
+        if source.text_only:
+            read = read_text_captions(source.captions)
+            text_records += read
+            text_source += [number] * len(read)
+            continue
+        read = read_captions(source.captions, source.image_dir, source.split_list, source.split)
+        read = _readable(read, source.captions, config, verbose)
+        paired_records += read
+        paired_source += [number] * len(read)
+    paths, image_index = index_images(paired_records)
+    weights = tuple(source.weight for source in sources)
+    if len(sources) == 1:
+        return CaptionData(paths, paired_records, image_index, paths)
+    return CaptionData(
+        paths,
+        paired_records + text_records,
+        image_index + [NO_PHOTO] * len(text_records),
+        paths,
+        record_source=paired_source + text_source,
+        source_weights=weights,
+    )
+
+
+def _readable(records: list[CaptionRecord], where: str, config: DataConfig, verbose: bool) -> list[CaptionRecord]:
+    """The records whose image can be read: all of them, or (with `skip_bad`) the rest, reported."""
     scan = scan_images([r.image_path for r in records], skip_unreadable=config.skip_bad)
-    if scan.skipped:
-        if verbose:
-            first = "; ".join(list(scan.skipped.values())[:3])
-            print(f"skipped {len(scan.skipped)} unreadable image(s), e.g. {first}", file=sys.stderr)
-        readable = set(scan.readable)
-        records = [r for r in records if r.image_path in readable]
-        if not records:
-            raise ConfigError(f"{config.captions}: no readable images left")
-    paths, image_index = index_images(records)
-    return CaptionData(paths, records, image_index, paths)
+    if not scan.skipped:
+        return records
+    if verbose:
+        first = "; ".join(list(scan.skipped.values())[:3])
+        print(f"skipped {len(scan.skipped)} unreadable image(s), e.g. {first}", file=sys.stderr)
+    readable = set(scan.readable)
+    records = [r for r in records if r.image_path in readable]
+    if not records:
+        raise ConfigError(f"{where}: no readable images left")
+    return records
 
 
 def decoder_inputs(source: FeatureCache | np.ndarray | Sequence[str], image_size: int) -> dict:

@@ -59,6 +59,8 @@ class ModelConfig:
         hard_baseline: hard attention's baseline, "moving_average" (the paper's) or
             "leave_one_out" (over location_samples samples per caption).
         location_samples: location sequences sampled per training caption (hard attention).
+        text_only_context: learn a "no photo" annotation that stands in for the regions of a
+            caption without a photo, so that text-only sources (`data.mix`) train the decoder.
 
     Example:
         >>> model = build_captioner(ModelConfig(hidden_dim=256), tokenizer)
@@ -85,6 +87,7 @@ class ModelConfig:
     hard_reward: str = "log_likelihood"
     hard_baseline: str = "moving_average"
     location_samples: int = 1
+    text_only_context: bool = False
 
     def __post_init__(self):
         # The layers' own rules (`sat_tf.models.rules`), checked here so that a config file's
@@ -138,6 +141,7 @@ class ModelConfig:
             dropout=self.dropout,
             attention_mode=self.attention,
             hard_inference=self.hard_inference,
+            text_only_context=self.text_only_context,
         )
 
 

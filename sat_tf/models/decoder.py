@@ -103,6 +103,10 @@ class AttentionDecoder(keras.layers.Layer):
             "argmax" (the most likely region) or "sample".
         expectation_probability: hard attention only; the chance per training minibatch of using the
             expectation instead of a sample (0.5 in the paper).
+        text_only_context: learn a "no photo" annotation vector that stands in for every region
+            of a caption without a photo (`without_photos`): attention over identical regions
+            gives exactly that vector as the context, and it is also the mean annotation, so
+            text-only captions train the word embedding, LSTM and output layer on language alone.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Example:
@@ -126,9 +130,11 @@ class AttentionDecoder(keras.layers.Layer):
         attention_mode: str = "soft",
         hard_inference: str = "expectation",
         expectation_probability: float = 0.5,
+        text_only_context: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.text_only_context = bool(text_only_context)
         require_choice("attention_mode", attention_mode, ATTENTION_MODES)
         require_choice("hard_inference", hard_inference, HARD_INFERENCE_MODES)
         require_probability("expectation_probability", expectation_probability)
@@ -176,6 +182,20 @@ class AttentionDecoder(keras.layers.Layer):
         self.hidden_to_output = self.add_weight(name="hidden_to_output", shape=(self.hidden_dim, self.embedding_dim))
         self.context_to_output = self.add_weight(name="context_to_output", shape=(feature_dim, self.embedding_dim))
         self.output_projection.build((None, self.embedding_dim))
+        if self.text_only_context:
+            self.no_photo_annotation = self.add_weight(
+                name="no_photo_annotation", shape=(feature_dim,), initializer="zeros"
+            )
+
+    def without_photos(self, features: tf.Tensor, has_photo: tf.Tensor) -> tf.Tensor:
+        """features [B, L, D] with every region of rows where `has_photo` [B] is False replaced by
+        the learned "no photo" annotation (needs `text_only_context`)."""
+        if not self.text_only_context:
+            raise ValueError(
+                "captions without a photo need a decoder with text_only_context=True (model.text_only_context)"
+            )
+        blank = tf.broadcast_to(tf.cast(self.no_photo_annotation, features.dtype), tf.shape(features))
+        return tf.where(tf.reshape(has_photo, [-1, 1, 1]), features, blank)
 
     # ----- single-step API ---------------------------------------------------------------------
     def initial_state(self, features: tf.Tensor) -> DecoderState:
@@ -396,5 +416,6 @@ class AttentionDecoder(keras.layers.Layer):
             attention_mode=self.attention_mode,
             hard_inference=self.hard_inference,
             expectation_probability=self.expectation_probability,
+            text_only_context=self.text_only_context,
         )
         return config

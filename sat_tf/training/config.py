@@ -6,6 +6,7 @@ import dataclasses
 
 from sat_tf.errors import ConfigError
 
+INIT_VOCABULARIES = ("model", "data")
 OPTIMIZERS = ("adam", "rmsprop")
 SCHEDULES = ("constant", "cosine", "exponential")
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -46,6 +47,9 @@ class TrainConfig:
         init_from: start cross-entropy training from this trained model (a `.keras` file, run
             folder or preset) instead of random weights: its vocabulary and layer sizes must be
             the run's; its attention mode may differ (hard attention from a soft model).
+        init_vocabulary: with init_from, "model" (keep its vocabulary) or "data" (build the
+            vocabulary from the run's data, as without init_from; the words the model knows
+            start from its rows, new words from scratch).
     """
 
     batch_size: int = 64
@@ -68,8 +72,11 @@ class TrainConfig:
     deterministic: bool = False
     precision: str = "float32"
     init_from: str | None = None
+    init_vocabulary: str = "model"
 
     def __post_init__(self):
+        if self.init_vocabulary not in INIT_VOCABULARIES:
+            raise ConfigError(f"init_vocabulary must be one of {INIT_VOCABULARIES}, got '{self.init_vocabulary}'")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got '{self.optimizer}'")
         if self.schedule not in SCHEDULES:

@@ -45,7 +45,10 @@ class CaptioningTask(keras.Model):
     (the cross-entropy then averages over the k copies).
 
     Batches are dicts with `tokens` (int32 [B, T+1]) and `images` or `features`
-    (`Captioner.features_of`); with features, only the decoder is trained.
+    (`Captioner.features_of`); with features, only the decoder is trained. A batch that mixes in
+    captions without a photo also holds `has_photo` (bool [B]): those rows attend over the
+    decoder's learned "no photo" annotation (`AttentionDecoder.without_photos`), so they train
+    its language side only (multi-task training on paired and text-only captions).
 
     Args:
         captioner: the model to train.
@@ -81,6 +84,8 @@ class CaptioningTask(keras.Model):
         gives the global loss. Returns (loss, logs) where logs hold global-batch values."""
         model = self.captioner
         features, tokens = model.features_of(batch, training=training), batch["tokens"]
+        if "has_photo" in batch:  # captions without a photo (text-only sources) see the "no photo" annotation
+            features = model.decoder.without_photos(features, batch["has_photo"])
         samples = model.location_samples if model.decoder.attention_mode == "hard" and training else 1
         if samples > 1:  # adjacent copies: row b * k + j is sample j of caption b
             features, tokens = tf.repeat(features, samples, axis=0), tf.repeat(tokens, samples, axis=0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import json
 import re
 import typing
 
@@ -56,6 +57,14 @@ def _parser_of(hint):
     def parse(text: str):
         if optional and text.lower() in NONE_WORDS:
             return None
+        if base is tuple and typing.get_args(kind)[:1] == (dict,):  # a list of objects, as JSON
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                raise argparse.ArgumentTypeError(f"expected a JSON list of objects ({exc})") from None
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                raise argparse.ArgumentTypeError(f"expected a JSON list of objects, got '{text}'")
+            return tuple(value)
         if base is tuple:
             try:
                 return tuple(int(part) for part in text.split(","))
@@ -98,7 +107,7 @@ def add_section_flags(parser: argparse.ArgumentParser, section: str, only: typin
                 dest=dest,
                 type=parse,
                 default=argparse.SUPPRESS,
-                metavar=base.__name__.upper(),
+                metavar="JSON" if typing.get_args(hints[field.name])[:1] == (dict,) else base.__name__.upper(),
                 help=text.replace("%", "%%"),
             )
 

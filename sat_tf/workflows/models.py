@@ -71,29 +71,73 @@ def load_captioner(path: str | os.PathLike) -> Captioner:
 def initialize_from(model: Captioner, source: Captioner, where: str | os.PathLike) -> Captioner:
     """Copies `source`'s encoder weights and decoder parameters into `model` and returns it.
 
-    The two must share the vocabulary and the layer sizes; the attention mode and the loss
-    settings may differ (a hard-attention model starting from a trained soft one, for example).
-    Mismatches raise a `ModelLoadError` naming `where` and the first differing weight."""
-    if source.tokenizer.vocabulary != model.tokenizer.vocabulary:
-        raise ModelLoadError(f"{where}: its vocabulary differs from the run's")
-    pairs = [
-        *zip(source.encoder.weights, model.encoder.weights),
-        *zip(source.decoder.trainable_weights, model.decoder.trainable_weights),
-    ]
-    counts = [
-        (len(source.encoder.weights), len(model.encoder.weights)),
-        (len(source.decoder.trainable_weights), len(model.decoder.trainable_weights)),
-    ]
-    if any(a != b for a, b in counts):
+    The two must share the layer sizes; the attention mode and the loss settings may differ (a
+    hard-attention model starting from a trained soft one, for example). The vocabularies may
+    differ too (a run whose vocabulary grew with new data): the embedding rows and output
+    columns of the words both know are copied, a new word keeps its fresh initialisation. The
+    decoder's "no photo" annotation is copied where both have one. Mismatches raise a
+    `ModelLoadError` naming `where` and the first differing weight."""
+    rows = _shared_word_rows(model.tokenizer.vocabulary, source.tokenizer.vocabulary)
+    theirs_decoder = _decoder_parameters(source)
+    mine_decoder = _decoder_parameters(model)
+    if len(source.encoder.weights) != len(model.encoder.weights) or len(theirs_decoder) != len(mine_decoder):
         raise ModelLoadError(f"{where}: its encoder or decoder has other layers than the run's model")
-    for mine, theirs in ((m, s) for s, m in pairs):
-        if tuple(mine.shape) != tuple(theirs.shape):
-            raise ModelLoadError(
-                f"{where}: weight '{theirs.path}' has shape {tuple(theirs.shape)}, the run's model "
-                f"needs {tuple(mine.shape)} (the model settings differ)"
-            )
-        mine.assign(theirs)
+    by_vocabulary = _vocabulary_axes(model)
+    for theirs, mine in [*zip(source.encoder.weights, model.encoder.weights), *zip(theirs_decoder, mine_decoder)]:
+        axis = by_vocabulary.get(id(mine))
+        if axis is None:
+            _require_shape(mine, tuple(theirs.shape), theirs.path, where)
+            mine.assign(theirs)
+            continue
+        value = mine.numpy()
+        expected = list(value.shape)
+        expected[axis] = len(source.tokenizer.vocabulary)
+        _require_shape(mine, tuple(expected), theirs.path, where, vocabulary_axis=axis)
+        known = rows >= 0
+        np.moveaxis(value, axis, 0)[known] = np.moveaxis(theirs.numpy(), axis, 0)[rows[known]]
+        mine.assign(value)
+    blank_theirs, blank_mine = (getattr(m.decoder, "no_photo_annotation", None) for m in (source, model))
+    if blank_theirs is not None and blank_mine is not None:
+        blank_mine.assign(blank_theirs)
     return model
+
+
+def _decoder_parameters(model: Captioner) -> list:
+    """The decoder's trainable weights in build order, with the "no photo" annotation (which only
+    some decoders have) left out; it is copied separately when both models have one."""
+    decoder = model.decoder
+    extra = getattr(decoder, "no_photo_annotation", None)
+    return [w for w in decoder.trainable_weights if w is not extra]
+
+
+def _vocabulary_axes(model: Captioner) -> dict[int, int]:
+    """id(weight) -> its vocabulary axis, for the weights with one row or column per word."""
+    decoder = model.decoder
+    return {
+        id(decoder.embedding.embeddings): 0,
+        id(decoder.output_projection.kernel): 1,
+        id(decoder.output_projection.bias): 0,
+    }
+
+
+def _shared_word_rows(mine: list[str], theirs: list[str]) -> np.ndarray:
+    """For each word of `mine`, its row in `theirs` (-1 when `theirs` lacks it); the special
+    tokens come first in every vocabulary, so they always map to themselves."""
+    index = {word: row for row, word in enumerate(theirs)}
+    return np.asarray([index.get(word, -1) for word in mine])
+
+
+def _require_shape(mine, expected: tuple, name: str, where, vocabulary_axis: int | None = None) -> None:
+    if tuple(mine.shape) == expected and vocabulary_axis is None:
+        return
+    shape = list(mine.shape)
+    if vocabulary_axis is not None:
+        shape[vocabulary_axis] = expected[vocabulary_axis]
+    if tuple(shape) != expected:
+        raise ModelLoadError(
+            f"{where}: weight '{name}' has shape {expected}, the run's model needs {tuple(mine.shape)} "
+            "(the model settings differ)"
+        )
 
 
 def save_captioner(model: Captioner, path: str | os.PathLike) -> Path:

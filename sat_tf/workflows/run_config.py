@@ -95,7 +95,8 @@ def _section(section_type: type, values: dict, where: str):
 
 
 def _check_type(value, hint, where: str):
-    """Checks a JSON value against a field's type (int, float, str, bool, tuple, or optional)."""
+    """Checks a JSON value against a field's type (int, float, str, bool, a tuple of ints or of
+    objects, or optional)."""
     allowed = (
         typing.get_args(hint)
         if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None))
@@ -115,8 +116,10 @@ def _check_type(value, hint, where: str):
             return float(value)
         if base is str and isinstance(value, str):
             return value
-        if base is tuple and isinstance(value, list) and all(isinstance(v, int) for v in value):
-            return tuple(value)
+        if base is tuple and isinstance(value, list):
+            item = (typing.get_args(kind) or (int,))[0]
+            if all(isinstance(v, item) and not isinstance(v, bool) for v in value):
+                return tuple(value)
     names = " or ".join(getattr(typing.get_origin(k) or k, "__name__", str(k)) for k in allowed)
     raise ConfigError(f"{where}: expected {names}, got {json.dumps(value)}")
 

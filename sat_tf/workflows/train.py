@@ -64,12 +64,16 @@ def train_captioner(
     data = load_captions(config.data, probe.image_size, id_prefix="train", verbose=verbose)
     tokenizer = (
         initial.tokenizer
-        if initial is not None
+        if initial is not None and config.training.init_vocabulary == "model"
         else CaptionTokenizer.from_corpus(
             [r.caption for r in data.records], min_count=config.data.min_word_count, max_size=config.data.max_vocabulary
         )
     )
     captions = training_captions(data, tokenizer, config)
+    if captions.has_text_only and not config.model.text_only_context:
+        raise ConfigError(
+            "data.mix: a text_only source needs model.text_only_context (the decoder's 'no photo' annotation)"
+        )
     if captions.skipped and verbose:
         print(
             f"left out {len(captions.skipped)} caption(s), e.g. "
@@ -204,7 +208,8 @@ def train_self_critical(
     # model again inside the strategy's scope, where its variables must be created.
     initial = load_captioner(init_from)
     tokenizer, encoder = initial.tokenizer, initial.encoder
-    data = load_captions(config.data, encoder.image_size, id_prefix="train", verbose=verbose)
+    # SCST scores sampled captions against a photo's references: captions without one do not take part.
+    data = load_captions(config.data, encoder.image_size, id_prefix="train", verbose=verbose).with_photos_only()
     captions = training_captions(data, tokenizer, config)
     reward = CiderReward.from_token_ids(captions.tokens, captions.lengths, captions.image_index, tokenizer.end_id)
     first_of_each_image = np.unique(captions.image_index, return_index=True)[1]
@@ -213,6 +218,7 @@ def train_self_critical(
         image_index=captions.image_index[first_of_each_image],
         tokens=captions.tokens[first_of_each_image],
         lengths=captions.lengths[first_of_each_image],
+        source=None if captions.source is None else captions.source[first_of_each_image],
         skipped={},
     )
     source = features_source(data, encoder, config.model, config.data.feature_cache, output_dir, "train", verbose)
@@ -248,8 +254,8 @@ def train_self_critical(
 
 
 def training_captions(data: CaptionData, tokenizer: CaptionTokenizer, config: RunConfig):
-    """The training split's captions as token ids; captions over `data.max_caption_words` are left
-    out (and counted), bad records too with `data.skip_bad`."""
+    """The training split's captions as token ids, with their sources' mixing weights; captions
+    over `data.max_caption_words` are left out (and counted), bad records too with `data.skip_bad`."""
     return encode_captions(
         data.records,
         tokenizer,
@@ -257,4 +263,6 @@ def training_captions(data: CaptionData, tokenizer: CaptionTokenizer, config: Ru
         max_words=config.data.max_caption_words,
         skip_invalid=config.data.skip_bad,
         drop_long=True,
+        record_source=data.record_source,
+        source_weights=data.source_weights,
     )
