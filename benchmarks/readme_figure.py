@@ -30,7 +30,7 @@ def main() -> None:
         help="pass docs/images/caption_attention.png to update the README figure",
     )
     args = parser.parse_args()
-    loaded = load_for_captioning([DEFAULT_PRESET], tag_guidance="auto")
+    loaded = load_for_captioning([DEFAULT_PRESET], as_caption_command=True)
     with tempfile.TemporaryDirectory() as folder:
         photo_path = Path(folder) / "chelsea.jpg"
         Image.fromarray(data.chelsea()).save(photo_path, quality=90)

@@ -99,7 +99,7 @@ def cmd_caption(args) -> None:
     from sat_tf.workflows import caption_files, load_for_captioning
     from sat_tf.workflows.flags import section_overrides
 
-    loaded = load_for_captioning(args.model, args.recipe, args.config, section_overrides(args), tag_guidance="auto")
+    loaded = load_for_captioning(args.model, args.recipe, args.config, section_overrides(args), as_caption_command=True)
     captioned = caption_files(loaded.model, args.images, loaded.decoding, skip_bad=args.skip_bad, with_tags=args.tags)
     records = captioned.records()
     plots = attention_plot_paths(args.attention_plot, len(records)) if args.attention_plot else []
@@ -324,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--tags",
         action="store_true",
         help="also print each photo's ImageNet tags (the words the encoder's classifier sees); "
-        "captions use them per --tag-guidance (default here: auto)",
+        "captions use them per --tag-guidance (default here: the model's caption_tag_guidance, "
+        "auto for models without everyday words)",
     )
     caption.add_argument("--output", help="also write the captions as JSON (caption, confidence, k-best list, tags)")
     add_config_arguments(caption)

@@ -74,15 +74,27 @@ def test_loading_for_captioning_reads_a_preset_once(model, images, tmp_path, mon
     import sat_tf.workflows.caption as caption_module
 
     monkeypatch.setattr(caption_module, "preset_info", preset_module.preset_info)
-    loaded = load_for_captioning([str(folder)], overrides={"decoding": {"max_length": 7}}, tag_guidance="auto")
+    loaded = load_for_captioning([str(folder)], overrides={"decoding": {"max_length": 7}}, as_caption_command=True)
     assert len(reads) == 1
     assert (loaded.decoding.beam_size, loaded.decoding.length_penalty) == (2, 0.5)  # the preset's own
-    assert loaded.decoding.max_length == 7 and loaded.decoding.tag_guidance == "auto"
+    assert loaded.decoding.max_length == 7 and loaded.decoding.tag_guidance == "auto"  # no caption_tag_guidance
     assert loaded.model.members() == [loaded.model]
-    explicit = load_for_captioning([str(folder)], overrides={"decoding": {"tag_guidance": "off"}}, tag_guidance="auto")
+    explicit = load_for_captioning(
+        [str(folder)], overrides={"decoding": {"tag_guidance": "off"}}, as_caption_command=True
+    )
     assert explicit.decoding.tag_guidance == "off"  # a setting given wins over the command's default
     pair = load_for_captioning([str(folder), str(folder)])
     assert len(pair.model.members()) == 2 and pair.decoding.beam_size == 2
+
+
+def test_the_caption_command_decodes_with_the_models_own_tag_guidance(model, tmp_path):
+    from sat_tf.workflows import load_for_captioning
+
+    knows_everyday_words = save_preset(model, tmp_path / "q", decoding={"caption_tag_guidance": "off"})
+    assert load_for_captioning([str(knows_everyday_words)], as_caption_command=True).decoding.tag_guidance == "off"
+    flickr_only = save_preset(model, tmp_path / "p", decoding={"beam_size": 2})
+    assert load_for_captioning([str(flickr_only)], as_caption_command=True).decoding.tag_guidance == "auto"
+    assert load_for_captioning([str(flickr_only)]).decoding.tag_guidance == "off"  # evaluate, export: the model's
 
 
 def test_int8_and_float16_presets_round_within_their_step(model, images, tmp_path):

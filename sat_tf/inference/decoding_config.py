@@ -27,7 +27,11 @@ class DecodingConfig:
             and costs nothing (`benchmarks/ngram_blocking.py`).
         tag_guidance: "off", "on" or "auto": make captions contain a word of the encoder's
             ImageNet tags (EfficientNet-Lite encoders; see `sat_tf.inference.tag_guidance`).
-            `sat-tf caption` uses "auto" unless told otherwise.
+            `sat-tf caption` uses `caption_tag_guidance` unless told otherwise.
+        caption_tag_guidance: the tag guidance `sat-tf caption` uses when not told: "auto" helps
+            a model whose language lacks everyday words (trained on Flickr8k alone); a model that
+            knows them (the everyday presets) stores "off", so the command line, the SavedModel
+            server and the device (which have no tagger) give it one and the same caption.
         tag_probability: "on": tags at least this probable constrain the caption.
         tag_auto_probability: "auto": a tag at least this probable that the free caption does not
             name makes that caption constrained.
@@ -43,6 +47,7 @@ class DecodingConfig:
     decode_batch_size: int = 64
     no_repeat_ngram_size: int = 3
     tag_guidance: str = "off"
+    caption_tag_guidance: str = "auto"
     tag_probability: float = 0.3
     tag_auto_probability: float = 0.5
     not_sure_below: float = NOT_SURE_BELOW
@@ -58,6 +63,7 @@ class DecodingConfig:
             raise ConfigError(f"decoding.not_sure_below must be in [0, 1]; got {self.not_sure_below}")
         try:
             self.guidance()
+            TagGuidance(self.caption_tag_guidance, self.tag_probability, self.tag_auto_probability)
         except ValueError as exc:
             raise ConfigError(f"decoding: {exc}") from None
 

@@ -185,7 +185,7 @@ def load_for_captioning(
     recipe: str | None = None,
     config_file: str | os.PathLike | None = None,
     overrides: dict | None = None,
-    tag_guidance: str | None = None,
+    as_caption_command: bool = False,
 ) -> LoadedCaptioner:
     """Loads one model (or an ensemble of several) and its decoding settings (see `decoding_for`,
     read from the first model), reading each model's files once.
@@ -193,8 +193,8 @@ def load_for_captioning(
     Args:
         references: `.keras` files, run folders or preset names; several decode as an ensemble.
         recipe, config_file, overrides: settings layered over the model's own decoding settings.
-        tag_guidance: the tag-guidance mode to use unless `overrides` sets one (`sat-tf caption`
-            passes "auto").
+        as_caption_command: decode as `sat-tf caption` does: with the model's
+            `caption_tag_guidance`, unless `overrides` set `tag_guidance`.
     """
     if not references:
         raise ConfigError("no model given")
@@ -206,8 +206,8 @@ def load_for_captioning(
             trained = run_config_of(reference, preset=info)
     own = trained.decoding if trained is not None else None
     decoding = _decoding_over(own, recipe, config_file, overrides)
-    if tag_guidance is not None and "tag_guidance" not in (overrides or {}).get("decoding", {}):
-        decoding = dataclasses.replace(decoding, tag_guidance=tag_guidance)
+    if as_caption_command and "tag_guidance" not in (overrides or {}).get("decoding", {}):
+        decoding = dataclasses.replace(decoding, tag_guidance=decoding.caption_tag_guidance)
     return LoadedCaptioner(as_one_captioner(models), decoding)
 
 
