@@ -341,3 +341,16 @@ def test_sat_tf_train_mixes_sources_from_the_command_line(tmp_path):
     assert main([*common, *small, "--mix", json.dumps(mix), "--output-dir", str(tmp_path / "refused")]) == 2
     with pytest.raises(SystemExit):
         main([*common, *small, "--mix", "not json", "--output-dir", str(tmp_path / "bad")])
+
+
+def test_a_split_list_limits_jsonl_and_csv_captions(tmp_path):
+    lines = [{"image": "photos/a.jpg", "caption": "one"}, {"image": "photos/b.jpg", "caption": "two"}]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (tmp_path / "c.csv").write_text("image,caption\nphotos/a.jpg,one\nphotos/b.jpg,two\n")
+    (tmp_path / "split.txt").write_text("b.jpg\n")
+    for name in ("c.jsonl", "c.csv"):
+        records = read_captions(tmp_path / name, tmp_path, split_list=tmp_path / "split.txt")
+        assert [(r.image_id, r.caption) for r in records] == [("photos/b.jpg", "two")]
+    (tmp_path / "absent.txt").write_text("b.jpg\nc.jpg\n")
+    with pytest.raises(CaptionFileError, match=r"absent.txt: 1 image\(s\) have no caption in .*c.jsonl, e.g. c.jpg"):
+        read_captions(tmp_path / "c.jsonl", tmp_path, split_list=tmp_path / "absent.txt")

@@ -261,6 +261,19 @@ def read_text_captions(path: str | os.PathLike) -> list[CaptionRecord]:
     return records
 
 
+def _in_split(records: list[CaptionRecord], split_path: str | os.PathLike, path: Path) -> list[CaptionRecord]:
+    """The records whose image (as the file names it, or its file name alone) is in the split list."""
+    wanted = set(read_split_list(split_path))
+    kept = [r for r in records if r.image_id in wanted or os.path.basename(r.image_id) in wanted]
+    found = {r.image_id for r in kept} | {os.path.basename(r.image_id) for r in kept}
+    absent = sorted(wanted - found)
+    if absent:
+        raise CaptionFileError(
+            f"{split_path}: {len(absent)} image(s) have no caption in {path}, e.g. {', '.join(absent[:3])}"
+        )
+    return kept
+
+
 def missing_image_files(records: list[CaptionRecord]) -> list[str]:
     """Image paths of `records` that do not exist (each listed once)."""
     return [p for p in dict.fromkeys(_image_path(r) for r in records) if not os.path.isfile(p)]
@@ -287,7 +300,7 @@ def read_captions(
 ) -> list[CaptionRecord]:
     """Reads any supported caption source, chosen by its form:
 
-    - `.jsonl` / `.csv`: `read_caption_file`;
+    - `.jsonl` / `.csv`: `read_caption_file` (`split_list` limits it to a split);
     - `.txt`: a Flickr token file (`split_list` limits it to a split);
     - `.json` with `annotations`: COCO captions (`split_list` limits it to a split); with
       `images[].sentences`: Karpathy's split file (`split` picks train/val/test; train includes restval).
@@ -295,7 +308,8 @@ def read_captions(
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".csv"):
-        return read_caption_file(path, image_dir)
+        records = read_caption_file(path, image_dir)
+        return records if split_list is None else _in_split(records, split_list, path)
     if suffix == ".txt":
         return read_flickr_tokens(path, split_list, image_dir)
     if suffix == ".json":
