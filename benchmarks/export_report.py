@@ -25,6 +25,8 @@ from outputs import add_output_argument
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import sat_tf  # noqa: E402, F401, I001  (first: sets TensorFlow's oneDNN switch as sat_tf's commands do)
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

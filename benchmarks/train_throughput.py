@@ -41,12 +41,12 @@ from outputs import add_output_argument
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import sat_tf  # noqa: E402, F401, I001  (first: turns oneDNN on before TensorFlow loads, as sat_tf's commands do)
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import reporting  # noqa: E402  (benchmarks/reporting.py)
 import tensorflow as tf  # noqa: E402
-
-import sat_tf  # noqa: E402, F401  (turns oneDNN on before TensorFlow loads, as sat_tf's commands do)
 from sat_tf.data.tokenizer import CaptionTokenizer  # noqa: E402
 from sat_tf.models import AttentionDecoder, Captioner  # noqa: E402
 from sat_tf.models.config import ModelConfig, build_captioner  # noqa: E402
