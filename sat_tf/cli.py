@@ -156,6 +156,7 @@ def cmd_evaluate(args) -> None:
         data = default_evaluation_data(args.model[0])  # the run's own validation split
     if data is None:
         data = resolve_run_config(args.recipe, args.config, {"data": overrides.get("data", {})}).data
+    _require_captions_for_a_preset(args.model, data)
     report = evaluate_captioner(
         args.model,
         data,
@@ -169,12 +170,26 @@ def cmd_evaluate(args) -> None:
     print(json.dumps(shown, indent=2))
 
 
+def _require_captions_for_a_preset(models: list[str], data) -> None:
+    """A preset was trained on real photos: scoring it on the generated shapes (the data settings'
+    default) means nothing, so the photos must be named."""
+    from sat_tf.errors import ConfigError
+    from sat_tf.workflows.models import is_preset
+
+    if data.is_synthetic and is_preset(models[0]):
+        raise ConfigError(
+            f"{models[0]} is a pretrained preset: name the photos and their captions "
+            "(--captions FILE [--image-dir DIR] [--split-list FILE], or --recipe/--config with a data section)"
+        )
+
+
 def cmd_distill(args) -> None:
     from sat_tf.workflows.distill import write_distillation_captions
     from sat_tf.workflows.flags import section_overrides
     from sat_tf.workflows.run_config import resolve_run_config
 
     data = resolve_run_config(args.recipe, args.config, {"data": section_overrides(args).get("data", {})}).data
+    _require_captions_for_a_preset(args.model, data)
     captions = write_distillation_captions(
         args.model, data, _decoding_for(args), args.output, args.with_references, verbose=args.verbose
     )
@@ -344,9 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--model",
-        required=True,
         nargs="+",
-        help="model.keras, a run folder (its best_model.keras) or a preset name; several: an ensemble",
+        default=[DEFAULT_PRESET],
+        help="model.keras, a run folder (its best_model.keras) or a preset name; several: an ensemble "
+        f"(default: the pretrained preset {DEFAULT_PRESET})",
     )
     evaluate.add_argument(
         "--tokenization",
@@ -380,7 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
         "a student trains on (sequence-level knowledge distillation)",
     )
     distill.add_argument(
-        "--model", required=True, nargs="+", help="the teacher: model.keras, a run folder or a preset name; several"
+        "--model",
+        nargs="+",
+        default=[DEFAULT_PRESET],
+        help="the teacher: model.keras, a run folder or a preset name; several: an ensemble "
+        f"(default: the pretrained preset {DEFAULT_PRESET})",
     )
     distill.add_argument("--output", required=True, help="the .jsonl caption file to write")
     distill.add_argument(
@@ -393,7 +413,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_section_flags(distill, "decoding")
 
     export = command("export", cmd_export, "SavedModel for serving and/or TFLite encoder + decoder step")
-    export.add_argument("--model", required=True, help="model.keras, a run folder or a preset name")
+    export.add_argument(
+        "--model",
+        default=DEFAULT_PRESET,
+        help=f"model.keras, a run folder or a preset name (default: the pretrained preset {DEFAULT_PRESET})",
+    )
     export.add_argument("--saved-model-dir", help="TF Serving base path; writes <dir>/<model-name>/<version>/")
     export.add_argument("--model-name", default="sat_tf")
     export.add_argument("--version", type=int, default=1)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sat_tf.cli import main
+from sat_tf.cli import DEFAULT_PRESET, main
 
 
 @pytest.fixture(scope="module")
@@ -443,3 +443,18 @@ def test_console_is_quiet_and_bugs_keep_their_traceback(monkeypatch, capsys):
     monkeypatch.setattr(cli, "cmd_serve", buggy)
     with pytest.raises(ValueError, match="a bug"):
         main(["serve", "--model-dir", "x"])
+
+
+def test_evaluate_defaults_to_the_shipped_preset_and_asks_for_photos(tmp_path, capsys):
+    assert main(["evaluate"]) == 2  # a preset on the generated shapes would mean nothing
+    assert "is a pretrained preset: name the photos" in capsys.readouterr().err
+    lines = []
+    for k in range(2):
+        Image.fromarray(np.full((40, 40, 3), 60 + 90 * k, np.uint8)).save(tmp_path / f"{k}.png")
+        lines.append(json.dumps({"image": f"{k}.png", "caption": "a plain grey square"}))
+    (tmp_path / "captions.jsonl").write_text("\n".join(lines) + "\n")
+    output = tmp_path / "report.json"
+    flags = ["--captions", str(tmp_path / "captions.jsonl"), "--tokenization", "python", "--output", str(output)]
+    assert main(["evaluate", *flags]) == 0
+    report = json.loads(output.read_text())
+    assert report["images"] == 2 and report["models"] == [DEFAULT_PRESET]
