@@ -1,11 +1,19 @@
 """Builds the shipped preset from a trained model and measures what its weight storage costs.
 
 Writes `sat_tf/presets/<name>/` (config.json + weights.npz) from `--model`, after decoding the
-1,000 Flickr8k dev images with the float32 model and with the preset stored as int8 and as
-float16: how many captions stay identical, and the dev metrics of each (coco-caption). The
-preset records its own dev metrics, decoding settings and how it was made.
+run's validation split (Flickr8k dev, 1,000 images; COCO val2014 dev, 100, for the everyday preset)
+with the float32 model and with the preset stored as int8 and as float16: how many captions stay
+identical, and the metrics of each (coco-caption). The preset records its own metrics, decoding
+settings and how it was made.
 
 The shipped presets, from scratch (the --name picks the provenance the preset states).
+The default, everyday_lite0_448 (Flickr8k + COCO photos + COCO text; needs the three folders of
+../shared/data described in its README, and the flickr8k_lite0_448_distilled preset it starts from):
+
+    sat-tf train --recipe coco-everyday --data-root ../shared/data --output-dir runs/everyday_text
+    python benchmarks/build_preset.py --model runs/everyday_text --name everyday_lite0_448 \\
+        --caption-tag-guidance off --output benchmarks/results/preset_everyday.json
+
 flickr8k_lite0_448 (14x14 regions):
 
     sat-tf train --recipe flickr8k-lite0-ft --image-size 448 --data-root ../shared/data/flickr8k \\
@@ -95,6 +103,16 @@ PROVENANCE = {
         "validation), then 2 epochs of self-critical training on CIDEr-D with the ensemble's caption as a "
         "sixth reference (selected on Flickr8k dev CIDEr-D). Metrics: Flickr8k dev, 1,000 images, coco-caption."
     ),
+    "everyday_lite0_448": (
+        "Trained with the coco-everyday recipe (benchmarks/build_preset.py) on three sources at once: the "
+        "6,000 Flickr8k training photos (Hodosh, Young & Hockenmaier 2013; research use only), 750 COCO "
+        "val2014 photos with their captions (shown 4 times an epoch), and COCO captions without photos "
+        "(172,259 captions of 34,428 other photos, CC BY 4.0; a quarter of them, drawn anew each epoch, "
+        "train the decoder's language through its learned 'no photo' annotation). Started from the "
+        "flickr8k_lite0_448_distilled preset (its words' rows kept, the vocabulary grown to the 5,000 most "
+        "frequent words of all sources), 2 epochs of cross-entropy at 14x14 regions, the epoch selected on "
+        "COCO val2014 dev BLEU-4. Metrics: COCO val2014 dev, 100 photos, coco-caption."
+    ),
 }
 
 
@@ -107,9 +125,16 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="the trained run folder (its best_model.keras) or file")
     parser.add_argument("--name", default="flickr8k_lite0_448_distilled", choices=list(PROVENANCE))
     parser.add_argument("--weight-format", default="int8", choices=["int8", "float16", "float32"])
+    parser.add_argument(
+        "--caption-tag-guidance",
+        choices=["auto", "off", "on"],
+        help="the tag guidance `sat-tf caption` uses with this preset (default: the run's setting)",
+    )
     add_output_argument(parser, "preset.json")
     args = parser.parse_args()
     decoding = run_config_of(args.model).decoding
+    if args.caption_tag_guidance is not None:
+        decoding = dataclasses.replace(decoding, caption_tag_guidance=args.caption_tag_guidance)
     data = default_evaluation_data(args.model)
     model = load_captioner(args.model)
 

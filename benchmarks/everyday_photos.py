@@ -38,10 +38,10 @@ def main() -> None:
     parser.add_argument("--tag-guidance", nargs="+", default=["off", "auto"], choices=("off", "auto", "on"))
     parser.add_argument(
         "--flickr-tag-guidance",
-        nargs="+",
+        nargs="*",
         default=["off"],
         choices=("off", "auto", "on"),
-        help="modes for Flickr8k dev (1,000 photos: the slow split)",
+        help="modes for Flickr8k dev (1,000 photos: the slow split; none given: skip it)",
     )
     parser.add_argument(
         "--side-by-side",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's Python-side logging
 
-DEFAULT_PRESET = "flickr8k_lite0_448_distilled"  # the shipped preset `sat-tf caption` uses without --model
+DEFAULT_PRESET = "everyday_lite0_448"  # the shipped preset `sat-tf caption` uses without --model
 
 
 def run_config(args, base: dict | None = None):

@@ -1,10 +1,9 @@
-"""One caption everywhere: the default shipped preset captions the 79 COCO photos and 200 Flickr8k dev
-photos identically through the library (`sat-tf caption`'s workflow), the SavedModel as `sat-tf
+"""One caption everywhere: the default shipped preset, with its default decoding, captions the 79 COCO
+photos and 200 Flickr8k dev photos identically through the library (`sat-tf caption`), the SavedModel as `sat-tf
 serve` feeds it, and the edge runtime with the manifest's decoding settings, which also flags the
 captions the library calls "not sure". Needs the shared real-data folder; skips, saying so, without
 it."""
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -30,9 +29,11 @@ def _photos() -> list[str]:
 def test_library_saved_model_and_edge_caption_the_preset_alike(tmp_path):
     photos = _photos()
     assert len(photos) == 279
-    loaded = load_for_captioning([DEFAULT_PRESET])
-    # tag guidance is the one setting the exports do not run (see docs/captioning.md)
-    decoding = dataclasses.replace(loaded.decoding, tag_guidance="off")
+    # decoded as `sat-tf caption` decodes it: the default preset knows everyday words and asks for
+    # no tag guidance (the one setting the exports cannot run), so its caption is the same everywhere
+    loaded = load_for_captioning([DEFAULT_PRESET], as_caption_command=True)
+    decoding = loaded.decoding
+    assert decoding.tag_guidance == "off"
     records = caption_files(loaded.model, photos, decoding).records()
     library = [record["caption"] for record in records]
 

@@ -16,7 +16,9 @@ from sat_tf.models.preset import preset_folder, preset_info, preset_names
 PRESET = DEFAULT_PRESET
 
 
-@pytest.mark.parametrize("name", ["flickr8k_lite0", "flickr8k_lite0_448", "flickr8k_lite0_448_distilled"])
+@pytest.mark.parametrize(
+    "name", ["flickr8k_lite0", "flickr8k_lite0_448", "flickr8k_lite0_448_distilled", "everyday_lite0_448"]
+)
 def test_presets_are_shipped_small_and_documented(name):
     assert name in preset_names()
     folder = Path(str(preset_folder(name)))

@@ -2,7 +2,7 @@
 workflow shares.
 
 Example:
-    >>> loaded = load_for_captioning(["flickr8k_lite0_448_distilled"])    # the model and its decoding settings
+    >>> loaded = load_for_captioning(["everyday_lite0_448"])    # the model and its decoding settings
     >>> captioned = caption_files(loaded.model, ["photo.jpg"], loaded.decoding)
     >>> captioned.records()[0]["caption"]
 """
