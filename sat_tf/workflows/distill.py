@@ -58,7 +58,7 @@ def write_distillation_captions(
     if data.is_synthetic:
         raise ConfigError("distillation needs a caption file (--captions): generated data has no image files")
     teacher = load_captioners(teacher_paths)
-    captions = load_captions(data, teacher.members()[0].encoder.image_size, verbose=verbose)
+    captions = load_captions(data, teacher.members()[0].encoder.image_size, verbose=verbose).with_photos_only()
     inputs = images_or_features(teacher, captions, data.feature_cache)
     texts = decode(teacher, decoding, **inputs).best().texts
     references = captions.references() if with_references else {}
