@@ -354,3 +354,21 @@ def test_a_split_list_limits_jsonl_and_csv_captions(tmp_path):
     (tmp_path / "absent.txt").write_text("b.jpg\nc.jpg\n")
     with pytest.raises(CaptionFileError, match=r"absent.txt: 1 image\(s\) have no caption in .*c.jsonl, e.g. c.jpg"):
         read_captions(tmp_path / "c.jsonl", tmp_path, split_list=tmp_path / "absent.txt")
+
+
+def test_the_shipped_everyday_preset_names_novel_objects_with_words_of_its_own():
+    """With COCO's words in the vocabulary, a zebra tag asks for "zebra" itself; the Flickr8k
+    preset, which lacks the word, still borrows "horse" and renames it."""
+    from sat_tf.inference.tag_guidance import tag_token_ids
+    from sat_tf.models.imagenet_tagger import Tag
+    from sat_tf.models.preset import preset_info
+
+    zebra = Tag("zebra", 0.9, ("zebra",))
+    for name, expected in (("everyday_lite0_448", "zebra"), ("flickr8k_lite0_448_distilled", "horse")):
+        vocabulary = preset_info(name)["captioner"]["config"]["tokenizer"]["config"]["vocabulary"]
+        index = {word: row for row, word in enumerate(vocabulary)}
+        rows = tag_token_ids(zebra, index)
+        assert list(rows) == [index[expected]]
+        assert rows[index[expected]] == (None if expected == "zebra" else "zebra")
+    everyday = preset_info("everyday_lite0_448")["captioner"]["config"]["tokenizer"]["config"]["vocabulary"]
+    assert {"giraffe", "zebra", "pizza", "banana", "toilet", "laptop", "broccoli"} <= set(everyday)
