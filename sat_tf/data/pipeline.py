@@ -200,25 +200,19 @@ def make_caption_dataset(
     if skip_batches:
         dataset = dataset.skip(skip_batches)
     key, load = _image_loader(images, image_size)
-    if text_only:  # a caption without a photo reads photo 0, which the task replaces (see has_photo)
-        return dataset.map(
-            lambda batch: {
-                key: load(tf.maximum(batch["image_index"], 0)),
-                "tokens": batch["tokens"],
-                "image_index": batch["image_index"],
-                "has_photo": tf.not_equal(batch["image_index"], NO_PHOTO),
-            },
-            num_parallel_calls=PREFETCH_BATCHES,
-            deterministic=True,
-        ).prefetch(PREFETCH_BATCHES)
+
+    def with_images(batch):
+        index = batch["image_index"]
+        inputs = {"tokens": batch["tokens"], "image_index": index}
+        if not text_only:
+            return {key: load(index), **inputs}
+        # a caption without a photo reads photo 0, which the task replaces (see has_photo)
+        return {key: load(tf.maximum(index, 0)), **inputs, "has_photo": tf.not_equal(index, NO_PHOTO)}
+
     # Fixed, small parallelism and prefetch: AUTOTUNE may buffer batches up to half the machine's
     # RAM (measured: peak RSS grew with the dataset), while two batches in flight keep a CPU or
     # GPU step fed and bound memory to a few batches whatever the dataset size.
-    dataset = dataset.map(
-        lambda batch: {key: load(batch["image_index"]), "tokens": batch["tokens"], "image_index": batch["image_index"]},
-        num_parallel_calls=PREFETCH_BATCHES,
-        deterministic=True,
-    )
+    dataset = dataset.map(with_images, num_parallel_calls=PREFETCH_BATCHES, deterministic=True)
     return dataset.prefetch(PREFETCH_BATCHES)
 
 
