@@ -145,3 +145,20 @@ def test_trainable_backbone_cannot_be_cached(image_files, tmp_path):
     assert not encoder.can_cache
     with pytest.raises(ValueError, match="frozen encoder"):
         extract_to_cache(encoder, image_files, tmp_path / "cache", verbose=False)
+
+
+def test_int8_calibration_inputs_of_a_model_with_a_fine_tuned_top():
+    """The int8 export's representative inputs replay greedy captions from the photos themselves:
+    region features are not the activations a fine-tuned top reads from a cache (the shipped
+    presets could not be exported as int8 before)."""
+    from sat_tf.export.tflite import PER_IMAGE_INPUTS, representative_inputs
+
+    model = build_captioner(_model_config(), CaptionTokenizer.from_corpus(CAPTIONS))
+    images = _images(2, seed=3)
+    encoder_samples, step_samples = representative_inputs(model, images, max_length=5)
+    assert [s["image"].shape for s in encoder_samples] == [(1, IMAGE_SIZE, IMAGE_SIZE, 3)] * 2
+    greedy = generate_captions(model, images=images, max_length=5, sampler=GreedySampler()).best()
+    assert len(step_samples) == int(np.sum(greedy.lengths))  # one step per token of each caption
+    constants = model.decoder.step_constants(model.encode(images[:1]))
+    for name in PER_IMAGE_INPUTS:
+        np.testing.assert_allclose(step_samples[0][name], getattr(constants, name).numpy(), rtol=1e-5, atol=1e-5)

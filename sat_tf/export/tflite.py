@@ -150,7 +150,7 @@ def representative_inputs(
         image = np.asarray(image, np.float32)[np.newaxis]
         encoder_samples.append({"image": image})
         features = model.encode(image, training=False)
-        caption = generate_captions(model, features=features, max_length=max_length).best()
+        caption = generate_captions(model, images=image, max_length=max_length).best()
         constants, state = decoder.step_constants(features), decoder.initial_state(features)
         per_image = {name: getattr(constants, name).numpy() for name in PER_IMAGE_INPUTS}
         # The inputs of every step that produced the greedy caption, replayed word by word.
