@@ -52,27 +52,28 @@ def main() -> None:
     add_output_argument(parser, "everyday_photos")
     args = parser.parse_args()
     splits: dict = {}  # (name, image size) -> Split, read once
-    rows, photos = [], {}
+    rows, photos, decodings = [], {}, {}
     for reference in args.model:
+        loaded = load_for_captioning([reference])  # read once; each mode only changes the decoding
+        size = loaded.model.encoder.image_size
+        decodings[reference] = dataclasses.asdict(loaded.decoding)
         for mode in args.tag_guidance:
-            loaded = load_for_captioning([reference], overrides={"decoding": {"tag_guidance": mode}})
-            size = loaded.model.encoder.image_size
+            decoding = dataclasses.replace(loaded.decoding, tag_guidance=mode)
             for name, data in SPLITS.items():
                 if name.startswith("Flickr") and mode not in args.flickr_tag_guidance:
                     continue
                 if (name, size) not in splits:
                     instances = COCO_INSTANCES if "coco_mini" in name else None
                     splits[name, size] = load_split(data(), size, instances)
-                card = card_of_split(loaded.model, loaded.decoding, splits[name, size])
+                card = card_of_split(loaded.model, decoding, splits[name, size])
                 rows.append({"model": reference, "tag_guidance": mode, "data": name, **card})
                 print(f"{reference} tags {mode} {name}: {card['BLEU-4']:.1f} / {card['CIDEr']:.1f}", flush=True)
-            decoding = dataclasses.asdict(loaded.decoding)
         if args.side_by_side:
             photos[reference] = side_by_side(loaded.model, loaded.decoding, args.side_by_side)
     report = {
         "machine": machine(),
         "command": command_line("everyday_photos.py", args),
-        "decoding": decoding,
+        "decoding": decodings,  # each model's own; tag_guidance per row
         "rows": rows,
         "side_by_side": photos,
     }

@@ -120,7 +120,6 @@ def read_flickr_tokens(
     the images of a split list. Images are looked up in `image_dir` (default: beside the file)."""
     token_path = Path(token_path)
     image_dir = Path(image_dir) if image_dir is not None else token_path.parent / "images"
-    wanted = set(read_split_list(split_path)) if split_path is not None else None
     records = []
     for number, line in enumerate(_read_text(token_path).splitlines(), start=1):
         if not line.strip():
@@ -130,14 +129,9 @@ def read_flickr_tokens(
         image, hash_mark, index = name.partition("#")
         if not tab or not hash_mark or not image or not index.isdigit():
             raise CaptionFileError(f"{where}: expected '<image>#<k><TAB><caption>'")
-        if wanted is None or image in wanted:
-            records.append(_record(image, caption, image_dir, where))
-    if wanted is not None:
-        absent = sorted(wanted - {r.image_id for r in records})
-        if absent:
-            raise CaptionFileError(
-                f"{split_path}: {len(absent)} image(s) have no caption in {token_path}, e.g. {', '.join(absent[:3])}"
-            )
+        records.append(_record(image, caption, image_dir, where))
+    if split_path is not None:
+        records = _in_split(records, split_path, token_path)
     if not records:
         raise CaptionFileError(f"{token_path}: no caption records")
     return records
@@ -190,7 +184,6 @@ def read_coco_captions(
     """COCO captions JSON (`captions_train2014.json` style: `images` and `annotations`), optionally
     limited to the images of a split list (file names, as `train_images.txt` lists them)."""
     path = Path(path)
-    wanted = set(read_split_list(split_path)) if split_path is not None else None
     payload = _read_json(path)
     if not isinstance(payload, dict):
         raise CaptionFileError(f"{path}: expected a JSON object with 'images' and 'annotations'")
@@ -215,15 +208,9 @@ def read_coco_captions(
             raise CaptionFileError(f"{where}: needs 'image_id' and 'caption'")
         if not isinstance(annotation["image_id"], (int, str)) or annotation["image_id"] not in files:
             raise CaptionFileError(f"{where}: image_id {annotation['image_id']!r} is not in 'images'")
-        file_name = files[annotation["image_id"]]
-        if wanted is None or file_name in wanted:
-            records.append(_record(file_name, annotation["caption"], Path(image_dir), where))
-    if wanted is not None:
-        absent = sorted(wanted - {r.image_id for r in records})
-        if absent:
-            raise CaptionFileError(
-                f"{split_path}: {len(absent)} image(s) have no caption in {path}, e.g. {', '.join(absent[:3])}"
-            )
+        records.append(_record(files[annotation["image_id"]], annotation["caption"], Path(image_dir), where))
+    if split_path is not None:
+        records = _in_split(records, split_path, path)
     if not records:
         raise CaptionFileError(f"{path}: no annotations")
     return records
@@ -262,7 +249,9 @@ def read_text_captions(path: str | os.PathLike) -> list[CaptionRecord]:
 
 
 def _in_split(records: list[CaptionRecord], split_path: str | os.PathLike, path: Path) -> list[CaptionRecord]:
-    """The records whose image (as the file names it, or its file name alone) is in the split list."""
+    """The records whose image (as the caption file names it, or its file name alone) is in the
+    split list; every image of the list must have a caption. The one split-list filter of every
+    caption format."""
     wanted = set(read_split_list(split_path))
     kept = [r for r in records if r.image_id in wanted or os.path.basename(r.image_id) in wanted]
     found = {r.image_id for r in kept} | {os.path.basename(r.image_id) for r in kept}

@@ -186,9 +186,8 @@ class CaptionData:
 
     def references(self) -> dict[str, list[str]]:
         """image id -> its reference captions (captions without a photo left out)."""
-        paired = [k for k, i in enumerate(self.image_index) if i != NO_PHOTO]
-        records = [self.records[k] for k in paired]
-        return group_references(records, [self.image_ids[self.image_index[k]] for k in paired])
+        paired = self.with_photos_only()
+        return group_references(paired.records, [self.image_ids[i] for i in paired.image_index])
 
     def with_photos_only(self) -> "CaptionData":
         """The records that have a photo (for tasks that score captions against a photo's references)."""

@@ -85,14 +85,11 @@ def initialize_from(model: Captioner, source: Captioner, where: str | os.PathLik
     by_vocabulary = _vocabulary_axes(model)
     for theirs, mine in [*zip(source.encoder.weights, model.encoder.weights), *zip(theirs_decoder, mine_decoder)]:
         axis = by_vocabulary.get(id(mine))
+        _require_matching_shape(mine, theirs, where, vocabulary_axis=axis)
         if axis is None:
-            _require_shape(mine, tuple(theirs.shape), theirs.path, where)
             mine.assign(theirs)
             continue
         value = mine.numpy()
-        expected = list(value.shape)
-        expected[axis] = len(source.tokenizer.vocabulary)
-        _require_shape(mine, tuple(expected), theirs.path, where, vocabulary_axis=axis)
         known = rows >= 0
         np.moveaxis(value, axis, 0)[known] = np.moveaxis(theirs.numpy(), axis, 0)[rows[known]]
         mine.assign(value)
@@ -127,16 +124,15 @@ def _shared_word_rows(mine: list[str], theirs: list[str]) -> np.ndarray:
     return np.asarray([index.get(word, -1) for word in mine])
 
 
-def _require_shape(mine, expected: tuple, name: str, where, vocabulary_axis: int | None = None) -> None:
-    if tuple(mine.shape) == expected and vocabulary_axis is None:
-        return
-    shape = list(mine.shape)
+def _require_matching_shape(mine, theirs, where, vocabulary_axis: int | None = None) -> None:
+    """`theirs` must have `mine`'s shape, but for the length of the vocabulary axis, if any."""
+    expected = list(mine.shape)
     if vocabulary_axis is not None:
-        shape[vocabulary_axis] = expected[vocabulary_axis]
-    if tuple(shape) != expected:
+        expected[vocabulary_axis] = theirs.shape[vocabulary_axis]
+    if tuple(theirs.shape) != tuple(expected):
         raise ModelLoadError(
-            f"{where}: weight '{name}' has shape {expected}, the run's model needs {tuple(mine.shape)} "
-            "(the model settings differ)"
+            f"{where}: weight '{theirs.path}' has shape {tuple(theirs.shape)}, the run's model "
+            f"needs {tuple(mine.shape)} (the model settings differ)"
         )
 
 
