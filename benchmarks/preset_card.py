@@ -29,13 +29,13 @@ from outputs import add_output_argument
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from confidence import per_image_cider  # noqa: E402
 from grounding import MEASURES  # noqa: E402
 from ngram_blocking import repeats_a_trigram  # noqa: E402
 from novel_objects import COCO, coco_data, coco_dev, flickr_dev  # noqa: E402
 from reporting import command_line, machine, write_report  # noqa: E402
 
 from sat_tf.data.sources import CaptionData, decoder_inputs, load_captions  # noqa: E402
+from sat_tf.evaluation.calibration import per_photo_cider  # noqa: E402
 from sat_tf.evaluation.grounding import attention_grounding, coco_object_masks  # noqa: E402
 from sat_tf.evaluation.metrics import caption_metrics  # noqa: E402
 from sat_tf.evaluation.ranking import auroc  # noqa: E402
@@ -68,7 +68,7 @@ def card_of_split(model, decoding, split: Split) -> dict:
     best = decode(model, decoding, **split.inputs).best()
     texts = list(best.texts)
     scores = caption_metrics(captions.references(), dict(zip(captions.image_ids, texts)))
-    cider = per_image_cider(texts, captions)
+    cider = per_photo_cider(texts, captions)
     card = {
         "images": len(texts),
         **{key: scores[key] for key in SCORES},

@@ -431,7 +431,7 @@ def test_console_is_quiet_and_bugs_keep_their_traceback(monkeypatch, capsys):
     )
     assert verbose.returncode == 0
     # a user error is one line with exit status 2; any other exception is a bug and propagates
-    import sat_tf.cli as cli
+    import sat_tf.cli.serve as serve_command
 
     assert main(["evaluate", "--model", "/nonexistent/model.keras"]) == 2
     err = capsys.readouterr().err
@@ -440,7 +440,7 @@ def test_console_is_quiet_and_bugs_keep_their_traceback(monkeypatch, capsys):
     def buggy(args):
         raise ValueError("a bug, not the user's fault")
 
-    monkeypatch.setattr(cli, "cmd_serve", buggy)
+    monkeypatch.setattr(serve_command, "run", buggy)
     with pytest.raises(ValueError, match="a bug"):
         main(["serve", "--model-dir", "x"])
 

@@ -134,6 +134,19 @@ def test_page_captions_an_upload_and_shows_attention_per_word(
     ActionChains(browser).move_to_element(browser.find_element(By.TAG_NAME, "h1")).perform()
     wait.until(lambda d: _canvas_pixels(d) == plain)  # leaving the words shows the plain photo again
 
+    # not sure, with tags: the page leads with what the model sees, the caption dimmed below (as
+    # `sat-tf caption` prints sat_tf_edge.confidence.shown_text), unless "always show the caption"
+    elephant = "[{word: 'elephant', probability: 0.87}]"
+    browser.execute_script(f"satTfPage.showDoubt({{confidence: 0.01}}, {elephant})")
+    not_sure = browser.find_element(By.ID, "not-sure")
+    assert not_sure.is_displayed() and not_sure.text == "Not sure what this is; it looks like: elephant 87%"
+    assert "doubted" in browser.find_element(By.ID, "caption").get_attribute("class")
+    assert " ".join(w.text for w in browser.find_elements(By.CSS_SELECTOR, "#caption .word")) == expected.best_texts[0]
+    browser.find_element(By.ID, "always-caption").click()
+    browser.execute_script(f"satTfPage.showDoubt({{confidence: 0.01}}, {elephant})")
+    assert not browser.find_element(By.ID, "not-sure").is_displayed()
+    assert "doubted" not in browser.find_element(By.ID, "caption").get_attribute("class")
+
 
 def test_page_reports_bad_uploads_and_the_server_stays_up(browser, live_server, tiny_data, tmp_path):
     from selenium.webdriver.common.by import By

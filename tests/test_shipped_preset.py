@@ -50,7 +50,11 @@ def test_caption_without_a_model_uses_the_preset(photo, tmp_path, capsys):
     result = json.loads(output.read_text())["captions"][0]
     words = result["caption"].split()
     confidence = f"(confidence {result['confidence']:.2f}{': not sure' if result['not_sure'] else ''})"
-    assert printed == f"{photo}\t{result['caption']}\t{confidence}"
+    seen = ", ".join(f"{tag['word']} {tag['probability']:.0%}" for tag in result["tags"])
+    shown = f"not sure what this is; it looks like: {seen}" if result["not_sure"] and seen else result["caption"]
+    assert printed == f"{photo}\t{shown}\t{confidence}"
+    assert main(["caption", str(photo), "--always-caption"]) == 0  # the caption itself, however unsure
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"{photo}\t{result['caption']}\t{confidence}"
     assert 0.0 < result["confidence"] <= 1.0
     model = Captioner.from_preset(PRESET)
     assert 2 <= len(words) <= 20 and "<unk>" not in words

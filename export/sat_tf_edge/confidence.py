@@ -34,3 +34,21 @@ def confidence_text(confidence: float, not_sure: bool) -> str:
         '(confidence 0.40: not sure)'
     """
     return f"(confidence {confidence:.2f}{': not sure' if not_sure else ''})"
+
+
+def shown_text(caption: str, not_sure: bool, tags, always_caption: bool = False) -> str:
+    """What to show for a caption: the caption itself, or, when the model is not sure and its
+    ImageNet tags are known, what it does see instead of a sentence that is likely wrong. `tags`
+    is a list of (word, probability), most probable first.
+
+    Example:
+        >>> shown_text("a dog runs on the grass", True, [("elephant", 0.87)])
+        'not sure what this is; it looks like: elephant 87%'
+        >>> shown_text("a dog runs on the grass", True, [("elephant", 0.87)], always_caption=True)
+        'a dog runs on the grass'
+    """
+    if not not_sure or always_caption or not tags:
+        return caption
+    return "not sure what this is; it looks like: " + ", ".join(
+        f"{word} {probability:.0%}" for word, probability in tags
+    )

@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+from sat_tf_edge.calibration import CalibrationError, ConfidenceCalibration
 from sat_tf_edge.confidence import NOT_SURE_BELOW
 
 FORMAT = "sat_tf_edge/1"
@@ -50,6 +51,10 @@ class EdgeManifest:
             captions as `sat-tf caption` does: {"beam_size", "length_penalty", "forbid_unknown",
             "no_repeat_ngram_size", "not_sure_below"} (`DEFAULT_DECODING` for those a manifest was
             written without).
+        confidence_calibration: the model's confidence calibration
+            (`sat_tf_edge.calibration.ConfidenceCalibration` as JSON), or None: the confidence is
+            then the geometric-mean token probability.
+        decoder_batch: the decoder step's fixed batch (None: any), the most beams it decodes.
     """
 
     image_size: int
@@ -63,6 +68,8 @@ class EdgeManifest:
     )
     attention_mode: str = "soft"
     decoding: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_DECODING))
+    confidence_calibration: dict | None = None
+    decoder_batch: int | None = None
 
     def __post_init__(self):
         unknown = sorted(set(self.decoding) - set(DEFAULT_DECODING))
@@ -74,6 +81,20 @@ class EdgeManifest:
             raise ManifestError(
                 f"{MANIFEST_FILE}: decoding.not_sure_below must be a number in [0, 1]; got {threshold!r}"
             )
+        self.calibration()  # a malformed calibration is refused when the manifest is read
+        batch = self.decoder_batch
+        if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+            raise ManifestError(f"{MANIFEST_FILE}: decoder_batch must be a positive integer or null; got {batch!r}")
+
+    def calibration(self) -> ConfidenceCalibration | None:
+        if self.confidence_calibration is None:
+            return None
+        try:
+            return ConfidenceCalibration.from_json(
+                self.confidence_calibration, f"{MANIFEST_FILE}: confidence_calibration"
+            )
+        except CalibrationError as exc:
+            raise ManifestError(str(exc)) from None
 
     def to_json(self) -> dict:
         return {"format": FORMAT, **dataclasses.asdict(self), "feature_grid": list(self.feature_grid)}

@@ -20,10 +20,12 @@ On Android/iOS, the same two files and signatures run with the LiteRT interprete
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
 
+from sat_tf_edge.calibration import caption_signals
 from sat_tf_edge.confidence import caption_confidence
 from sat_tf_edge.images import load_image
 from sat_tf_edge.manifest import MANIFEST_FILE, EdgeManifest
@@ -42,19 +44,44 @@ def repeated_ngram_words(tokens: list[int], n: int) -> list[int]:
 class EdgeCaption:
     """One caption: its text, token ids (without <start>, <end> included when emitted), the
     log-probability of each token, the attention map [T, L] of each step, the beam's ranking score,
-    and whether its confidence is below the model's "not sure" threshold."""
+    the k-best token lists (best first) with their summed log-probabilities, the photo's h0, its
+    confidence (the library's: calibrated when the manifest carries a calibration, else the
+    geometric-mean token probability) and whether that is below the model's "not sure" threshold."""
 
     text: str
     tokens: list[int]
     log_probs: list[float]
     alphas: np.ndarray
     score: float
+    candidates: list[list[int]] = dataclasses.field(default_factory=list)
+    candidate_log_probs: list[float] = dataclasses.field(default_factory=list)
+    photo_state: np.ndarray | None = None
+    confidence: float = math.nan  # NaN: the geometric-mean token probability
     not_sure: bool = False
 
-    @property
-    def confidence(self) -> float:
-        """The library's confidence (`sat_tf_edge.confidence.caption_confidence`), in (0, 1]."""
-        return float(caption_confidence(sum(self.log_probs), len(self.tokens)))
+    def __post_init__(self):
+        if math.isnan(self.confidence):
+            self.confidence = float(caption_confidence(sum(self.log_probs), len(self.tokens)))
+
+    def signals(self, novelty, end_id: int) -> dict[str, np.ndarray]:
+        """The calibration's signals of this caption (`sat_tf_edge.calibration.caption_signals`)."""
+        if self.photo_state is None:
+            raise ValueError("the photo's state was not recorded (caption with EdgeCaptioner.caption_beam)")
+        steps = max(len(tokens) for tokens in self.candidates)
+        padded = np.zeros((1, len(self.candidates), steps), np.int64)
+        for rank, tokens in enumerate(self.candidates):
+            padded[0, rank, : len(tokens)] = tokens
+        return caption_signals(
+            np.array([self.log_probs]),
+            np.array([len(self.tokens)]),
+            padded,
+            np.array([[len(tokens) for tokens in self.candidates]]),
+            np.array([self.candidate_log_probs]),
+            self.alphas[np.newaxis],
+            self.photo_state[np.newaxis],
+            novelty,
+            end_id,
+        )
 
 
 class EdgeCaptioner:
@@ -73,6 +100,7 @@ class EdgeCaptioner:
 
         model_dir = Path(model_dir)
         self.manifest = EdgeManifest.read(model_dir / MANIFEST_FILE)
+        self.calibration = self.manifest.calibration()
         self.vocabulary = self.manifest.vocabulary
         ids = self.manifest.special_ids
         self.pad_id, self.start_id, self.end_id, self.unknown_id = ids["pad"], ids["start"], ids["end"], ids["unknown"]
@@ -82,7 +110,20 @@ class EdgeCaptioner:
         self._encoder = Interpreter(model_path=str(model_dir / files["encoder"]), num_threads=num_threads)
         self._decoder = Interpreter(model_path=str(model_dir / files["decoder"]), num_threads=num_threads)
         self.encode = self._encoder.get_signature_runner("encode")
-        self.step = self._decoder.get_signature_runner("step")
+        self._step = self._decoder.get_signature_runner("step")
+        self.step_batch = self.manifest.decoder_batch  # None: the step takes any batch
+
+    def step(self, **inputs) -> dict:
+        """One decoder step for k rows; a step exported with a fixed batch gets its rows padded
+        with copies of the last and returns the first k."""
+        rows = len(inputs["previous_token"])
+        if self.step_batch is None or rows == self.step_batch:
+            return self._step(**inputs)
+        if rows > self.step_batch:
+            raise ValueError(f"this export decodes at most {self.step_batch} beams (its decoder_batch); asked {rows}")
+        padding = self.step_batch - rows
+        padded = {key: np.concatenate([value, np.repeat(value[-1:], padding, axis=0)]) for key, value in inputs.items()}
+        return {key: value[:rows] for key, value in self._step(**padded).items()}
 
     # ----- the two models -------------------------------------------------------------------------
     def encode_image(self, image: np.ndarray) -> dict:
@@ -110,6 +151,9 @@ class EdgeCaptioner:
         settings.update({key: value for key, value in given.items() if value is not None})
         pixels = image if isinstance(image, np.ndarray) else load_image(image, self.image_size)[np.newaxis]
         caption = self.caption_beam(self.encode_image(pixels), **settings)
+        if self.calibration is not None:
+            signals = caption.signals(self.calibration.novelty, self.end_id)
+            caption.confidence = float(self.calibration.confidence(signals)[0])
         caption.not_sure = caption.confidence < not_sure_below
         return caption
 
@@ -169,9 +213,18 @@ class EdgeCaptioner:
             hidden, cell, previous = out["hidden"][parents], out["cell"][parents], words.astype(np.int32)
         lengths = np.array([max(len(tokens), 1) for tokens, _, _ in beams], np.float64)
         ranking = scores / lengths**length_penalty if length_penalty else scores
-        best_beam = int(np.argmax(ranking))  # the first of equals, as the library's stable sort
-        tokens, token_log_probs, alphas = beams[best_beam]
-        return EdgeCaption(self.text(tokens), tokens, token_log_probs, np.stack(alphas), float(ranking[best_beam]))
+        order = np.argsort(-ranking, kind="stable")  # the first of equals first, as the library's stable sort
+        tokens, token_log_probs, alphas = beams[order[0]]
+        return EdgeCaption(
+            self.text(tokens),
+            tokens,
+            token_log_probs,
+            np.stack(alphas),
+            float(ranking[order[0]]),
+            candidates=[beams[rank][0] for rank in order],
+            candidate_log_probs=[float(sum(beams[rank][1])) for rank in order],
+            photo_state=np.asarray(encoded["hidden"][0], np.float64),
+        )
 
     def text(self, tokens: list[int]) -> str:
         return caption_text(tokens, self.vocabulary, self.pad_id, self.start_id, self.end_id)

@@ -7,7 +7,8 @@ Written in TensorFlow Serving's layout `<export_dir>/<model_name>/<version>/` wi
   beam_search       image_bytes: string [B]                   -> best of a beam fixed at export
 
 each returning caption (string [B]), tokens (int32 [B, T]), log_probs (float32 [B, T]), alphas
-(float32 [B, T, L]) and confidence (float32 [B], the geometric-mean token probability);
+(float32 [B, T, L]) and confidence (float32 [B]: the calibrated confidence of a model with a
+calibration, as the library's, else the geometric-mean token probability);
 beam_search adds score (float32 [B]) and the k-best list, candidates (string [B, k], best first)
 with candidate_scores (float32 [B, k]). With an ImageNet tagger (the default for EfficientNet-Lite
 encoders with ImageNet weights), every signature also returns tags (string [B, 3], the caption
@@ -28,6 +29,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from sat_tf.export.graph_confidence import graph_confidence
 from sat_tf.export.serving_settings import write_serving_settings
 from sat_tf.inference import BeamSampler, GreedySampler
 from sat_tf.inference.results import NOT_SURE_BELOW
@@ -35,6 +37,7 @@ from sat_tf.models import efficientnet_lite
 from sat_tf.models.captioner import Captioner
 from sat_tf.models.imagenet_tagger import ImageNetTagger, shared_tagger, tag_outputs
 from sat_tf.utils.atomic import atomic_path
+from sat_tf_edge.calibration import ConfidenceCalibration
 
 SIGNATURES = ("serving_default", "caption_images", "beam_search")
 
@@ -68,14 +71,20 @@ def decode_image_bytes(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
     )
 
 
-def _caption_outputs(model: Captioner, tokens, log_probs, alphas, lengths) -> dict:
-    # confidence: exp(log p / length), as `sat_tf.inference.results.caption_confidence`
-    confidence = tf.exp(tf.reduce_sum(log_probs, axis=-1) / tf.cast(tf.maximum(lengths, 1), log_probs.dtype))
+def _caption_outputs(model: Captioner, outputs: dict, calibration: ConfidenceCalibration | None) -> dict:
+    """The best caption of a sampler's outputs, with its confidence: the calibrated one
+    (`graph_confidence`) when the model has a calibration, else exp(log p / length), as
+    `sat_tf.inference.results.caption_confidence`."""
+    tokens, log_probs, lengths = outputs["tokens"][:, 0], outputs["token_log_probs"][:, 0], outputs["lengths"][:, 0]
+    if calibration is None:
+        confidence = tf.exp(tf.reduce_sum(log_probs, axis=-1) / tf.cast(tf.maximum(lengths, 1), log_probs.dtype))
+    else:
+        confidence = graph_confidence(calibration, outputs, model.tokenizer.end_id)
     return {
         "caption": model.tokenizer.detokenize(tokens),
         "tokens": tokens,
         "log_probs": log_probs,
-        "alphas": alphas,
+        "alphas": outputs["alphas"][:, 0],
         "confidence": confidence,
     }
 
@@ -88,6 +97,7 @@ def build_export_archive(
     tagger: ImageNetTagger | None = None,
     no_repeat_ngram_size: int = 0,
     forbid_unknown: bool = False,
+    calibration: ConfidenceCalibration | None = None,
 ) -> keras.export.ExportArchive:
     """The serving endpoints of `model` as a `keras.export.ExportArchive` (not yet written).
 
@@ -113,14 +123,7 @@ def build_export_archive(
     greedy_decode, beam_decode = decoding(greedy), decoding(beam)
 
     def best_caption(decode, features):
-        outputs = decode(features)
-        return _caption_outputs(
-            model,
-            outputs["tokens"][:, 0],
-            outputs["token_log_probs"][:, 0],
-            outputs["alphas"][:, 0],
-            outputs["lengths"][:, 0],
-        ), outputs["scores"][:, 0]
+        return _caption_outputs(model, decode(features), calibration)
 
     def with_tags(outputs, images):
         if tagger is None:
@@ -129,7 +132,7 @@ def build_export_archive(
 
     def caption_images(images):
         images = tf.cast(images, tf.float32)
-        return with_tags(best_caption(greedy_decode, model.encode(images, training=False))[0], images)
+        return with_tags(best_caption(greedy_decode, model.encode(images, training=False)), images)
 
     def caption_bytes(image_bytes):
         return caption_images(decode_image_bytes(image_bytes, size))
@@ -138,13 +141,7 @@ def build_export_archive(
         images = decode_image_bytes(image_bytes, size)
         features = model.encode(images, training=False)
         outputs = beam_decode(features)
-        best = _caption_outputs(
-            model,
-            outputs["tokens"][:, 0],
-            outputs["token_log_probs"][:, 0],
-            outputs["alphas"][:, 0],
-            outputs["lengths"][:, 0],
-        )
+        best = _caption_outputs(model, outputs, calibration)
         # the k-best list: every beam's caption and score, best first
         tokens = outputs["tokens"]
         candidates = model.tokenizer.detokenize(tf.reshape(tokens, [-1, tf.shape(tokens)[2]]))
@@ -194,6 +191,7 @@ def export_saved_model(
     no_repeat_ngram_size: int = 0,
     forbid_unknown: bool = False,
     not_sure_below: float = NOT_SURE_BELOW,
+    calibration: ConfidenceCalibration | None = None,
 ) -> Path:
     """Writes the serving SavedModel to `<export_dir>/<model_name>/<version>/`, atomically.
 
@@ -212,6 +210,8 @@ def export_saved_model(
         not_sure_below: the model's "not sure" threshold (`DecodingConfig.not_sure_below`), kept in
             `assets.extra/sat_tf.json` (TF Serving's folder for files beside the graph) for
             `sat-tf serve`'s page.
+        calibration: the model's confidence calibration: every signature's confidence is then
+            the calibrated one (`sat_tf.export.graph_confidence`), as the library's.
 
     Returns:
         The version directory.
@@ -228,7 +228,14 @@ def export_saved_model(
     # a hidden (non-numeric, so ignored) sibling and renames it into place.
     with atomic_path(target) as staging:
         build_export_archive(
-            model, max_length, beam_size, xla, _tagger_for(model, tags), no_repeat_ngram_size, forbid_unknown
+            model,
+            max_length,
+            beam_size,
+            xla,
+            _tagger_for(model, tags),
+            no_repeat_ngram_size,
+            forbid_unknown,
+            calibration,
         ).write_out(str(staging), verbose=False)
         write_serving_settings(staging, {"not_sure_below": not_sure_below})
     return target

@@ -36,6 +36,7 @@ from sat_tf.inference import generate_captions
 from sat_tf.models.captioner import Captioner
 from sat_tf.models.decoder import DecoderState, StepConstants
 from sat_tf.utils.atomic import atomic_path
+from sat_tf_edge.calibration import ConfidenceCalibration
 from sat_tf_edge.manifest import DECODER_FILE, ENCODER_FILE, MANIFEST_FILE, EdgeManifest
 
 QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
@@ -84,12 +85,13 @@ def encoder_archive(model: Captioner) -> keras.export.ExportArchive:
     return archive
 
 
-def decoder_step_archive(model: Captioner) -> keras.export.ExportArchive:
-    """SavedModel endpoint "step": one decoding step for a batch of beams."""
+def decoder_step_archive(model: Captioner, batch: int | None = None) -> keras.export.ExportArchive:
+    """SavedModel endpoint "step": one decoding step for a batch of beams (any batch, or exactly
+    `batch` rows: runtimes that cannot resize inputs, such as LiteRT.js, need a fixed shape)."""
     decoder = model.decoder
     height, width = model.feature_grid
     regions, hidden_dim = height * width, decoder.hidden_dim
-    spec = lambda name, *shape: tf.TensorSpec([None, *shape], tf.float32, name=name)  # noqa: E731
+    spec = lambda name, *shape: tf.TensorSpec([batch, *shape], tf.float32, name=name)  # noqa: E731
 
     def step(attention_keys, context_gates, context_outputs, hidden, cell, previous_token):
         constants = StepConstants(attention_keys, context_gates, context_outputs, decoder.fused_hidden_kernel())
@@ -106,7 +108,7 @@ def decoder_step_archive(model: Captioner) -> keras.export.ExportArchive:
             spec("context_outputs", regions, decoder.embedding_dim),
             spec("hidden", hidden_dim),
             spec("cell", hidden_dim),
-            tf.TensorSpec([None], tf.int32, name="previous_token"),
+            tf.TensorSpec([batch], tf.int32, name="previous_token"),
         ],
     )
     return archive
@@ -177,6 +179,8 @@ def export_tflite(
     representative_images: Iterable[np.ndarray] | None = None,
     max_length: int = 20,
     decoding: dict | None = None,
+    calibration: ConfidenceCalibration | None = None,
+    decoder_batch: int | None = None,
 ) -> dict[str, Path]:
     """Writes image_encoder.tflite, decoder_step.tflite and sat_tf_edge.json to `output_dir`.
 
@@ -190,6 +194,10 @@ def export_tflite(
         decoding: the settings the edge runtime decodes with by default ({"beam_size",
             "length_penalty", "forbid_unknown", "no_repeat_ngram_size", "not_sure_below"}; missing
             ones: greedy, unfiltered, the library's threshold), recorded in the manifest.
+        calibration: the model's confidence calibration, recorded in the manifest so the edge
+            runtime gives the library's calibrated confidence.
+        decoder_batch: a fixed batch for the decoder step (the beam size; for runtimes that
+            cannot resize inputs, LiteRT.js); None: any batch.
 
     Returns:
         {"encoder": path, "decoder": path, "manifest": path}.
@@ -206,11 +214,20 @@ def export_tflite(
         if representative_images is None:
             raise ValueError("int8 quantization needs representative_images")
         encoder_samples, step_samples = representative_inputs(model, representative_images, max_length)
+        if decoder_batch is not None:  # each calibration row repeated to the fixed batch
+            step_samples = [{k: np.repeat(v, decoder_batch, axis=0) for k, v in s.items()} for s in step_samples]
     paths = {}
     with tempfile.TemporaryDirectory(prefix="sat_tf_tflite_") as scratch:
         for key, archive, signature, quantization, samples, name in (
             ("encoder", encoder_archive(model), "encode", encoder_quantization, encoder_samples, ENCODER_FILE),
-            ("decoder", decoder_step_archive(model), "step", decoder_quantization, step_samples, DECODER_FILE),
+            (
+                "decoder",
+                decoder_step_archive(model, decoder_batch),
+                "step",
+                decoder_quantization,
+                step_samples,
+                DECODER_FILE,
+            ),
         ):
             saved_model_dir = os.path.join(scratch, key)
             archive.write_out(saved_model_dir, verbose=False)
@@ -235,6 +252,8 @@ def export_tflite(
         files={"encoder": ENCODER_FILE, "decoder": DECODER_FILE},
         attention_mode=model.decoder.attention_mode,
         decoding=dict(decoding or {}),
+        confidence_calibration=None if calibration is None else calibration.to_json(),
+        decoder_batch=decoder_batch,
     )
     paths["manifest"] = output_dir / MANIFEST_FILE
     with atomic_path(paths["manifest"]) as tmp:

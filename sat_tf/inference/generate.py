@@ -81,6 +81,18 @@ def region_features(model, images=None, features=None):
     return _compiled(model, "features_from_cache")(features)
 
 
+def photo_states(model, images, batch_size: int = 64) -> np.ndarray:
+    """float32 [N, H]: the decoder's initial hidden state h0 of each image (the first member's for
+    an ensemble), without decoding: how the decoder sees each photo (the calibrated confidence's
+    novelty is measured on it)."""
+    first = model.members()[0]
+    parts = []
+    for start in range(0, len(images), batch_size):
+        features = region_features(first, images=images[start : start + batch_size])
+        parts.append(first.decoder.initial_state(features).hidden.numpy())
+    return np.concatenate(parts).astype(np.float32)
+
+
 def generate_captions(
     model,
     images=None,
@@ -165,4 +177,5 @@ def _to_candidates(model, outputs: dict[str, np.ndarray]) -> CaptionCandidates:
         alphas=outputs["alphas"],
         lengths=outputs["lengths"],
         texts=[texts[i * k : (i + 1) * k] for i in range(batch)],
+        photo_states=outputs.get("photo_states"),
     )

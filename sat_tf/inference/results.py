@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 
+from sat_tf_edge.calibration import ConfidenceCalibration, PhotoNovelty, caption_signals
 from sat_tf_edge.confidence import NOT_SURE_BELOW, caption_confidence
 
 __all__ = ["NOT_SURE_BELOW", "CaptionCandidates", "DecodedCaptions", "caption_confidence"]
@@ -47,7 +48,8 @@ class CaptionCandidates:
     normalising); log_probs: float32 [B, k], the plain sum of log-probs; token_log_probs: float32
     [B, k, T], log-probability of each emitted token under the model; alphas: float32
     [B, k, T, L]; lengths: int32 [B, k] (tokens including `<end>`); texts: candidate captions per
-    image.
+    image; photo_states: float32 [B, H], the decoder's initial hidden state of each photo (for the
+    calibrated confidence's novelty; None when not recorded).
     """
 
     tokens: np.ndarray
@@ -57,6 +59,7 @@ class CaptionCandidates:
     alphas: np.ndarray
     lengths: np.ndarray
     texts: list[list[str]]
+    photo_states: np.ndarray | None = None
 
     @property
     def best_texts(self) -> list[str]:
@@ -72,6 +75,30 @@ class CaptionCandidates:
             texts=self.best_texts,
         )
 
+    def confidence_signals(self, novelty: PhotoNovelty | None, end_id: int) -> dict[str, np.ndarray]:
+        """The signals of each best caption the calibrated confidence reads
+        (`sat_tf_edge.calibration.caption_signals`)."""
+        best = self.best()
+        states = self.photo_states if self.photo_states is not None else np.zeros((len(self.texts), 1))
+        return caption_signals(
+            best.log_probs,
+            best.lengths,
+            self.tokens,
+            self.lengths,
+            self.log_probs,
+            best.alphas,
+            states,
+            novelty,
+            end_id,
+        )
+
+    def confidence(self, calibration: ConfidenceCalibration | None, end_id: int) -> np.ndarray:
+        """float [B]: each best caption's confidence: the calibrated one when the model has a
+        calibration, else the geometric-mean token probability (`DecodedCaptions.confidence`)."""
+        if calibration is None:
+            return self.best().confidence
+        return calibration.confidence(self.confidence_signals(calibration.novelty, end_id))
+
     def first(self, k: int, images: int | None = None) -> "CaptionCandidates":
         """The first k candidates of each image (of the first `images` images, default all)."""
         n = len(self.texts) if images is None else images
@@ -83,6 +110,7 @@ class CaptionCandidates:
             self.alphas[:n, :k],
             self.lengths[:n, :k],
             [texts[:k] for texts in self.texts[:n]],
+            None if self.photo_states is None else self.photo_states[:n],
         )
 
     def with_rows(self, rows: list[int], other: "CaptionCandidates") -> "CaptionCandidates":
@@ -99,6 +127,7 @@ class CaptionCandidates:
             merged.alphas[order],
             merged.lengths[order],
             [merged.texts[i] for i in order],
+            None if merged.photo_states is None else merged.photo_states[order],
         )
 
     @staticmethod
@@ -118,4 +147,7 @@ class CaptionCandidates:
             alphas=np.concatenate([pad(p.alphas) for p in parts]),
             lengths=np.concatenate([p.lengths for p in parts]),
             texts=[t for p in parts for t in p.texts],
+            photo_states=(
+                None if any(p.photo_states is None for p in parts) else np.concatenate([p.photo_states for p in parts])
+            ),
         )

@@ -121,8 +121,9 @@ class Sampler:
 
         Returns:
             {"tokens" int32 [B, k, T], "scores" [B, k], "log_probs" [B, k], "token_log_probs"
-            [B, k, T], "alphas" [B, k, T, L], "lengths" int32 [B, k]}; T <= max_length is the
-            number of steps run (the loop stops early once every hypothesis has ended).
+            [B, k, T], "alphas" [B, k, T, L], "lengths" int32 [B, k], "photo_states" [B, H]: the
+            decoder's initial hidden state}; T <= max_length is the number of steps run (the loop
+            stops early once every hypothesis has ended).
         """
         if max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}")
@@ -206,4 +207,6 @@ class Sampler:
         }
         if order is not None:
             outputs = {key: tf.gather(value, order, batch_dims=1) for key, value in outputs.items()}
+        # h0 (the first member's, for an ensemble): how the decoder sees the photo, for its novelty
+        outputs["photo_states"] = tf.cast(tf.nest.flatten(initial)[0], tf.float32)
         return outputs

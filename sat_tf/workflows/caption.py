@@ -3,7 +3,7 @@ workflow shares.
 
 Example:
     >>> loaded = load_for_captioning(["everyday_lite0_448"])    # the model and its decoding settings
-    >>> captioned = caption_files(loaded.model, ["photo.jpg"], loaded.decoding)
+    >>> captioned = caption_files(loaded.model, ["photo.jpg"], loaded.decoding, calibration=loaded.calibration)
     >>> captioned.records()[0]["caption"]
 """
 
@@ -26,8 +26,10 @@ from sat_tf.models import efficientnet_lite
 from sat_tf.models.captioner import Captioner
 from sat_tf.models.imagenet_tagger import Tag, shared_tagger
 from sat_tf.models.preset import PresetError, load_preset, preset_info
+from sat_tf.workflows.calibration_store import calibration_of
 from sat_tf.workflows.models import ModelLoadError, as_one_captioner, is_preset, load_captioner
 from sat_tf.workflows.run_config import RUN_CONFIG_FILE, RunConfig, merge, read_json_file, resolve_run_config
+from sat_tf_edge.calibration import ConfidenceCalibration
 
 
 def decode(model, decoding: DecodingConfig, images=None, features=None) -> CaptionCandidates:
@@ -104,6 +106,7 @@ class CaptionedFiles:
     paths: list[str]
     candidates: CaptionCandidates
     skipped: list[str]
+    confidence: np.ndarray  # per image: calibrated when the model has a calibration (`CaptionCandidates.confidence`)
     tags: list[list[Tag]] | None = None  # per image, its ImageNet tags (when the encoder has a tagger)
     constrained: list[bool] | None = None  # per image, whether the tags constrained its caption
     not_sure_below: float = NOT_SURE_BELOW  # the model's "not sure" threshold (DecodingConfig)
@@ -115,7 +118,7 @@ class CaptionedFiles:
         records = []
         for index, path in enumerate(self.paths):
             tags = self.tags[index] if self.tags is not None else []
-            confidence = float(best.confidence[index])
+            confidence = float(self.confidence[index])
             records.append(
                 {
                     "image": path,
@@ -132,10 +135,16 @@ class CaptionedFiles:
 
 
 def caption_files(
-    model, paths: Sequence[str], decoding: DecodingConfig, skip_bad: bool = False, with_tags: bool = False
+    model,
+    paths: Sequence[str],
+    decoding: DecodingConfig,
+    skip_bad: bool = False,
+    with_tags: bool = False,
+    calibration: ConfidenceCalibration | None = None,
 ) -> CaptionedFiles:
     """Reads image files (through the library's one image contract) and captions them; with
-    `with_tags` (or tag guidance on), also tags them."""
+    `with_tags` (or tag guidance on), also tags them; with the model's `calibration`, the
+    confidence is the calibrated one."""
     size = model.encoder.image_size
     loaded, pixels, skipped = [], [], []
     for path in paths:
@@ -148,19 +157,23 @@ def caption_files(
             skipped.append(str(exc))
     if not loaded:
         raise ConfigError("no readable images")
+    tags, constrained = None, None
     if with_tags or decoding.tag_guidance != "off":
         candidates, tags, constrained = decode_with_tags(model, decoding, np.stack(pixels))
-        return CaptionedFiles(loaded, candidates, skipped, tags, constrained, decoding.not_sure_below)
-    candidates = decode(model, decoding, images=np.stack(pixels))
-    return CaptionedFiles(loaded, candidates, skipped, not_sure_below=decoding.not_sure_below)
+    else:
+        candidates = decode(model, decoding, images=np.stack(pixels))
+    confidence = candidates.confidence(calibration, model.tokenizer.end_id)
+    return CaptionedFiles(loaded, candidates, skipped, confidence, tags, constrained, decoding.not_sure_below)
 
 
 @dataclasses.dataclass
 class LoadedCaptioner:
-    """A model ready to caption, with the decoding settings that go with it."""
+    """A model ready to caption, with the decoding settings and the confidence calibration (None
+    when it has none) that go with it."""
 
     model: Captioner | CaptionerEnsemble
     decoding: DecodingConfig
+    calibration: ConfidenceCalibration | None = None
 
 
 def decoding_for(
@@ -170,9 +183,18 @@ def decoding_for(
     overrides: dict | None = None,
 ) -> DecodingConfig:
     """Decoding settings of a model: library defaults <- its own (the run's `run_config.json`, a
-    preset's config) <- recipe <- config file <- `overrides` (`{"decoding": {...}}`, e.g. flags)."""
+    preset's config, its calibration's "not sure" threshold) <- recipe <- config file <-
+    `overrides` (`{"decoding": {...}}`, e.g. flags)."""
     trained = run_config_of(model_reference)
-    return _decoding_over(trained.decoding if trained is not None else None, recipe, config_file, overrides)
+    decoding = _decoding_over(trained.decoding if trained is not None else None, recipe, config_file, overrides)
+    return _with_calibrated_threshold(decoding, calibration_of(model_reference), overrides)
+
+
+def _with_calibrated_threshold(decoding: DecodingConfig, calibration, overrides: dict | None) -> DecodingConfig:
+    """The calibration's "not sure" threshold, unless the caller set one."""
+    if calibration is None or "not_sure_below" in (overrides or {}).get("decoding", {}):
+        return decoding
+    return dataclasses.replace(decoding, not_sure_below=calibration.not_sure_below)
 
 
 def _decoding_over(own: DecodingConfig | None, recipe, config_file, overrides) -> DecodingConfig:
@@ -191,7 +213,8 @@ def load_for_captioning(
     read from the first model), reading each model's files once.
 
     Args:
-        references: `.keras` files, run folders or preset names; several decode as an ensemble.
+        references: `.keras` files, run folders or preset names; several decode as an ensemble
+            (whose confidence is the raw one: a calibration belongs to one model).
         recipe, config_file, overrides: settings layered over the model's own decoding settings.
         as_caption_command: decode as `sat-tf caption` does: with the model's
             `caption_tag_guidance`, unless `overrides` set `tag_guidance`.
@@ -204,11 +227,13 @@ def load_for_captioning(
         models.append(load_captioner(reference) if info is None else _load_preset(reference, info))
         if len(models) == 1:  # the settings come from the first model
             trained = run_config_of(reference, preset=info)
+            calibration = calibration_of(reference, preset=info) if len(references) == 1 else None
     own = trained.decoding if trained is not None else None
     decoding = _decoding_over(own, recipe, config_file, overrides)
     if as_caption_command and "tag_guidance" not in (overrides or {}).get("decoding", {}):
         decoding = dataclasses.replace(decoding, tag_guidance=decoding.caption_tag_guidance)
-    return LoadedCaptioner(as_one_captioner(models), decoding)
+    decoding = _with_calibrated_threshold(decoding, calibration, overrides)
+    return LoadedCaptioner(as_one_captioner(models), decoding, calibration)
 
 
 def _preset_info(reference) -> dict:

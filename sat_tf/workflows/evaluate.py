@@ -18,6 +18,7 @@ from sat_tf.inference.decoding_config import DecodingConfig
 from sat_tf.inference.features import encoder_identity, extract_to_cache
 from sat_tf.models.config import ModelConfig
 from sat_tf.utils.atomic import write_json_atomic
+from sat_tf.workflows.calibration_store import calibration_of
 from sat_tf.workflows.caption import decode, run_config_of
 from sat_tf.workflows.features import encoder_settings_record
 from sat_tf.workflows.models import is_preset, load_captioners, model_file
@@ -74,13 +75,17 @@ def evaluate_captioner(
 
     Returns:
         The report: the metrics at the top level, plus "models", "decoding", "images", "captions"
-        and each caption's "confidence".
+        and each caption's "confidence" (calibrated when the model has a calibration, as
+        "confidence_kind" says) and "not_sure" flag, as `sat-tf caption` gives them.
     """
     model = load_captioners(model_paths)
     members = model.members()
     captions = load_captions(data, members[0].encoder.image_size, verbose=verbose)
     inputs = images_or_features(model, captions, data.feature_cache)
-    best = decode(model, decoding, **inputs).best()
+    candidates = decode(model, decoding, **inputs)
+    best = candidates.best()
+    calibration = calibration_of(model_paths[0]) if len(model_paths) == 1 else None
+    confidence = candidates.confidence(calibration, model.tokenizer.end_id).tolist()
     hypotheses = dict(zip(captions.image_ids, best.texts))
     scores = caption_metrics(captions.references(), hypotheses, tokenization=tokenization)
     report = {
@@ -90,7 +95,9 @@ def evaluate_captioner(
         "images": len(captions),
         "data": dataclasses.asdict(data),
         "captions": hypotheses,
-        "confidence": dict(zip(captions.image_ids, best.confidence.tolist())),
+        "confidence_kind": "token probability" if calibration is None else "calibrated",
+        "confidence": dict(zip(captions.image_ids, confidence)),
+        "not_sure": {image: value < decoding.not_sure_below for image, value in zip(captions.image_ids, confidence)},
     }
     if instances is not None:
         objects = coco_object_masks(str(instances), [Path(p).name for p in captions.image_paths])

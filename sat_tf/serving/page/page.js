@@ -1,6 +1,8 @@
 // The page of `sat-tf serve`: sends a photo to the served model's REST API (TF Serving's predict
 // format) and shows the caption, the beam's k-best list, and for each word the attention map the
 // model returned (alphas [T, L] over its h x w region grid), drawn over the photo as in the paper.
+// The page `sat-tf export --web` writes is this page with another backend: device.js sets
+// `window.satTfBackend` to the captioner that runs in the browser (same prediction format).
 "use strict";
 
 const elements = {
@@ -15,9 +17,11 @@ const elements = {
   canvas: document.getElementById("photo-canvas"),
   caption: document.getElementById("caption"),
   tags: document.getElementById("tags"),
+  notSure: document.getElementById("not-sure"),
+  alwaysCaption: document.getElementById("always-caption"),
   candidates: document.getElementById("candidates"),
 };
-const state = { config: null, photo: null, alphas: null, activeStep: null };
+const state = { config: null, photo: null, alphas: null, activeStep: null, prediction: null };
 const CANVAS_WIDTH = 448;
 // The overlay's absolute scale: a region holding this share of the word's attention (or more) is
 // shown fully lit, a region with none at its darkest. A weak, spread-out map therefore looks dim
@@ -30,10 +34,21 @@ function shadeFor(weight) {
   return DARKEST * (1 - Math.min(1, Math.max(0, weight) / SCALE_TOP));
 }
 
+// Where captions come from: the served model's REST API, unless a backend was installed.
+const restBackend = { kind: "server", config: restConfig, predict: restPredict };
+
+function backend() {
+  return window.satTfBackend || restBackend;
+}
+
+async function restConfig() {
+  const response = await fetch("page-config.json");
+  return response.json();
+}
+
 async function pageConfig() {
   if (!state.config) {
-    const response = await fetch("page-config.json");
-    state.config = await response.json();
+    state.config = await backend().config();
   }
   return state.config;
 }
@@ -74,7 +89,7 @@ function loadPhoto(file) {
   });
 }
 
-async function predict(file) {
+async function restPredict(file) {
   const config = await pageConfig();
   const body = { signature_name: config.signature, instances: [{ b64: await base64Of(file) }] };
   const response = await fetch(`v1/models/${encodeURIComponent(config.model)}:predict`, {
@@ -106,10 +121,9 @@ async function captionFile(file) {
   elements.status.textContent = `captioning ${file.name}…`;
   setWorking(true);
   try {
-    const prediction = await predict(file);
+    const prediction = await backend().predict(file);
     state.photo = await loadPhoto(file);
     showPrediction(prediction);
-    elements.status.textContent = confidenceText(prediction.confidence, config.not_sure_below);
   } catch (error) {
     showError(`Could not caption ${file.name}: ${error.message}`);
   } finally {
@@ -117,7 +131,7 @@ async function captionFile(file) {
   }
 }
 
-// "confidence 0.62", or "not sure" below the threshold the server measured on Flickr8k dev.
+// "confidence 0.62", or "not sure" below the model's threshold (its calibration's, when it has one).
 function confidenceText(confidence, notSureBelow) {
   if (confidence === undefined) return "";
   const value = Number(confidence).toFixed(2);
@@ -141,13 +155,35 @@ function showTags(tags) {
     : "";
 }
 
+// When the model is not sure and its tags are known, the page leads with what it does see (as
+// `sat-tf caption` prints, sat_tf_edge.confidence.shown_text); the caption stays below, dimmed, as
+// a guess to check, unless "always show the caption" is ticked.
+function notSureText(tags) {
+  return `Not sure what this is; it looks like: ${tags.map((t) => `${t.word} ${Math.round(100 * t.probability)}%`).join(", ")}`;
+}
+
+function showDoubt(prediction, tags) {
+  const notSure = Number(prediction.confidence) < state.config.not_sure_below;
+  const doubted = notSure && tags.length > 0 && !elements.alwaysCaption.checked;
+  elements.notSure.hidden = !doubted;
+  elements.notSure.textContent = doubted ? notSureText(tags) : "";
+  elements.caption.classList.toggle("doubted", doubted);
+  elements.status.textContent = confidenceText(prediction.confidence, state.config.not_sure_below);
+}
+
+elements.alwaysCaption.addEventListener("change", () => {
+  if (state.prediction) showDoubt(state.prediction, shownTags(state.prediction));
+});
+
 function showPrediction(prediction) {
+  state.prediction = prediction;
   state.alphas = prediction.alphas;
   state.activeStep = null;
   elements.caption.replaceChildren();
   const tags = shownTags(prediction);
   const tagWords = new Set(tags.flatMap((t) => t.word.split(" ")));
   showTags(tags);
+  showDoubt(prediction, tags);
   prediction.caption.split(" ").filter(Boolean).forEach((word, step) => {
     const span = document.createElement("span");
     span.className = tagWords.has(word) ? "word tag" : "word";
@@ -215,7 +251,7 @@ function showAttention(step) {
     `attention on one region of ${weights.length}`;
 }
 
-window.satTfPage = { shadeFor, SCALE_TOP };  // for tests and the curious
+window.satTfPage = { shadeFor, SCALE_TOP, showDoubt, notSureText, lastPrediction: () => state.prediction };  // tests
 
 elements.input.addEventListener("change", () => {
   if (elements.input.files.length) {
