@@ -78,8 +78,8 @@ from reporting import machine  # noqa: E402
 from sat_tf.models.preset import save_preset  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
 from sat_tf.workflows import evaluate_captioner, load_captioner  # noqa: E402
-from sat_tf.workflows.caption import run_config_of  # noqa: E402
 from sat_tf.workflows.evaluate import default_evaluation_data  # noqa: E402
+from sat_tf.workflows.model_reference import resolve_model  # noqa: E402
 
 METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
 # How each preset was made, as its config.json states it.
@@ -138,7 +138,7 @@ def main() -> None:
     )
     add_output_argument(parser, "preset.json")
     args = parser.parse_args()
-    decoding = run_config_of(args.model).decoding
+    decoding = resolve_model(args.model).decoding
     if args.caption_tag_guidance is not None:
         decoding = dataclasses.replace(decoding, caption_tag_guidance=args.caption_tag_guidance)
     data = default_evaluation_data(args.model)

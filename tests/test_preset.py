@@ -56,11 +56,11 @@ def test_float32_preset_is_the_model(model, images, tmp_path):
     info = preset_info(folder)
     assert info["decoding"] == {"beam_size": 3} and info["metrics"] == {"BLEU-4": 1.0}
     # wherever a model path is taken, a preset folder works too, with its own decoding settings
-    from sat_tf.workflows.caption import run_config_of
+    from sat_tf.workflows.model_reference import resolve_model
     from sat_tf.workflows.models import load_captioner
 
     assert load_captioner(folder).tokenizer.vocabulary == model.tokenizer.vocabulary
-    assert run_config_of(folder).decoding.beam_size == 3
+    assert resolve_model(folder).decoding.beam_size == 3
 
 
 def test_loading_for_captioning_reads_a_preset_once(model, images, tmp_path, monkeypatch):
@@ -71,9 +71,9 @@ def test_loading_for_captioning_reads_a_preset_once(model, images, tmp_path, mon
     reads = []
     original = preset_module.preset_info
     monkeypatch.setattr(preset_module, "preset_info", lambda *a: reads.append(a) or original(*a))
-    import sat_tf.workflows.caption as caption_module
+    import sat_tf.workflows.model_reference as resolver_module  # the one place references are read
 
-    monkeypatch.setattr(caption_module, "preset_info", preset_module.preset_info)
+    monkeypatch.setattr(resolver_module, "preset_info", preset_module.preset_info)
     loaded = load_for_captioning([str(folder)], overrides={"decoding": {"max_length": 7}}, as_caption_command=True)
     assert len(reads) == 1
     assert (loaded.decoding.beam_size, loaded.decoding.length_penalty) == (2, 0.5)  # the preset's own

@@ -253,7 +253,7 @@ def test_a_request_refused_for_its_size_waits_and_others_are_not_delayed(model_b
 
 
 def test_status_says_loading_until_the_model_is_ready_and_predictions_wait_with_503(model_base, monkeypatch):
-    import sat_tf.serving.server as server_module
+    import sat_tf.serving.model as server_module  # where the SavedModel is loaded
 
     loaded = threading.Event()
     real_load = server_module.tf.saved_model.load

@@ -320,3 +320,31 @@ def test_a_full_queue_is_refused_at_once_and_the_server_answers_503(served_model
     busy = app.test_client().post("/v1/models/captioner:predict", json={"instances": [{"b64": image}]})
     assert busy.status_code == 503 and "server busy" in busy.get_json()["error"]
     assert busy.headers["Retry-After"] == "1"
+
+
+def test_the_page_routes_work_alone_over_a_stub_context():
+    """A route blueprint needs only a serving context: no SavedModel, no TensorFlow call."""
+    from types import SimpleNamespace
+
+    from flask import Flask
+
+    from sat_tf.serving.page_routes import page
+
+    app = Flask("stub")
+    app.register_blueprint(page)
+    app.extensions["sat_tf"] = SimpleNamespace(
+        name="stub",
+        limits=ServingLimits(max_request_bytes=1000),
+        settings={"not_sure_below": 0.4},
+        model=SimpleNamespace(image_signatures=lambda: ["serving_default"]),
+    )
+    client = app.test_client()
+    assert client.get("/page-config.json").get_json() == {
+        "model": "stub",
+        "max_request_bytes": 1000,
+        "max_image_pixels": ServingLimits().max_image_pixels,
+        "not_sure_below": 0.4,
+        "signature": "serving_default",
+    }
+    assert b'id="photo-input"' in client.get("/").data
+    assert client.get("/page.js").mimetype == "text/javascript"

@@ -44,16 +44,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> None:
     from sat_tf.errors import ConfigError
     from sat_tf.workflows.calibration import calibrate_captioner, save_calibration, training_photo_sample
-    from sat_tf.workflows.caption import load_for_captioning, run_config_of
+    from sat_tf.workflows.caption import load_for_captioning
     from sat_tf.workflows.evaluate import default_evaluation_data
     from sat_tf.workflows.flags import section_overrides
+    from sat_tf.workflows.model_reference import resolve_model
 
     overrides = section_overrides(args).get("data", {})
     dev = default_evaluation_data(args.model) if not overrides and args.recipe is None and args.config is None else None
     dev = dev if dev is not None else data_of(args)
     if dev.is_synthetic and args.recipe is None and args.config is None and not overrides:
         raise ConfigError(f"{args.model}: no validation split found: name the dev photos (--captions ...)")
-    trained = run_config_of(args.model)
+    trained = resolve_model(args.model).run_config
     loaded = load_for_captioning([args.model], as_caption_command=True)
     if args.training_image_dir:
         training = _images_in(args.training_image_dir, args.training_photos)

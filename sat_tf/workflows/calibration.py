@@ -32,7 +32,7 @@ from sat_tf.evaluation.calibration import (
 from sat_tf.inference import CaptionCandidates
 from sat_tf.inference.generate import photo_states
 from sat_tf.models.imagenet_tagger import Tag
-from sat_tf.workflows.calibration_store import CALIBRATION_FILE, calibration_of, save_calibration
+from sat_tf.workflows.calibration_store import CALIBRATION_FILE, save_calibration
 from sat_tf.workflows.caption import decode_with_tags
 
 CHUNK = 64  # photos read and decoded at a time (a 448-px photo is 2.4 MB as float32)
@@ -116,7 +116,6 @@ __all__ = [
     "CALIBRATION_FILE",
     "DevSetCaptions",
     "calibrate_captioner",
-    "calibration_of",
     "caption_dev_set",
     "photo_states_of_files",
     "save_calibration",

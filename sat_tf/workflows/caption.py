@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -25,10 +24,9 @@ from sat_tf.inference.tag_guidance import guided_captions
 from sat_tf.models import efficientnet_lite
 from sat_tf.models.captioner import Captioner
 from sat_tf.models.imagenet_tagger import Tag, shared_tagger
-from sat_tf.models.preset import PresetError, load_preset, preset_info
-from sat_tf.workflows.calibration_store import calibration_of
-from sat_tf.workflows.models import ModelLoadError, as_one_captioner, is_preset, load_captioner
-from sat_tf.workflows.run_config import RUN_CONFIG_FILE, RunConfig, merge, read_json_file, resolve_run_config
+from sat_tf.workflows.model_reference import resolve_model
+from sat_tf.workflows.models import as_one_captioner
+from sat_tf.workflows.run_config import merge, resolve_run_config
 from sat_tf_edge.calibration import ConfidenceCalibration
 
 
@@ -84,19 +82,6 @@ def decode_with_tags(model, decoding: DecodingConfig, images) -> tuple[CaptionCa
         no_repeat_ngram_size=decoding.no_repeat_ngram_size,
     )
     return candidates, tags, constrained
-
-
-def run_config_of(model_path: str | os.PathLike, preset: dict | None = None) -> RunConfig | None:
-    """The settings a model was trained with, when it sits in (or is) a run folder; for a shipped
-    preset, its decoding settings (from `preset`, its config.json, when the caller has read it)."""
-    if preset is not None or is_preset(model_path):
-        info = preset if preset is not None else _preset_info(model_path)
-        return RunConfig.from_dict({"decoding": info["decoding"]}, f"preset {model_path}")
-    path = Path(model_path)
-    folder = path if path.is_dir() else path.parent
-    if not (folder / RUN_CONFIG_FILE).is_file():
-        return None
-    return RunConfig.from_dict(read_json_file(folder / RUN_CONFIG_FILE), str(folder / RUN_CONFIG_FILE))
 
 
 @dataclasses.dataclass
@@ -185,9 +170,9 @@ def decoding_for(
     """Decoding settings of a model: library defaults <- its own (the run's `run_config.json`, a
     preset's config, its calibration's "not sure" threshold) <- recipe <- config file <-
     `overrides` (`{"decoding": {...}}`, e.g. flags)."""
-    trained = run_config_of(model_reference)
-    decoding = _decoding_over(trained.decoding if trained is not None else None, recipe, config_file, overrides)
-    return _with_calibrated_threshold(decoding, calibration_of(model_reference), overrides)
+    resolved = resolve_model(model_reference)
+    decoding = _decoding_over(resolved.decoding, recipe, config_file, overrides)
+    return _with_calibrated_threshold(decoding, resolved.calibration, overrides)
 
 
 def _with_calibrated_threshold(decoding: DecodingConfig, calibration, overrides: dict | None) -> DecodingConfig:
@@ -221,30 +206,12 @@ def load_for_captioning(
     """
     if not references:
         raise ConfigError("no model given")
-    models: list[Captioner] = []
-    for reference in references:
-        info = _preset_info(reference) if is_preset(reference) else None
-        models.append(load_captioner(reference) if info is None else _load_preset(reference, info))
-        if len(models) == 1:  # the settings come from the first model
-            trained = run_config_of(reference, preset=info)
-            calibration = calibration_of(reference, preset=info) if len(references) == 1 else None
-    own = trained.decoding if trained is not None else None
-    decoding = _decoding_over(own, recipe, config_file, overrides)
+    resolved = [resolve_model(reference) for reference in references]
+    models = [model.load() for model in resolved]
+    first = resolved[0]  # the settings come from the first model
+    calibration = first.calibration if len(resolved) == 1 else None
+    decoding = _decoding_over(first.decoding, recipe, config_file, overrides)
     if as_caption_command and "tag_guidance" not in (overrides or {}).get("decoding", {}):
         decoding = dataclasses.replace(decoding, tag_guidance=decoding.caption_tag_guidance)
     decoding = _with_calibrated_threshold(decoding, calibration, overrides)
     return LoadedCaptioner(as_one_captioner(models), decoding, calibration)
-
-
-def _preset_info(reference) -> dict:
-    try:
-        return preset_info(str(reference))
-    except PresetError as exc:
-        raise ModelLoadError(str(exc)) from None
-
-
-def _load_preset(reference, info: dict) -> Captioner:
-    try:
-        return load_preset(str(reference), info=info)
-    except PresetError as exc:
-        raise ModelLoadError(str(exc)) from None

@@ -18,18 +18,19 @@ from sat_tf.inference.decoding_config import DecodingConfig
 from sat_tf.inference.features import encoder_identity, extract_to_cache
 from sat_tf.models.config import ModelConfig
 from sat_tf.utils.atomic import write_json_atomic
-from sat_tf.workflows.calibration_store import calibration_of
-from sat_tf.workflows.caption import decode, run_config_of
+from sat_tf.workflows.caption import decode
 from sat_tf.workflows.features import encoder_settings_record
-from sat_tf.workflows.models import is_preset, load_captioners, model_file
+from sat_tf.workflows.model_reference import resolve_model
+from sat_tf.workflows.models import as_one_captioner
 from sat_tf.workflows.train import validation_data_config
 
 
 def default_evaluation_data(model_path: str | os.PathLike) -> DataConfig | None:
     """The validation split of the run that trained the model (with its feature cache folder),
     so `sat-tf evaluate --model RUN` scores the data the run selected on."""
-    config = run_config_of(model_path)
-    if config is None or is_preset(model_path):
+    resolved = resolve_model(model_path)
+    config = resolved.run_config
+    if config is None or resolved.preset is not None:
         return None
     data = validation_data_config(config)
     if data is not None and data.feature_cache == "auto":
@@ -78,19 +79,20 @@ def evaluate_captioner(
         and each caption's "confidence" (calibrated when the model has a calibration, as
         "confidence_kind" says) and "not_sure" flag, as `sat-tf caption` gives them.
     """
-    model = load_captioners(model_paths)
+    resolved = [resolve_model(path) for path in model_paths]
+    model = as_one_captioner([r.load() for r in resolved])
     members = model.members()
     captions = load_captions(data, members[0].encoder.image_size, verbose=verbose)
     inputs = images_or_features(model, captions, data.feature_cache)
     candidates = decode(model, decoding, **inputs)
     best = candidates.best()
-    calibration = calibration_of(model_paths[0]) if len(model_paths) == 1 else None
+    calibration = resolved[0].calibration if len(resolved) == 1 else None
     confidence = candidates.confidence(calibration, model.tokenizer.end_id).tolist()
     hypotheses = dict(zip(captions.image_ids, best.texts))
     scores = caption_metrics(captions.references(), hypotheses, tokenization=tokenization)
     report = {
         **scores,
-        "models": [str(model_file(p)) for p in model_paths],
+        "models": [str(r.model_file) for r in resolved],
         "decoding": dataclasses.asdict(decoding),
         "images": len(captions),
         "data": dataclasses.asdict(data),
