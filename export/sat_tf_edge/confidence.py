@@ -8,7 +8,7 @@ import numpy as np
 
 # Below this confidence a caption is shown as "not sure" unless the model's decoding settings say
 # otherwise (`DecodingConfig.not_sure_below`, carried by exports): the median confidence of the
-# flickr8k_lite0 preset's captions on Flickr8k dev (0.621, `benchmarks/confidence.py`), so half of
+# flickr8k_lite0 preset's captions on Flickr8k dev (0.621, `benchmarks/quality/confidence.py`), so half of
 # in-domain captions pass and most captions of the COCO photos (median 0.509) do not.
 NOT_SURE_BELOW = 0.62
 
@@ -17,7 +17,7 @@ def caption_confidence(log_prob, lengths) -> np.ndarray:
     """exp(log p / length): the model's geometric-mean probability per token of a caption, `<end>`
     included. Length-normalised, so long captions are not doubted for their length; on Flickr8k
     dev and on COCO photos it ranks captions by how right they are (AUROC in
-    `benchmarks/confidence.py`).
+    `benchmarks/quality/confidence.py`).
 
     Example:
         >>> float(caption_confidence(np.log(0.5) * 3, 3))

@@ -24,7 +24,7 @@ class DecodingConfig:
         decode_batch_size: images decoded per compiled call.
         no_repeat_ngram_size: n > 0: no caption repeats an n-gram ("on a park on a park"); 0: off.
             3 by default: on Flickr8k dev it removes the 2.1% of captions that repeated a trigram
-            and costs nothing (`benchmarks/ngram_blocking.py`).
+            and costs nothing (`benchmarks/quality/ngram_blocking.py`).
         tag_guidance: "off", "on" or "auto": make captions contain a word of the encoder's
             ImageNet tags (EfficientNet-Lite encoders; see `sat_tf.inference.tag_guidance`).
             `sat-tf caption` uses `caption_tag_guidance` unless told otherwise.

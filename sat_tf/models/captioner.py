@@ -12,7 +12,7 @@ from sat_tf.models.hard_attention import DEFAULT_REWARD_WEIGHTS, HARD_BASELINES,
 from sat_tf.models.losses import PENALTY_TARGETS
 from sat_tf.models.rules import require_choice, require_location_samples
 
-# Chosen by measurement (benchmarks/penalty_sweep.py, README "Penalty weight"): on the synthetic
+# Chosen by measurement (benchmarks/studies/penalty_sweep.py, README "Penalty weight"): on the synthetic
 # demo (L = 64 regions, ~10-word captions) every weight tried (1e-4 ... 1, tau = 1 or T/L) lowered
 # attention localization, without improving BLEU-4, so the penalty is available but off by default.
 DEFAULT_PENALTY_WEIGHT = 0.0

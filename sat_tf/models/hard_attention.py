@@ -30,7 +30,7 @@ import tensorflow as tf
 
 ATTENTION_MODES = ("soft", "hard")
 # What a hard-attention model uses at test time: the most likely region, a sampled region, or the
-# expectation (the soft context). Measured on Flickr8k dev (benchmarks/flickr8k.py): expectation
+# expectation (the soft context). Measured on Flickr8k dev (benchmarks/quality/flickr8k.py): expectation
 # 18.2 greedy BLEU-4, argmax 17.5, sample 17.7, so the decoder's default is "expectation".
 HARD_INFERENCE_MODES = ("argmax", "sample", "expectation")
 # The REINFORCE term's reward and baseline (module docstring).

@@ -4,7 +4,7 @@ A captioner trained on Flickr8k knows people, dogs and sports; its encoder's Ima
 the same checkpoint, still recognises elephants, buses and pizzas. `ImageNetTagger` turns that
 head's probabilities into caption words through the class -> word table shipped with sat_tf
 (`sat_tf/models/data/imagenet_words.json`: Indian elephant -> elephant, trolleybus -> bus,
-airliner -> airplane, the dog breeds -> dog; written by `benchmarks/build_imagenet_words.py`).
+airliner -> airplane, the dog breeds -> dog; written by `benchmarks/deployment/build_imagenet_words.py`).
 Constrained decoding (`sat_tf.inference.ConstrainedBeamSampler`) then makes a caption name them.
 """
 

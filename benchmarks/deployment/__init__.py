@@ -1,0 +1,1 @@
+"""Benchmarks: deployment (see benchmarks/__init__.py)."""

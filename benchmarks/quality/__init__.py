@@ -1,0 +1,1 @@
+"""Benchmarks: quality (see benchmarks/__init__.py)."""

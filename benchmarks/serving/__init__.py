@@ -1,0 +1,1 @@
+"""Benchmarks: serving (see benchmarks/__init__.py)."""

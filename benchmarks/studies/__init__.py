@@ -1,0 +1,1 @@
+"""Benchmarks: studies (see benchmarks/__init__.py)."""
