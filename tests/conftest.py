@@ -135,3 +135,24 @@ def sequence_log_prob(model, features, sequence):
         total += float(out.log_probs[0, token])
         state, previous = out.state, tf.constant([token])
     return total
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium driven by selenium (Debian's `chromium` and `chromium-driver`; the README's
+    set-up and `.ci/run` install them); the tests that use it skip, saying why, without them."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromedriver = shutil.which("chromedriver")
+    if not (chromium and chromedriver):
+        pytest.skip("no Chromium here: `apt-get install -y chromium chromium-driver` (Debian) runs this test")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the [test] extra")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=chromedriver), options=options)
+    driver.set_script_timeout(180)
+    yield driver
+    driver.quit()

@@ -8,7 +8,6 @@ import base64
 import io
 import json
 import re
-import shutil
 import threading
 import time
 import urllib.error
@@ -27,8 +26,6 @@ from sat_tf.serving.server import create_app
 
 # The exported model's own "not sure" threshold, other than the library's default: the page reads it.
 NOT_SURE_BELOW = 0.3
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture(scope="module")
@@ -57,20 +54,6 @@ def _jpeg(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).resize((160, 120)).save(buffer, format="JPEG", quality=95)
     return buffer.getvalue()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("no Chromium here: `apt-get install -y chromium chromium-driver` (Debian) runs this test")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the [test] extra")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
 
 
 def _canvas_pixels(driver) -> str:

@@ -8,7 +8,6 @@ README's set-up and `.ci/run` do); without them the tests skip and say why.
 
 import functools
 import http.server
-import shutil
 import threading
 from pathlib import Path
 
@@ -22,29 +21,12 @@ from sat_tf.inference import BeamSampler, generate_captions
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 DECODING = {"beam_size": 3, "forbid_unknown": True, "no_repeat_ngram_size": 3, "not_sure_below": 0.5}
 
 
 def _needs_runtime():
     if not (default_runtime_dir() / "@litertjs" / "core" / "package.json").is_file():
         pytest.skip("LiteRT.js is not installed: `npm ci --prefix web` (the README's set-up) runs this test")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("no Chromium here: `apt-get install -y chromium chromium-driver` (Debian) runs this test")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the [test] extra")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
-    driver.set_script_timeout(180)
-    yield driver
-    driver.quit()
 
 
 def _static_server(folder: Path):
