@@ -1,0 +1,55 @@
+"""Every shipped preset exports to TFLite, and the default in every quantization: the files load in the
+edge runtime, their outputs are numbers (a converted model can give NaN everywhere), and the float
+exports caption as the library does. int8 runs for every preset: its calibration replays captions
+through the fine-tuned encoder tops the presets have (a path that once failed for them)."""
+
+import numpy as np
+import pytest
+
+from sat_tf.cli.common import DEFAULT_PRESET
+from sat_tf.data import synthetic
+from sat_tf.export.tflite import QUANTIZATIONS, export_tflite
+from sat_tf.inference import BeamSampler, generate_captions
+from sat_tf.models.preset import preset_names
+from sat_tf.workflows.caption import load_for_captioning
+
+PHOTO_SEED = 4
+
+
+def _photos(size: int, count: int = 2) -> list[np.ndarray]:
+    return list(synthetic.generate(count, seed=PHOTO_SEED, image_size=size).images)
+
+
+def _export_and_caption(name: str, quantization: str, folder):
+    from sat_tf_edge import EdgeCaptioner
+
+    loaded = load_for_captioning([name])
+    (model,) = loaded.model.members()
+    photos = _photos(model.encoder.image_size)
+    export_tflite(
+        model, folder, quantization, quantization, photos if quantization == "int8" else None, 12,
+        decoding=loaded.decoding.edge_settings(), calibration=loaded.calibration,
+    )  # fmt: skip
+    edge = EdgeCaptioner(folder)
+    captions = [edge.caption(photo[np.newaxis].astype(np.float32)) for photo in photos]
+    for caption in captions:
+        assert caption.tokens and np.all(np.isfinite(caption.log_probs)) and np.all(np.isfinite(caption.alphas))
+        assert 0.0 < caption.confidence < 1.0 and caption.text
+    return model, loaded, photos, captions
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_shipped_preset_exports_as_int8(name, tmp_path):
+    _export_and_caption(name, "int8", tmp_path / name)
+
+
+@pytest.mark.parametrize("quantization", [q for q in QUANTIZATIONS if q != "int8"])
+def test_the_default_preset_exports_in_every_quantization(quantization, tmp_path):
+    model, loaded, photos, captions = _export_and_caption(DEFAULT_PRESET, quantization, tmp_path / quantization)
+    if quantization == "fp32":  # the float pair captions as the library does, token for token
+        settings = loaded.decoding
+        library = generate_captions(
+            model, images=np.stack(photos), sampler=BeamSampler(settings.beam_size), max_length=12,
+            forbid_unknown=settings.forbid_unknown, no_repeat_ngram_size=settings.no_repeat_ngram_size,
+        )  # fmt: skip
+        assert [c.text for c in captions] == library.best_texts
