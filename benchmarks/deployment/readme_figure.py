@@ -31,7 +31,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         photo_path = Path(folder) / "chelsea.jpg"
         Image.fromarray(data.chelsea()).save(photo_path, quality=90)
-        captioned = caption_files(loaded.model, [str(photo_path)], loaded.decoding)
+        captioned = caption_files(loaded.model, [str(photo_path)], loaded.decoding, calibration=loaded.calibration)
         record = captioned.records()[0]
         best = captioned.candidates.best()
         title = f"{record['caption']}  {confidence_text(record['confidence'], record['not_sure'])}"
