@@ -3,7 +3,8 @@
 The folder holds the page of `sat-tf serve` (`sat_tf/serving/page/`: index.html, page.js, page.css)
 with its in-browser backend (device.js: the edge runtime's decoding, image contract and confidence
 in JavaScript), the TFLite pair with its manifest (`export_tflite`, the decoder step with a fixed
-batch of the beam size: LiteRT.js cannot resize inputs), and the LiteRT.js runtime (npm
+batch of the beam size: LiteRT.js cannot resize inputs) and a gzip copy of each model file (what
+the page downloads and decompresses), and the LiteRT.js runtime (npm
 `@litertjs/core`, pinned in `web/package.json`, installed by `npm ci --prefix web`): its ES modules
 and the WebAssembly files it may load. Any static file server shows it (`python -m http.server`); the
 photo is sent nowhere, and once loaded the page works offline.
@@ -15,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 from importlib import resources
@@ -80,6 +82,13 @@ def _web_index() -> str:
     return html.replace(PAGE_SCRIPT, IMPORT_MAP + "  " + PAGE_SCRIPT)
 
 
+def _write_gzip_copy(path: Path) -> None:
+    """`<file>.gz` beside the file: the page downloads it (about 14% smaller for an int8 pair) and
+    decompresses it in the browser; `sat-tf-edge` reads the file itself."""
+    with path.open("rb") as source, gzip.GzipFile(path.with_name(path.name + ".gz"), "wb", 9, mtime=0) as target:
+        shutil.copyfileobj(source, target)
+
+
 def export_web(
     model: Captioner,
     output_dir: str | os.PathLike,
@@ -124,6 +133,8 @@ def export_web(
             calibration=calibration,
             decoder_batch=int(decoding.get("beam_size", 1)),
         )
+        for model_file in ("image_encoder.tflite", "decoder_step.tflite"):
+            _write_gzip_copy(staging / model_file)
         page = resources.files("sat_tf.serving") / "page"
         for name in PAGE_FILES:
             text = _web_index() if name == "index.html" else (page / name).read_text(encoding="utf-8")

@@ -377,14 +377,28 @@ class DeviceCaptioner {
 }
 
 // ----- the page's backend: what page.js asks for (`window.satTfBackend`) ----------------------------
+// A model file's bytes: its gzip copy (written beside it by `sat-tf export --web`, a smaller
+// download from any static server) decompressed here, or the file itself. A server that already
+// undid the gzip (Content-Encoding) hands over the plain bytes, recognised by their first two.
+async function modelBytes(name) {
+  const compressed = await fetch(`${name}.gz`);
+  if (!compressed.ok) return new Uint8Array(await (await fetch(name)).arrayBuffer());
+  const bytes = new Uint8Array(await compressed.arrayBuffer());
+  if (bytes[0] !== 0x1f || bytes[1] !== 0x8b) return bytes;
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
 async function loadCaptioner() {
   const manifest = await (await fetch("sat_tf_edge.json")).json();
   await loadLiteRt("litert/wasm/");
   const options = { accelerator: "wasm" };
-  const [encoder, decoder] = await Promise.all([
-    loadAndCompile(manifest.files.encoder, options),
-    loadAndCompile(manifest.files.decoder, options),
+  const [encoderBytes, decoderBytes] = await Promise.all([
+    modelBytes(manifest.files.encoder),
+    modelBytes(manifest.files.decoder),
   ]);
+  const encoder = await loadAndCompile(encoderBytes, options);
+  const decoder = await loadAndCompile(decoderBytes, options);
   return new DeviceCaptioner(manifest, encoder, decoder);
 }
 
