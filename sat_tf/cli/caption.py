@@ -61,8 +61,9 @@ def run(args) -> None:
         args.images,
         loaded.decoding,
         skip_bad=args.skip_bad,
-        with_tags=args.tags or not args.always_caption,  # the tags say what a "not sure" photo looks like
+        with_tags=args.tags,
         calibration=loaded.calibration,
+        tags_when_not_sure=not args.always_caption,  # what a "not sure" photo looks like
     )
     records = captioned.records()
     plots = attention_plot_paths(args.attention_plot, len(records)) if args.attention_plot else []

@@ -126,10 +126,12 @@ def caption_files(
     skip_bad: bool = False,
     with_tags: bool = False,
     calibration: ConfidenceCalibration | None = None,
+    tags_when_not_sure: bool = False,
 ) -> CaptionedFiles:
     """Reads image files (through the library's one image contract) and captions them; with
-    `with_tags` (or tag guidance on), also tags them; with the model's `calibration`, the
-    confidence is the calibrated one."""
+    `with_tags` (or tag guidance on), also tags them, and with `tags_when_not_sure` tags the photos
+    whose caption is "not sure" (what `sat-tf caption` shows instead; the tagger loads only then);
+    with the model's `calibration`, the confidence is the calibrated one."""
     size = model.encoder.image_size
     loaded, pixels, skipped = [], [], []
     for path in paths:
@@ -148,7 +150,21 @@ def caption_files(
     else:
         candidates = decode(model, decoding, images=np.stack(pixels))
     confidence = candidates.confidence(calibration, model.tokenizer.end_id)
+    if tags is None and tags_when_not_sure:
+        tags = _tags_of_doubted(model, pixels, confidence < decoding.not_sure_below)
     return CaptionedFiles(loaded, candidates, skipped, confidence, tags, constrained, decoding.not_sure_below)
+
+
+def _tags_of_doubted(model, pixels: list, doubted: np.ndarray) -> list[list[Tag]] | None:
+    """Tags of the doubted photos ([] for the others); None when there are none or no tagger."""
+    rows = np.flatnonzero(doubted)
+    seen = image_tags(model, np.stack([pixels[row] for row in rows])) if len(rows) else None
+    if seen is None:
+        return None
+    tags: list[list[Tag]] = [[] for _ in pixels]
+    for row, row_tags in zip(rows, seen):
+        tags[row] = row_tags
+    return tags
 
 
 @dataclasses.dataclass
