@@ -10,7 +10,6 @@ from sat_tf.inference.tag_guidance import (
     TagGuidance,
     caption_names,
     constraint_words,
-    guided_captions,
 )
 from sat_tf.models.imagenet_tagger import (
     ImageNetTagger,
@@ -110,9 +109,9 @@ def test_a_caption_names_a_tag_by_its_word_a_form_of_it_or_its_category():
 
 
 def test_guided_text_renames_surrogates_and_fixes_articles():
-    from sat_tf.inference.tag_guidance import _guided_text
+    from sat_tf.inference.tag_guidance import guided_text
 
-    assert _guided_text("a horse stands near a elephant", {"horse": "zebra"}) == "a zebra stands near an elephant"
+    assert guided_text("a horse stands near a elephant", {"horse": "zebra"}) == "a zebra stands near an elephant"
 
 
 def test_auto_guidance_constrains_only_captions_that_miss_a_confident_tag(random_model):
@@ -126,10 +125,15 @@ def test_auto_guidance_constrains_only_captions_that_miss_a_confident_tag(random
         word = named[0] if named else "x"
         tags.append([Tag(word, 0.9, ())])
     missing = [i for i, words in enumerate(free_words) if tags[i][0].word not in words]
-    settings = dict(beam_size=3, max_length=3, forbid_unknown=False)
-    off, constrained_off = guided_captions(random_model, {"features": features}, tags, TagGuidance("off"), **settings)
+    settings = dict(sampler=BeamSampler(3), max_length=3, forbid_unknown=False)
+
+    def guided_captions(tags, guidance):  # the decoding loop with tag guidance as one step
+        captions = generate_captions(random_model, features=features, guidance=guidance, tags=tags, **settings)
+        return captions, captions.guided.tolist()
+
+    off, constrained_off = guided_captions(tags, TagGuidance("off"))
     assert off.best_texts == free.best_texts and not any(constrained_off)
-    auto, constrained = guided_captions(random_model, {"features": features}, tags, TagGuidance("auto"), **settings)
+    auto, constrained = guided_captions(tags, TagGuidance("auto"))
     assert constrained == [i in missing for i in range(4)]
     for i in range(4):
         if i in missing:
@@ -137,11 +141,8 @@ def test_auto_guidance_constrains_only_captions_that_miss_a_confident_tag(random
         else:
             assert auto.texts[i] == free.texts[i]
     low = [[Tag(t[0].word, 0.4, ())] for t in tags]  # below auto's 0.5: nothing changes
-    assert (
-        guided_captions(random_model, {"features": features}, low, TagGuidance("auto"), **settings)[0].texts
-        == free.texts
-    )
-    on, constrained_on = guided_captions(random_model, {"features": features}, low, TagGuidance("on"), **settings)
+    assert guided_captions(low, TagGuidance("auto"))[0].texts == free.texts
+    on, constrained_on = guided_captions(low, TagGuidance("on"))
     assert all(constrained_on) and all(t[0].word in text.split() for t, text in zip(low, on.best_texts))
 
 

@@ -10,15 +10,18 @@ per batch shape. So validation that captions the same images every epoch compile
 from __future__ import annotations
 
 import weakref
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from sat_tf.inference.constrained_beam_sampler import ConstrainedBeamSampler
 from sat_tf.inference.ensemble import CaptionerEnsemble
 from sat_tf.inference.greedy_sampler import GreedySampler
 from sat_tf.inference.results import CaptionCandidates
 from sat_tf.inference.sampler import Sampler
+from sat_tf.inference.tag_guidance import TagGuidance, plan_guidance
+from sat_tf.models.imagenet_tagger import Tag
 
 # model -> {(sampler, max_length, forbidden ids, jit_compile) or "encode": tf.function}
 _COMPILED: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
@@ -105,6 +108,8 @@ def generate_captions(
     jit_compile: bool = True,
     constraint_words: np.ndarray | None = None,
     no_repeat_ngram_size: int = 0,
+    guidance: TagGuidance | None = None,
+    tags: Sequence[Sequence[Tag]] | None = None,
 ) -> CaptionCandidates:
     """Captions images (or precomputed region features), in batches, with any decoding strategy.
 
@@ -123,6 +128,9 @@ def generate_captions(
         constraint_words: [N, V], for a constrained sampler (`ConstrainedBeamSampler`): 1 for the
             words of which each image's caption should contain at least one.
         no_repeat_ngram_size: n > 0: no caption repeats an n-gram (see `Sampler.run`).
+        guidance, tags: tag guidance (`sat_tf.inference.tag_guidance`) with each image's tags: a
+            batch's captions the guidance picks are decoded again with their tag words required
+            (a `ConstrainedBeamSampler` of the sampler's beam), and `guided` says which.
 
     Returns:
         `CaptionCandidates` with k candidates per image (`.best()` for one caption per image).
@@ -143,9 +151,10 @@ def generate_captions(
                 f"{type(sampler).__name__} needs constraint_words of shape [{count}, {vocabulary}], "
                 f"got {None if constraint_words is None else np.shape(constraint_words)}"
             )
-    decode = compiled_decoder(
-        model, sampler, max_length, forbidden_token_ids(model, forbid_unknown), jit_compile, no_repeat_ngram_size
-    )
+    if guidance is not None and (tags is None or len(tags) != count):
+        raise ValueError(f"tag guidance needs the tags of each of the {count} images")
+    forbidden = forbidden_token_ids(model, forbid_unknown)
+    decode = compiled_decoder(model, sampler, max_length, forbidden, jit_compile, no_repeat_ngram_size)
     parts = []
     for index, start in enumerate(range(0, count, batch_size)):
         window = slice(start, start + batch_size)
@@ -160,9 +169,41 @@ def generate_captions(
             if not sampler.needs_constraint
             else {"constraint_words": tf.constant(np.asarray(constraint_words)[window], tf.float32)}
         )
-        outputs = decode(batch_features, tf.constant([seed, index], tf.int32), **constraint)
-        parts.append(_to_candidates(model, {key: value.numpy() for key, value in outputs.items()}))
+        batch_seed = tf.constant([seed, index], tf.int32)
+        part = _to_candidates(
+            model, {k: v.numpy() for k, v in decode(batch_features, batch_seed, **constraint).items()}
+        )
+        if guidance is not None and tags is not None:
+            constrained = compiled_decoder(
+                model, _constrained(sampler), max_length, forbidden, jit_compile, no_repeat_ngram_size
+            )
+            part = _guided(model, part, batch_features, tags[window], guidance, constrained, batch_seed)
+        parts.append(part)
     return parts[0] if len(parts) == 1 else CaptionCandidates.concatenate(parts)
+
+
+def _constrained(sampler: Sampler) -> ConstrainedBeamSampler:
+    """The constrained beam of the same width and length penalty as `sampler`."""
+    return ConstrainedBeamSampler(sampler.num_hypotheses, getattr(sampler, "length_penalty", 0.0))
+
+
+def _guided(model, free: CaptionCandidates, features, tags, guidance: TagGuidance, decode, seed) -> CaptionCandidates:
+    """A batch's free captions with those the guidance picks replaced by constrained ones."""
+    plan = plan_guidance(guidance, free.best_texts, tags, model.tokenizer.vocabulary)
+    free.guided = np.zeros(len(free.texts), bool)
+    if not plan.rows:
+        return free
+    # Padded to a power of two (repeating the last row) so the compiled loop sees few batch shapes.
+    padded = plan.rows + [plan.rows[-1]] * ((1 << (len(plan.rows) - 1).bit_length()) - len(plan.rows))
+    subset = tf.nest.map_structure(lambda f: tf.gather(f, padded), features)
+    words = np.concatenate([plan.words, np.repeat(plan.words[-1:], len(padded) - len(plan.rows), axis=0)])
+    outputs = decode(subset, seed, constraint_words=tf.constant(words, tf.float32))
+    k = len(free.texts[0])
+    constrained = _to_candidates(model, {key: value.numpy() for key, value in outputs.items()}).first(k, len(plan.rows))
+    constrained.texts = plan.texts(constrained.texts)
+    merged = free.with_rows(plan.rows, constrained)
+    merged.guided = np.isin(np.arange(len(free.texts)), plan.rows)
+    return merged
 
 
 def _to_candidates(model, outputs: dict[str, np.ndarray]) -> CaptionCandidates:

@@ -49,7 +49,8 @@ class CaptionCandidates:
     [B, k, T], log-probability of each emitted token under the model; alphas: float32
     [B, k, T, L]; lengths: int32 [B, k] (tokens including `<end>`); texts: candidate captions per
     image; photo_states: float32 [B, H], the decoder's initial hidden state of each photo (for the
-    calibrated confidence's novelty; None when not recorded).
+    calibrated confidence's novelty; None when not recorded); guided: bool [B], which captions tag
+    guidance constrained (None when decoded without it).
     """
 
     tokens: np.ndarray
@@ -60,6 +61,7 @@ class CaptionCandidates:
     lengths: np.ndarray
     texts: list[list[str]]
     photo_states: np.ndarray | None = None
+    guided: np.ndarray | None = None
 
     @property
     def best_texts(self) -> list[str]:
@@ -111,6 +113,7 @@ class CaptionCandidates:
             self.lengths[:n, :k],
             [texts[:k] for texts in self.texts[:n]],
             None if self.photo_states is None else self.photo_states[:n],
+            None if self.guided is None else self.guided[:n],
         )
 
     def with_rows(self, rows: list[int], other: "CaptionCandidates") -> "CaptionCandidates":
@@ -128,6 +131,7 @@ class CaptionCandidates:
             merged.lengths[order],
             [merged.texts[i] for i in order],
             None if merged.photo_states is None else merged.photo_states[order],
+            None if merged.guided is None else merged.guided[order],
         )
 
     @staticmethod

@@ -23,16 +23,11 @@ In a guided caption, "a" before a vowel becomes "an" ("a elephant": the model ra
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from sat_tf.data.coco_words import coco_category
-from sat_tf.inference.beam_sampler import BeamSampler
-from sat_tf.inference.constrained_beam_sampler import ConstrainedBeamSampler
-from sat_tf.inference.generate import generate_captions
-from sat_tf.inference.greedy_sampler import GreedySampler
-from sat_tf.inference.results import CaptionCandidates
 from sat_tf.models.imagenet_tagger import Tag
 
 TAG_MODES = ("off", "on", "auto")
@@ -135,7 +130,8 @@ def constraint_words(
     return mask, renames
 
 
-def _guided_text(text: str, renames: dict[str, str]) -> str:
+def guided_text(text: str, renames: dict[str, str]) -> str:
+    """A constrained caption's text: surrogate words renamed ("horse" -> "zebra"), "a" -> "an" before a vowel."""
     words = [renames.get(word, word) for word in text.split()]
     return " ".join(
         "an" if word == "a" and index + 1 < len(words) and words[index + 1][0] in "aeiou" else word
@@ -143,67 +139,36 @@ def _guided_text(text: str, renames: dict[str, str]) -> str:
     )
 
 
-def guided_captions(
-    model,
-    features_or_images: dict,
-    tags: Sequence[Sequence[Tag]],
-    guidance: TagGuidance,
-    beam_size: int = 3,
-    length_penalty: float = 0.0,
-    max_length: int = 20,
-    forbid_unknown: bool = True,
-    batch_size: int = 64,
-    no_repeat_ngram_size: int = 0,
-) -> tuple[CaptionCandidates, list[bool]]:
-    """Captions (k = beam_size candidates per image) under `guidance`, and which images' captions
-    were constrained.
+@dataclasses.dataclass
+class GuidancePlan:
+    """Which captions of a batch the tags constrain: `rows` (indices into the batch), the tokens
+    each of them must contain (`words`, float32 [len(rows), V]) and the surrogate renames of each."""
 
-    Args:
-        model: a `Captioner` (or `CaptionerEnsemble`).
-        features_or_images: {"images": [N, H, W, 3]} or {"features": ...}, as `generate_captions` takes.
-        tags: per image, its tags (`ImageNetTagger.tags`).
-    """
-    settings: dict[str, Any] = dict(
-        max_length=max_length,
-        forbid_unknown=forbid_unknown,
-        batch_size=batch_size,
-        no_repeat_ngram_size=no_repeat_ngram_size,
-    )
-    free_sampler = GreedySampler() if beam_size == 1 else BeamSampler(beam_size, length_penalty)
-    free = generate_captions(model, sampler=free_sampler, **features_or_images, **settings)
+    rows: list[int]
+    words: np.ndarray
+    renames: list[dict[str, str]]
+
+    def texts(self, texts: Sequence[Sequence[str]]) -> list[list[str]]:
+        """The constrained rows' candidate texts with the renames and articles fixed."""
+        return [[guided_text(text, renames) for text in row_texts] for row_texts, renames in zip(texts, self.renames)]
+
+
+def plan_guidance(
+    guidance: TagGuidance, free_texts: Sequence[str], tags: Sequence[Sequence[Tag]], vocabulary: Sequence[str]
+) -> GuidancePlan:
+    """The one step tag guidance adds to the decoding loop: given a batch's free captions (best
+    first) and tags, which captions to decode again constrained, and to what (see the module
+    docstring for the modes)."""
+    index = {word: i for i, word in enumerate(vocabulary)}
     if guidance.mode == "off":
-        return free, [False] * len(free.texts)
-    vocabulary = {word: index for index, word in enumerate(model.tokenizer.vocabulary)}
+        return GuidancePlan([], np.zeros([0, len(vocabulary)], np.float32), [])
     threshold = guidance.min_probability if guidance.mode == "on" else guidance.auto_probability
-    words, renames = constraint_words(tags, vocabulary, threshold)
-    rows = [row for row in range(len(free.texts)) if words[row].any()]
+    words, renames = constraint_words(tags, index, threshold)
+    rows = [row for row in range(len(free_texts)) if words[row].any()]
     if guidance.mode == "auto":  # only where the free caption names none of the confident tags
         rows = [
             row
             for row in rows
-            if not any(
-                caption_names(free.best_texts[row], tag.word) for tag in tags[row] if tag.probability >= threshold
-            )
+            if not any(caption_names(free_texts[row], tag.word) for tag in tags[row] if tag.probability >= threshold)
         ]
-    if not rows:
-        return free, [False] * len(free.texts)
-    # Padded to a power of two (repeating the last image) so the compiled loop sees few batch shapes.
-    padded = rows + [rows[-1]] * (min(batch_size, 1 << (len(rows) - 1).bit_length()) - len(rows))
-    subset = {key: _take(value, padded) for key, value in features_or_images.items()}
-    constrained = generate_captions(
-        model,
-        sampler=ConstrainedBeamSampler(beam_size, length_penalty),
-        constraint_words=words[padded],
-        **subset,
-        **settings,
-    ).first(beam_size, len(rows))
-    constrained.texts = [
-        [_guided_text(text, renames[row]) for text in texts] for row, texts in zip(rows, constrained.texts)
-    ]
-    return free.with_rows(rows, constrained), [row in rows for row in range(len(free.texts))]
-
-
-def _take(value, rows: list[int]):
-    if isinstance(value, (list, tuple)):  # an ensemble's per-member features
-        return [np.asarray(member)[rows] for member in value]
-    return np.asarray(value)[rows]
+    return GuidancePlan(rows, words[rows], [renames[row] for row in rows])

@@ -20,7 +20,6 @@ from sat_tf.errors import ConfigError
 from sat_tf.inference import CaptionCandidates, CaptionerEnsemble, generate_captions
 from sat_tf.inference.decoding_config import DecodingConfig
 from sat_tf.inference.results import NOT_SURE_BELOW
-from sat_tf.inference.tag_guidance import guided_captions
 from sat_tf.models import efficientnet_lite
 from sat_tf.models.captioner import Captioner
 from sat_tf.models.imagenet_tagger import Tag, shared_tagger
@@ -30,13 +29,20 @@ from sat_tf.workflows.run_config import merge, resolve_run_config
 from sat_tf_edge.calibration import ConfidenceCalibration
 
 
-def decode(model, decoding: DecodingConfig, images=None, features=None) -> CaptionCandidates:
+def decode(model, decoding: DecodingConfig, images=None, features=None, tags=None) -> CaptionCandidates:
     """Captions with the configured strategy (beam size, length penalty, `<unk>` filtering, tag
-    guidance)."""
+    guidance with the images' `tags`, computed here when not given)."""
+    guidance = None
     if decoding.tag_guidance != "off":
         if images is None:
             raise ConfigError("decoding.tag_guidance needs images (the tagger reads pixels), not cached features")
-        return decode_with_tags(model, decoding, images)[0]
+        tags = image_tags(model, images) if tags is None else tags
+        if tags is None and decoding.tag_guidance == "on":
+            raise ConfigError(
+                f"decoding.tag_guidance 'on' needs an EfficientNet-Lite encoder with ImageNet weights; "
+                f"this model's is '{getattr(model.encoder, 'backbone_name', '?')}'"
+            )
+        guidance = decoding.guidance() if tags is not None else None
     return generate_captions(
         model,
         images=images,
@@ -46,6 +52,8 @@ def decode(model, decoding: DecodingConfig, images=None, features=None) -> Capti
         batch_size=decoding.decode_batch_size,
         forbid_unknown=decoding.forbid_unknown,
         no_repeat_ngram_size=decoding.no_repeat_ngram_size,
+        guidance=guidance,
+        tags=tags if guidance is not None else None,
     )
 
 
@@ -61,27 +69,9 @@ def image_tags(model, images) -> list[list[Tag]] | None:
 def decode_with_tags(model, decoding: DecodingConfig, images) -> tuple[CaptionCandidates, list | None, list[bool]]:
     """(candidates, tags per image or None, which captions the tags constrained)."""
     tags = image_tags(model, images)
-    if tags is None or decoding.tag_guidance == "off":
-        if tags is None and decoding.tag_guidance == "on":
-            raise ConfigError(
-                f"decoding.tag_guidance 'on' needs an EfficientNet-Lite encoder with ImageNet weights; "
-                f"this model's is '{getattr(model.encoder, 'backbone_name', '?')}'"
-            )
-        plain = dataclasses.replace(decoding, tag_guidance="off")
-        return decode(model, plain, images=images), tags, [False] * len(images)
-    candidates, constrained = guided_captions(
-        model,
-        {"images": images},
-        tags,
-        decoding.guidance(),
-        beam_size=decoding.beam_size,
-        length_penalty=decoding.length_penalty,
-        max_length=decoding.max_length,
-        forbid_unknown=decoding.forbid_unknown,
-        batch_size=decoding.decode_batch_size,
-        no_repeat_ngram_size=decoding.no_repeat_ngram_size,
-    )
-    return candidates, tags, constrained
+    candidates = decode(model, decoding, images=images, tags=tags)
+    guided = candidates.guided.tolist() if candidates.guided is not None else [False] * len(images)
+    return candidates, tags, guided
 
 
 @dataclasses.dataclass
