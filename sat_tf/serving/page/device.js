@@ -438,7 +438,7 @@ window.satTfBackend = {
   async captionPixels(pixels, beamSize) {
     const device = await captioner;
     const caption = await device.caption(Uint8ClampedArray.from(pixels), beamSize);
-    return { text: caption.text, tokens: caption.tokens, confidence: caption.confidence, notSure: caption.notSure, signals: captionSignals(caption, device.manifest.special_ids.end, device.manifest.confidence_calibration?.novelty) };
+    return { text: caption.text, tokens: caption.tokens, confidence: caption.confidence, notSure: caption.notSure };
   },
   async pixelsOfFile(file) {
     const device = await captioner;
