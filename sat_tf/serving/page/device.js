@@ -71,31 +71,20 @@ function resamplePass(pixels, width, height, outSize, horizontal, firstRow = 0, 
   return out;
 }
 
-// RGB uint8 [H, W, 3] -> [size, size, 3] as Pillow's Image.resize(..., BILINEAR) (images.resize_image).
+// RGB uint8 [H, W, 3] -> [size, size, 3] as Pillow's Image.resize(..., BILINEAR) (images.resize_image):
+// a horizontal pass over the source rows the vertical pass reads, then the vertical pass.
 export function resizeLikePillow(pixels, width, height, size) {
   if (width === size && height === size) return pixels;
-  let rows = pixels;
-  let rowsHeight = height;
-  if (width !== size) {
-    // Pillow resamples only the source rows the vertical pass reads
-    const vertical = resampleCoefficients(height, size);
-    const first = vertical.bounds[0];
-    const last = vertical.bounds[size * 2 - 2] + vertical.bounds[size * 2 - 1];
-    rows = resamplePass(pixels, width, height, size, true, first, last - first);
-    rowsHeight = last - first;
-    if (height === size) return rows;
-    const shifted = resamplePass(shiftRows(rows, size, rowsHeight, first, height), size, height, size, false);
-    return shifted;
-  }
-  return resamplePass(rows, width, rowsHeight, size, false);
-}
-
-// The vertical pass reads rows first..last of the source; the horizontal pass kept only those, so
-// they are put back at their place (rows outside are never read).
-function shiftRows(rows, width, count, first, height) {
-  const full = new Uint8ClampedArray(width * height * 3);
-  full.set(rows, first * width * 3);
-  return full;
+  if (width === size) return resamplePass(pixels, width, height, size, false);
+  const vertical = resampleCoefficients(height, size);
+  const first = vertical.bounds[0];
+  const last = vertical.bounds[size * 2 - 2] + vertical.bounds[size * 2 - 1];
+  const rows = resamplePass(pixels, width, height, size, true, first, last - first);
+  if (height === size) return rows;
+  // the resampled rows back at their place (rows outside first..last are never read)
+  const placed = new Uint8ClampedArray(size * height * 3);
+  placed.set(rows, first * size * 3);
+  return resamplePass(placed, size, height, size, false);
 }
 
 // A file -> upright RGB uint8 pixels, transparency over black (images.decode_image).
