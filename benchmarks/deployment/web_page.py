@@ -91,7 +91,7 @@ def first_caption_seconds(url: str, photo: Path) -> tuple[float, dict]:
         fetched = driver.execute_script(
             "return performance.getEntriesByType('resource').map(e => [e.name, e.encodedBodySize]);"
         )
-        return seconds, {name.rsplit("/", 1)[-1]: size for name, size in fetched}
+        return seconds, {name.split("/", 3)[-1]: size for name, size in fetched}  # path below the site
     finally:
         driver.quit()
 
@@ -151,9 +151,7 @@ def main() -> None:
                 edge_captions.append(caption.tokens)
         edge_times[beam_size] = times
     raw = sum(fetched.values())
-    gzipped = sum(
-        len(gzip.compress((site / _file_path(site, name)).read_bytes())) for name in fetched if _file_path(site, name)
-    )
+    gzipped = sum(len(gzip.compress((site / name).read_bytes())) for name in fetched if (site / name).is_file())
     rows = {
         "first caption after opening the page (s)": first_seconds,
         f"browser, beam {loaded.decoding.beam_size}, ms per caption (median after the first)": statistics.median(
@@ -184,11 +182,6 @@ def main() -> None:
         f"\nCaptions identical in the browser and sat-tf-edge: {report['captions_equal_to_edge']} of {len(dev)}."
     )
     write_report(args.output, report, "\n".join(lines))
-
-
-def _file_path(site: Path, name: str) -> Path | None:
-    matches = [p for p in site.rglob(name) if p.is_file()]
-    return matches[0].relative_to(site) if matches else None
 
 
 if __name__ == "__main__":
