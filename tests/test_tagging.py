@@ -135,6 +135,10 @@ def test_auto_guidance_constrains_only_captions_that_miss_a_confident_tag(random
     assert off.best_texts == free.best_texts and not any(constrained_off)
     auto, constrained = guided_captions(tags, TagGuidance("auto"))
     assert constrained == [i in missing for i in range(4)]
+    in_pairs = generate_captions(  # two batches of two: the flags and captions survive the joining
+        random_model, features=features, guidance=TagGuidance("auto"), tags=tags, batch_size=2, **settings
+    )
+    assert in_pairs.guided.tolist() == constrained and in_pairs.texts == auto.texts
     for i in range(4):
         if i in missing:
             assert tags[i][0].word in auto.best_texts[i].split()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sat_tf.cli.common import data_of
+from sat_tf.cli.common import names_data, scoring_data
 
 NAME, HELP = (
     "calibrate",
@@ -45,14 +45,10 @@ def run(args) -> None:
     from sat_tf.errors import ConfigError
     from sat_tf.workflows.calibration import calibrate_captioner, save_calibration, training_photo_sample
     from sat_tf.workflows.caption import load_for_captioning
-    from sat_tf.workflows.evaluate import default_evaluation_data
-    from sat_tf.workflows.flags import section_overrides
     from sat_tf.workflows.model_reference import resolve_model
 
-    overrides = section_overrides(args).get("data", {})
-    dev = default_evaluation_data(args.model) if not overrides and args.recipe is None and args.config is None else None
-    dev = dev if dev is not None else data_of(args)
-    if dev.is_synthetic and args.recipe is None and args.config is None and not overrides:
+    dev = scoring_data(args, args.model)
+    if dev.is_synthetic and not names_data(args):
         raise ConfigError(f"{args.model}: no validation split found: name the dev photos (--captions ...)")
     trained = resolve_model(args.model).run_config
     loaded = load_for_captioning([args.model], as_caption_command=True)

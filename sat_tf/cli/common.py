@@ -44,6 +44,22 @@ def data_of(args):
     return resolve_run_config(args.recipe, args.config, {"data": section_overrides(args).get("data", {})}).data
 
 
+def names_data(args) -> bool:
+    """Whether --recipe, --config or a data flag names the data to use."""
+    from sat_tf.workflows.flags import section_overrides
+
+    return "data" in section_overrides(args) or args.recipe is not None or args.config is not None
+
+
+def scoring_data(args, model_reference):
+    """The split to score a model on: the data the flags name, else the validation split of the run
+    that trained it (with its feature cache folder)."""
+    from sat_tf.workflows.evaluate import default_evaluation_data
+
+    data = None if names_data(args) else default_evaluation_data(model_reference)
+    return data if data is not None else data_of(args)
+
+
 def decoding_of(args):
     """Decoding settings of --model's first model <- --recipe <- --config <- flags."""
     from sat_tf.workflows import decoding_for

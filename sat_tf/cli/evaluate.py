@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from sat_tf.cli.common import add_model_argument, decoding_of, require_captions_for_a_preset
+from sat_tf.cli.common import add_model_argument, decoding_of, require_captions_for_a_preset, scoring_data
 
 NAME, HELP = (
     "evaluate",
@@ -48,16 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> None:
     from sat_tf.workflows import evaluate_captioner
-    from sat_tf.workflows.evaluate import default_evaluation_data
-    from sat_tf.workflows.flags import section_overrides
-    from sat_tf.workflows.run_config import resolve_run_config
 
-    overrides = section_overrides(args)
-    data = None
-    if "data" not in overrides and args.recipe is None and args.config is None:
-        data = default_evaluation_data(args.model[0])  # the run's own validation split
-    if data is None:
-        data = resolve_run_config(args.recipe, args.config, {"data": overrides.get("data", {})}).data
+    data = scoring_data(args, args.model[0])  # by default the run's own validation split
     require_captions_for_a_preset(args.model, data)
     report = evaluate_captioner(
         args.model,

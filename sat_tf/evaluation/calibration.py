@@ -123,8 +123,8 @@ def auroc_per_set(scores: np.ndarray, good: np.ndarray, groups: np.ndarray) -> d
 
 
 def not_sure_threshold(confidence: np.ndarray, good: np.ndarray, groups: np.ndarray, share_good: float) -> float:
-    """The lowest threshold at which, in every dev set, the captions at or above it are at least
-    `share_good` good (set-weighted); 1.0 when no threshold keeps the promise."""
+    """The lowest threshold at which the captions at or above it are at least `share_good` good,
+    counted over all dev sets with each set weighing the same; 1.0 when no threshold keeps the promise."""
     weights = _set_weights(groups)
     for threshold in np.unique(confidence):
         shown = confidence >= threshold
@@ -196,22 +196,21 @@ def fit_calibration(
         signal_auroc[name] = auroc_per_set(values, good, groups)
     chosen: list[str] = []
     selection: list[dict] = []
-    best_score = 0.5
+    best_score, out_of_fold = 0.5, np.full(len(good), 0.5)
     while True:
-        trials = {
-            name: _mean_auroc(out_of_fold_confidence(table, good, groups, chosen + [name], fold), good, groups)
-            for name in usable
-            if name not in chosen
-        }
+        trials = {}  # name -> (mean AUROC, out-of-fold confidences) with that signal added
+        for name in usable:
+            if name not in chosen:
+                confidence = out_of_fold_confidence(table, good, groups, chosen + [name], fold)
+                trials[name] = (_mean_auroc(confidence, good, groups), confidence)
         if not trials:
             break
-        name, score = max(trials.items(), key=lambda item: item[1])
+        name, (score, confidence) = max(trials.items(), key=lambda item: item[1][0])
         if chosen and score <= best_score + 1e-3:  # stop when no signal adds a thousandth of AUROC
             break
         chosen.append(name)
-        best_score = score
+        best_score, out_of_fold = score, confidence
         selection.append({"signal": name, "mean_auroc": score})
-    out_of_fold = out_of_fold_confidence(table, good, groups, chosen, fold)
     threshold = not_sure_threshold(out_of_fold, good, groups, share_good)
     means, scales, coef, bias = _logistic(_matrix(table, chosen), good, _set_weights(groups), 1.0)
     promise = (

@@ -32,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sat_tf.inference import generate_captions
+from sat_tf.inference import GreedySampler
 from sat_tf.models.captioner import Captioner
 from sat_tf.models.decoder import DecoderState, StepConstants
 from sat_tf.utils.atomic import atomic_path
@@ -152,11 +152,12 @@ def representative_inputs(
         image = np.asarray(image, np.float32)[np.newaxis]
         encoder_samples.append({"image": image})
         features = model.encode(image, training=False)
-        caption = generate_captions(model, images=image, max_length=max_length).best()
+        caption = GreedySampler().run(model, features, max_length)  # the region features, encoded once
+        tokens, length = caption["tokens"].numpy()[0, 0], int(caption["lengths"].numpy()[0, 0])
         constants, state = decoder.step_constants(features), decoder.initial_state(features)
         per_image = {name: getattr(constants, name).numpy() for name in PER_IMAGE_INPUTS}
         # The inputs of every step that produced the greedy caption, replayed word by word.
-        previous = [tokenizer.start_id] + caption.tokens[0, : int(caption.lengths[0]) - 1].tolist()
+        previous = [tokenizer.start_id] + tokens[: length - 1].tolist()
         for token in previous:
             token = tf.constant([token], tf.int32)
             step_samples.append(

@@ -155,6 +155,11 @@ def generate_captions(
         raise ValueError(f"tag guidance needs the tags of each of the {count} images")
     forbidden = forbidden_token_ids(model, forbid_unknown)
     decode = compiled_decoder(model, sampler, max_length, forbidden, jit_compile, no_repeat_ngram_size)
+    constrained = (
+        None
+        if guidance is None
+        else compiled_decoder(model, _constrained(sampler), max_length, forbidden, jit_compile, no_repeat_ngram_size)
+    )
     parts = []
     for index, start in enumerate(range(0, count, batch_size)):
         window = slice(start, start + batch_size)
@@ -173,10 +178,7 @@ def generate_captions(
         part = _to_candidates(
             model, {k: v.numpy() for k, v in decode(batch_features, batch_seed, **constraint).items()}
         )
-        if guidance is not None and tags is not None:
-            constrained = compiled_decoder(
-                model, _constrained(sampler), max_length, forbidden, jit_compile, no_repeat_ngram_size
-            )
+        if guidance is not None and tags is not None and constrained is not None:
             part = _guided(model, part, batch_features, tags[window], guidance, constrained, batch_seed)
         parts.append(part)
     return parts[0] if len(parts) == 1 else CaptionCandidates.concatenate(parts)

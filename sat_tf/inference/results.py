@@ -79,9 +79,10 @@ class CaptionCandidates:
 
     def confidence_signals(self, novelty: PhotoNovelty | None, end_id: int) -> dict[str, np.ndarray]:
         """The signals of each best caption the calibrated confidence reads
-        (`sat_tf_edge.calibration.caption_signals`)."""
+        (`sat_tf_edge.calibration.caption_signals`; without recorded photo states, the photo
+        signals are absent)."""
         best = self.best()
-        states = self.photo_states if self.photo_states is not None else np.zeros((len(self.texts), 1))
+        states, novelty = (self.photo_states, novelty) if self.photo_states is not None else (None, None)
         return caption_signals(
             best.log_probs,
             best.lengths,
@@ -151,7 +152,11 @@ class CaptionCandidates:
             alphas=np.concatenate([pad(p.alphas) for p in parts]),
             lengths=np.concatenate([p.lengths for p in parts]),
             texts=[t for p in parts for t in p.texts],
-            photo_states=(
-                None if any(p.photo_states is None for p in parts) else np.concatenate([p.photo_states for p in parts])
-            ),
+            photo_states=_joined([p.photo_states for p in parts]),
+            guided=_joined([p.guided for p in parts]),
         )
+
+
+def _joined(arrays: list) -> np.ndarray | None:
+    """The parts' per-image arrays end to end; None when a part has none."""
+    return None if any(a is None for a in arrays) else np.concatenate(arrays)
