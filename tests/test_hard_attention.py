@@ -172,6 +172,7 @@ def test_hard_attention_trains_decodes_and_round_trips(tiny_data, tmp_path):
     step = build_train_step(model, optimizer, tf.distribute.get_strategy(), TrainConfig(clip_norm=5.0))
     batch = fixed_batch(tiny_data, size=16)
     losses = [float(step(batch)["cross_entropy"]) for _ in range(30)]
+    print("AUDIT hard", np.mean(losses[-5:]) / np.mean(losses[:5]))
     assert np.isfinite(losses).all() and np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
     images = batch["images"][:4]
     for mode in ("argmax", "sample", "expectation"):

@@ -46,3 +46,26 @@ def describe_machine(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
     cpu = describe_cpu(cpuinfo)
     flags = " ".join(cpu["speed_flags"]) or f"none of {' '.join(SPEED_FLAGS)}"
     return f"{cpu['model']} ({platform.machine()}), {os.cpu_count()} CPU cores, flags: {flags}"
+
+
+# The CPU kernel paths TensorFlow takes, as the environment that selects each before TensorFlow
+# loads. Every machine can run the first three; what it runs by default depends on its CPU (AMX and
+# AVX512-BF16 only where the flags list them), so tests and benchmarks that must hold on every CPU
+# run each of these in a fresh process.
+KERNEL_PATHS: dict[str, dict[str, str]] = {
+    "onednn": {"TF_ENABLE_ONEDNN_OPTS": "1"},  # oneDNN at this CPU's best ISA (AMX where present)
+    "onednn_avx2": {"TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2"},  # as on an AVX2-only CPU
+    "eigen": {"TF_ENABLE_ONEDNN_OPTS": "0"},  # oneDNN off: TensorFlow's own Eigen kernels
+}
+
+
+def kernel_path_environment(path: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """`base` (default: this process's environment) with the settings of `KERNEL_PATHS[path]`,
+    and none of the kernel settings a caller may have set for another path."""
+    if path not in KERNEL_PATHS:
+        raise ValueError(f"kernel path must be one of {', '.join(KERNEL_PATHS)}; got '{path}'")
+    environment = dict(os.environ if base is None else base)
+    for settings in KERNEL_PATHS.values():
+        for name in settings:
+            environment.pop(name, None)
+    return {**environment, **KERNEL_PATHS[path]}
