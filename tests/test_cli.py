@@ -57,6 +57,27 @@ def test_caption_writes_plot_and_json(demo_dir, tmp_path, capsys):
     assert str(tmp_path / "shapes.png") in capsys.readouterr().out
 
 
+def test_caption_prints_every_caption_and_hides_one_only_when_asked(demo_dir, tmp_path, capsys):
+    from sat_tf.data import synthetic
+
+    photo = tmp_path / "shapes.png"
+    Image.fromarray(synthetic.generate(1, seed=98).images[0]).save(photo)
+    output = tmp_path / "captions.json"
+    unsure = ["caption", str(photo), "--model", str(demo_dir), "--not-sure-below", "1.0"]
+    assert main([*unsure, "--output", str(output)]) == 0
+    record = json.loads(output.read_text())["captions"][0]
+    assert record["not_sure"] and record["caption"]
+    printed = capsys.readouterr().out.strip().splitlines()[-1].split("\t")
+    assert printed == [str(photo), record["caption"], f"(confidence {record['confidence']:.2f}: not sure)"]
+    assert main([*unsure, "--hide-not-sure"]) == 0  # alt text: no caption rather than a doubtful one
+    printed = capsys.readouterr().out.strip().splitlines()[-1].split("\t")
+    assert printed == [str(photo), "not sure what this is", f"(confidence {record['confidence']:.2f}: not sure)"]
+    sure = ["caption", str(photo), "--model", str(demo_dir), "--not-sure-below", "0.0", "--hide-not-sure"]
+    assert main(sure) == 0  # a sure caption is never hidden
+    printed = capsys.readouterr().out.strip().splitlines()[-1].split("\t")
+    assert printed == [str(photo), record["caption"], f"(confidence {record['confidence']:.2f})"]
+
+
 def test_caption_names_each_plot_and_prints_the_k_best(demo_dir, tmp_path, capsys):
     from sat_tf.data import synthetic
 

@@ -214,6 +214,15 @@ def test_edge_runtime_without_tensorflow_matches_keras(trained_tiny_model, tflit
     )
     flag = ": not sure" if runs[1][0]["not_sure"] else ""
     assert text.stdout == f"{files[0]}\t{library.texts[0]}\t(confidence {runs[1][0]['confidence']:.2f}{flag})\n"
+    hiding = subprocess.run(  # alt text: a caption it is not sure of is replaced, the sure ones kept
+        [sys.executable, "-m", "sat_tf_edge.cli", model_dir, *files, "--beam-size", "1", "--hide-not-sure"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    shown = [line.split("\t")[1] for line in hiding.stdout.splitlines()]
+    assert shown == ["not sure what this is" if r["not_sure"] else r["caption"] for r in runs[1]]
     probe = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True, env=env)
     assert probe.returncode != 0  # the block really was in place
     bad = subprocess.run(

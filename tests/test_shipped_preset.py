@@ -49,12 +49,15 @@ def test_caption_without_a_model_uses_the_preset(photo, tmp_path, capsys):
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     result = json.loads(output.read_text())["captions"][0]
     words = result["caption"].split()
-    confidence = f"(confidence {result['confidence']:.2f}{': not sure' if result['not_sure'] else ''})"
+    # the caption, always; a "not sure" one marked with what the photo may show (its tags)
     seen = ", ".join(f"{tag['word']} {tag['probability']:.0%}" for tag in result["tags"])
-    shown = f"not sure what this is; it looks like: {seen}" if result["not_sure"] and seen else result["caption"]
-    assert printed == f"{photo}\t{shown}\t{confidence}"
-    assert main(["caption", str(photo), "--always-caption"]) == 0  # the caption itself, however unsure
-    assert capsys.readouterr().out.strip().splitlines()[-1] == f"{photo}\t{result['caption']}\t{confidence}"
+    mark = (f": not sure; it may show: {seen}" if seen else ": not sure") if result["not_sure"] else ""
+    assert printed == f"{photo}\t{result['caption']}\t(confidence {result['confidence']:.2f}{mark})"
+    assert main(["caption", str(photo), "--hide-not-sure"]) == 0  # alt text: no caption beats a wrong one
+    hidden = f"not sure what this is; it looks like: {seen}" if seen else "not sure what this is"
+    shown, confidence = (hidden, ": not sure") if result["not_sure"] else (result["caption"], "")
+    expected = f"{photo}\t{shown}\t(confidence {result['confidence']:.2f}{confidence})"
+    assert capsys.readouterr().out.strip().splitlines()[-1] == expected
     assert 0.0 < result["confidence"] <= 1.0
     model = Captioner.from_preset(PRESET)
     assert 2 <= len(words) <= 20 and "<unk>" not in words

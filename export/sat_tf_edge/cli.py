@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from sat_tf_edge.confidence import confidence_text
+from sat_tf_edge.confidence import confidence_text, shown_text
 from sat_tf_edge.images import ImageDecodeError
 from sat_tf_edge.manifest import ManifestError
 from sat_tf_edge.runtime import EdgeCaptioner
@@ -26,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="one JSON object per image")
+    parser.add_argument(
+        "--hide-not-sure",
+        action="store_true",
+        help="print 'not sure what this is' instead of a caption the model is not sure of (for alt text, "
+        "where no caption beats a wrong one); by default every caption is printed, marked when not sure",
+    )
     args = parser.parse_args(argv)
     try:
         captioner = EdgeCaptioner(args.model_dir, args.threads)
@@ -44,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             record = {"image": path, "caption": result.text, "tokens": result.tokens, "score": result.score}
             print(json.dumps({**record, "confidence": result.confidence, "not_sure": result.not_sure}))
         else:
-            print(f"{path}\t{result.text}\t{confidence_text(result.confidence, result.not_sure)}")
+            text = shown_text(result.text, result.not_sure, [], hide_when_not_sure=args.hide_not_sure)
+            print(f"{path}\t{text}\t{confidence_text(result.confidence, result.not_sure)}")
     return status
 
 

@@ -26,29 +26,47 @@ def caption_confidence(log_prob, lengths) -> np.ndarray:
     return np.exp(np.asarray(log_prob, np.float64) / np.maximum(np.asarray(lengths), 1))
 
 
-def confidence_text(confidence: float, not_sure: bool) -> str:
-    """How a caption's confidence is printed, by `sat-tf caption` and `sat-tf-edge` alike.
+def may_show_text(tags) -> str:
+    """What the model sees in a photo, from its tags (a list of (word, probability), most probable
+    first): "elephant 87%, tusker 5%".
 
     Example:
-        >>> confidence_text(0.4, True)
-        '(confidence 0.40: not sure)'
+        >>> may_show_text([("elephant", 0.87), ("tusker", 0.05)])
+        'elephant 87%, tusker 5%'
     """
-    return f"(confidence {confidence:.2f}{': not sure' if not_sure else ''})"
+    return ", ".join(f"{word} {probability:.0%}" for word, probability in tags)
 
 
-def shown_text(caption: str, not_sure: bool, tags, always_caption: bool = False) -> str:
-    """What to show for a caption: the caption itself, or, when the model is not sure and its
-    ImageNet tags are known, what it does see instead of a sentence that is likely wrong. `tags`
-    is a list of (word, probability), most probable first.
+def confidence_text(confidence: float, not_sure: bool, tags=()) -> str:
+    """How a caption's confidence is printed, by `sat-tf caption` and `sat-tf-edge` alike: when the
+    model is not sure, marked so, with what the photo may show where its tags are known.
+
+    Example:
+        >>> confidence_text(0.71, False)
+        '(confidence 0.71)'
+        >>> confidence_text(0.31, True, [("elephant", 0.87)])
+        '(confidence 0.31: not sure; it may show: elephant 87%)'
+    """
+    if not not_sure:
+        return f"(confidence {confidence:.2f})"
+    may_show = f"; it may show: {may_show_text(tags)}" if tags else ""
+    return f"(confidence {confidence:.2f}: not sure{may_show})"
+
+
+def shown_text(caption: str, not_sure: bool, tags, hide_when_not_sure: bool = False) -> str:
+    """What to show for a caption: the caption itself, always, unless `hide_when_not_sure` (for
+    pipelines where no caption beats a wrong one, such as alt text) and the model is not sure; then
+    what it does see instead of the sentence. `tags` is a list of (word, probability), most
+    probable first.
 
     Example:
         >>> shown_text("a dog runs on the grass", True, [("elephant", 0.87)])
-        'not sure what this is; it looks like: elephant 87%'
-        >>> shown_text("a dog runs on the grass", True, [("elephant", 0.87)], always_caption=True)
         'a dog runs on the grass'
+        >>> shown_text("a dog runs on the grass", True, [("elephant", 0.87)], hide_when_not_sure=True)
+        'not sure what this is; it looks like: elephant 87%'
+        >>> shown_text("a dog runs on the grass", True, [], hide_when_not_sure=True)
+        'not sure what this is'
     """
-    if not not_sure or always_caption or not tags:
+    if not (not_sure and hide_when_not_sure):
         return caption
-    return "not sure what this is; it looks like: " + ", ".join(
-        f"{word} {probability:.0%}" for word, probability in tags
-    )
+    return f"not sure what this is; it looks like: {may_show_text(tags)}" if tags else "not sure what this is"

@@ -37,11 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "auto for models without everyday words)",
     )
     parser.add_argument(
-        "--always-caption",
+        "--hide-not-sure",
         action="store_true",
-        help="print the caption even when the model is not sure (by default a 'not sure' caption is replaced "
-        "by what the model does see: 'not sure what this is; it looks like: elephant 87%%')",
+        help="replace a caption the model is not sure of by what it does see ('not sure what this is; it looks "
+        "like: elephant 87%%'), for alt text where no caption beats a wrong one; by default every caption is "
+        "printed, and a 'not sure' one is marked with what the photo may show: "
+        "'(confidence 0.31: not sure; it may show: elephant 87%%)'",
     )
+    # every caption is shown by default now; the old switch still parses
+    parser.add_argument("--always-caption", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--output", help="also write the captions as JSON (caption, confidence, k-best list, tags)")
     add_config_arguments(parser)
     add_section_flags(parser, "decoding")
@@ -63,13 +67,13 @@ def run(args) -> None:
         skip_bad=args.skip_bad,
         with_tags=args.tags,
         calibration=loaded.calibration,
-        tags_when_not_sure=not args.always_caption,  # what a "not sure" photo looks like
+        tags_when_not_sure=True,  # what a "not sure" photo may show
     )
     records = captioned.records()
     plots = attention_plot_paths(args.attention_plot, len(records)) if args.attention_plot else []
     best = captioned.candidates.best()
     for index, record in enumerate(records):
-        print(caption_line(record, show_tags=args.tags, always_caption=args.always_caption))
+        print(caption_line(record, show_tags=args.tags, hide_not_sure=args.hide_not_sure and not args.always_caption))
         for rank, candidate in enumerate(record["candidates"][: args.k_best] if args.k_best else [], start=1):
             print(f"  {rank}. {candidate}")
         if plots:
@@ -89,14 +93,16 @@ def run(args) -> None:
         write_json_atomic(args.output, {"captions": records, "skipped": captioned.skipped})
 
 
-def caption_line(record: dict, show_tags: bool = False, always_caption: bool = False) -> str:
-    """`path<TAB>caption<TAB>(confidence 0.71[: not sure])[<TAB>[tags: ...]]`; a "not sure"
-    caption is replaced by the tags it sees unless `always_caption` (`sat_tf_edge.confidence.shown_text`)."""
+def caption_line(record: dict, show_tags: bool = False, hide_not_sure: bool = False) -> str:
+    """`path<TAB>caption<TAB>(confidence 0.31[: not sure; it may show: elephant 87%])[<TAB>[tags: ...]]`;
+    a "not sure" caption is replaced by what the photo may show only with `hide_not_sure`
+    (`sat_tf_edge.confidence.shown_text`)."""
     from sat_tf_edge.confidence import confidence_text, shown_text
 
     tags = [(tag["word"], tag["probability"]) for tag in record["tags"]]
-    text = shown_text(record["caption"], record["not_sure"], tags, always_caption)
-    line = f"{record['image']}\t{text}\t{confidence_text(record['confidence'], record['not_sure'])}"
+    text = shown_text(record["caption"], record["not_sure"], tags, hide_not_sure)
+    confidence = confidence_text(record["confidence"], record["not_sure"], [] if hide_not_sure else tags)
+    line = f"{record['image']}\t{text}\t{confidence}"
     if show_tags:
         shown = ", ".join(f"{tag['word']} {tag['probability']:.2f}" for tag in record["tags"]) or "none"
         line += f"\t[tags: {shown}{'; caption guided by the tags' if record['guided_by_tags'] else ''}]"

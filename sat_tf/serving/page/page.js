@@ -18,7 +18,7 @@ const elements = {
   caption: document.getElementById("caption"),
   tags: document.getElementById("tags"),
   notSure: document.getElementById("not-sure"),
-  alwaysCaption: document.getElementById("always-caption"),
+  hideNotSure: document.getElementById("hide-not-sure"),
   candidates: document.getElementById("candidates"),
 };
 const state = { config: null, photo: null, alphas: null, activeStep: null, prediction: null };
@@ -155,23 +155,29 @@ function showTags(tags) {
     : "";
 }
 
-// When the model is not sure and its tags are known, the page leads with what it does see (as
-// `sat-tf caption` prints, sat_tf_edge.confidence.shown_text); the caption stays below, dimmed, as
-// a guess to check, unless "always show the caption" is ticked.
-function notSureText(tags) {
-  return `Not sure what this is; it looks like: ${tags.map((t) => `${t.word} ${Math.round(100 * t.probability)}%`).join(", ")}`;
+// Every caption is shown. When the model is not sure, the page says so above it, with what the
+// photo may show where the tags are known (as `sat-tf caption` prints,
+// sat_tf_edge.confidence.confidence_text). "Hide captions the model is not sure of" replaces such
+// a caption by what the model does see (sat_tf_edge.confidence.shown_text, hide_when_not_sure).
+function mayShowText(tags) {
+  return tags.map((t) => `${t.word} ${Math.round(100 * t.probability)}%`).join(", ");
+}
+
+function notSureText(tags, hidden) {
+  if (hidden) return tags.length ? `Not sure what this is; it looks like: ${mayShowText(tags)}` : "Not sure what this is";
+  return tags.length ? `Not sure about this caption; it may show: ${mayShowText(tags)}` : "Not sure about this caption";
 }
 
 function showDoubt(prediction, tags) {
   const notSure = Number(prediction.confidence) < state.config.not_sure_below;
-  const doubted = notSure && tags.length > 0 && !elements.alwaysCaption.checked;
-  elements.notSure.hidden = !doubted;
-  elements.notSure.textContent = doubted ? notSureText(tags) : "";
-  elements.caption.classList.toggle("doubted", doubted);
+  const hidden = notSure && elements.hideNotSure.checked;
+  elements.notSure.hidden = !notSure;
+  elements.notSure.textContent = notSure ? notSureText(tags, hidden) : "";
+  elements.caption.hidden = hidden;
   elements.status.textContent = confidenceText(prediction.confidence, state.config.not_sure_below);
 }
 
-elements.alwaysCaption.addEventListener("change", () => {
+elements.hideNotSure.addEventListener("change", () => {
   if (state.prediction) showDoubt(state.prediction, shownTags(state.prediction));
 });
 
