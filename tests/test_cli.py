@@ -140,7 +140,7 @@ def test_bad_photo_paths_are_reported_before_the_model_loads(tmp_path, monkeypat
     (tmp_path / "empty.jpg").write_bytes(b"")
     for name, reason in (
         ("nope.jpg", "file not found"),
-        ("folder", "a folder, not an image file"),
+        ("folder", "a folder with no image files"),
         ("empty.jpg", "the file is empty"),
     ):
         assert main(["caption", str(tmp_path / name)]) == 2

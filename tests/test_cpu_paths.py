@@ -123,7 +123,9 @@ def test_auto_precision_resolves_by_the_cpus_flags(tmp_path, monkeypatch, flags,
 
 
 def test_a_kernel_path_replaces_the_settings_of_another():
-    environment = kernel_path_environment("eigen", {"ONEDNN_MAX_CPU_ISA": "AVX2", "TF_ENABLE_ONEDNN_OPTS": "1", "HOME": "/h"})
+    environment = kernel_path_environment(
+        "eigen", {"ONEDNN_MAX_CPU_ISA": "AVX2", "TF_ENABLE_ONEDNN_OPTS": "1", "HOME": "/h"}
+    )
     assert environment == {"TF_ENABLE_ONEDNN_OPTS": "0", "HOME": "/h"}
     with pytest.raises(ValueError, match="kernel path"):
         kernel_path_environment("amx")

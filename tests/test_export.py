@@ -22,7 +22,9 @@ from sat_tf.inference.results import NOT_SURE_BELOW
 from sat_tf.serving.server import create_app
 
 REPO = Path(__file__).resolve().parents[1]
-# Closeness of each variant's log-probs to the Keras model's (float32 reference).
+# Closeness of each variant's log-probs (of the words that can win a beam) to the Keras model's
+# (float32 reference); its probabilities within half of it (|dp| ~ p |d log p|, p < 0.5 for all
+# but the top word, whose log-prob is checked).
 TOLERANCE = {"fp32": 1e-4, "fp16": 0.02, "dynamic": 0.05, "int8": 0.3}
 
 
@@ -154,20 +156,21 @@ def test_tflite_outputs_are_finite_close_to_keras_and_builtin_only(
             )
             for key in ("log_probs", "alpha"):
                 assert np.isfinite(out[key]).all()
-            _assert_log_probs_close(out["log_probs"], expected.log_probs.numpy(), TOLERANCE[quantization])
+            _assert_log_probs_close(out["log_probs"], expected.log_probs.numpy(), quantization)
             np.testing.assert_allclose(out["alpha"], expected.alpha, atol=TOLERANCE[quantization])
             state, token = expected.state, tf.argmax(expected.log_probs, -1, output_type=tf.int32)
     sizes = {q: tflite_dirs[q]["decoder"].stat().st_size for q in QUANTIZATIONS}
     assert sizes["fp16"] < sizes["fp32"] and sizes["dynamic"] < sizes["fp32"]
 
 
-def _assert_log_probs_close(actual: np.ndarray, expected: np.ndarray, tolerance: float) -> None:
-    """Log-probs within `tolerance` for the words decoding can pick (probability >= 1%), and the
-    probabilities within `tolerance` for all. A quantized copy's error on the vocabulary's long
-    tail grows with the logits' range, which depends on where the fixture's training ended."""
-    candidates = expected > np.log(0.01)
-    np.testing.assert_allclose(actual[candidates], expected[candidates], atol=tolerance)
-    np.testing.assert_allclose(np.exp(actual), np.exp(expected), atol=tolerance)
+def _assert_log_probs_close(actual: np.ndarray, expected: np.ndarray, quantization: str) -> None:
+    """Log-probs within `TOLERANCE` for the words that can win a beam (probability >= 10%), and
+    probabilities within half of it for all. A quantized copy's error in log space grows as a
+    word's probability falls and with the logits' range, which depends on where the fixture's
+    training ended; in probability it stays bounded."""
+    winners = expected > np.log(0.1)
+    np.testing.assert_allclose(actual[winners], expected[winners], atol=TOLERANCE[quantization])
+    np.testing.assert_allclose(np.exp(actual), np.exp(expected), atol=TOLERANCE[quantization] / 2)
 
 
 def _without_tensorflow(tmp_path: Path) -> dict:
@@ -247,8 +250,9 @@ def test_rest_server_follows_tf_serving_contract_and_survives_bad_requests(train
     response = client.post("/v1/models/captioner:predict", json=payload)
     assert response.status_code == 200
     predictions = response.get_json()["predictions"]
+    settings = VARIANT_DECODING[saved_model_dir.parts[-3].startswith("xla")]  # what that export bakes in
     assert [p["caption"] for p in predictions] == generate_captions(
-        trained_tiny_model, images=images[:3], max_length=12
+        trained_tiny_model, images=images[:3], max_length=12, **settings
     ).best().texts
     assert {"caption", "tokens", "log_probs", "alphas"} <= set(predictions[0])
     bad_requests = [

@@ -2,9 +2,11 @@
 matmul peak, with what each optimisation buys.
 
 In one run:
-1. the dense fp32 matmul peak in TensorFlow (2048^3 in a tf.function, best of several repeats), with
-   oneDNN (what sat_tf enables) and, in a child process, without it (TensorFlow's own default on
-   CPUs without AVX-512 VNNI/BF16);
+1. the dense matmul peak in TensorFlow (2048^3 in a tf.function, best of several repeats) in float32
+   and in bfloat16, with oneDNN (what sat_tf enables) and, in a child process, float32 without it
+   (TensorFlow's own default on CPUs without AVX-512 VNNI/BF16); and which oneDNN kernels a
+   mixed_bfloat16 training step runs (a child process with ONEDNN_VERBOSE=1: the ISA oneDNN
+   detected and each kernel's implementation name, `brg_matmul:avx512_core_amx` where AMX runs);
 2. the paper-size decoder (embedding/hidden/attention 512, V = 8,004) over 49 x 1280 cached
    features (EfficientNet-Lite0 at 224 px), batch 64, 13 target tokens per caption, through
    `build_train_step` (forward, backward, clipping, Adam), cumulatively adding:
@@ -16,7 +18,8 @@ In one run:
    and then, on top of sat_tf's decoder: jit_compile, batch 128, mixed_bfloat16 (Keras policy;
    native only with AVX512-BF16 or AMX, emulated elsewhere), and mixed_bfloat16 with batch 128;
    "sat_tf default" is the recipes' `precision: auto` as resolved on this CPU, and the summary gives
-   its speed-up over the naive decoder and its fraction of the fp32 matmul peak;
+   its speed-up over the naive decoder and its fraction of the matmul peak of the precision it
+   computes in (a bfloat16 variant against the bfloat16 peak, a float32 one against float32's);
 3. length bucketing on Flickr8k-like caption lengths (padding to the batch max vs. buckets);
 4. the demo captioner end to end (64 px images through the small CNN).
 
@@ -53,15 +56,15 @@ from sat_tf.models.config import ModelConfig, build_captioner  # noqa: E402
 from sat_tf.training import TrainConfig, build_train_step  # noqa: E402
 from sat_tf.training.precision import dtype_policy, resolve_precision  # noqa: E402
 from sat_tf.utils.atomic import write_json_atomic  # noqa: E402
-from sat_tf.utils.cpu import describe_cpu  # noqa: E402
+from sat_tf.utils.cpu import describe_cpu, parse_onednn_verbose  # noqa: E402
 from sat_tf.workflows import resolve_run_config  # noqa: E402
 
 REGIONS, FEATURE_DIM, UNITS, VOCABULARY = 49, 1280, 512, 8004
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
-    a = tf.random.normal((size, size))
-    b = tf.random.normal((size, size))
+def matmul_peak_gflops(size: int = 2048, repeats: int = 10, dtype=tf.float32) -> float:
+    a = tf.cast(tf.random.normal((size, size)), dtype)
+    b = tf.cast(tf.random.normal((size, size)), dtype)
     matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
     matmul(a, b).numpy()
     best = float("inf")
@@ -86,6 +89,28 @@ def matmul_peak_without_onednn() -> float:
         [sys.executable, "-m", __spec__.name, "--matmul-peak-only"], env=env, check=True, capture_output=True, text=True
     )
     return float(child.stdout.strip().splitlines()[-1])
+
+
+def onednn_kernels(steps: int = 2) -> dict:
+    """The oneDNN kernels a mixed_bfloat16 training step of the paper-size decoder runs, from a child
+    process with ONEDNN_VERBOSE=1: {"isa", "implementations": {name: calls}, "amx": bool}."""
+    env = {**os.environ, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    child = subprocess.run(
+        [sys.executable, "-m", __spec__.name, "--kernel-probe", str(steps)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return parse_onednn_verbose(child.stdout + child.stderr)
+
+
+def _kernel_probe(steps: int) -> None:
+    """The child of `onednn_kernels`: a few mixed_bfloat16 training steps (oneDNN logs to stdout)."""
+    with dtype_policy("mixed_bfloat16"):
+        model = _paper_size_model()
+    batch = _feature_batch(np.random.default_rng(0), 64, [13] * 64)
+    measure(model, [batch], steps, warmup=1)
 
 
 def useful_flops_per_token(caption_targets: float) -> float:
@@ -199,9 +224,18 @@ def measure(model: Captioner, batches: list[dict], steps: int, jit_compile=False
     }
 
 
-def _with_fraction(result: dict, peak: float, targets_per_caption: float) -> dict:
+def _with_fraction(result: dict, peaks: dict[str, float], precision: str, targets_per_caption: float) -> dict:
+    """The result with its useful GFLOP/s and their fraction of the matmul peak of the precision
+    the variant computes in (bfloat16 for the mixed_bfloat16 policy, float32 otherwise)."""
+    compute = "bfloat16" if precision == "mixed_bfloat16" else "float32"
     achieved = result["tokens_per_second"] * useful_flops_per_token(targets_per_caption) / 1e9
-    return {**result, "useful_gflops": achieved, "fraction_of_peak": achieved / peak}
+    return {
+        **result,
+        "precision": precision,
+        "useful_gflops": achieved,
+        "peak_precision": compute,
+        "fraction_of_peak": achieved / peaks[compute],
+    }
 
 
 def _flickr_like_lengths(rng, count):
@@ -214,22 +248,34 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     add_output_argument(parser, "train_throughput.json")
     parser.add_argument("--matmul-peak-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--kernel-probe", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.matmul_peak_only:  # the child process of `matmul_peak_without_onednn`
         print(matmul_peak_gflops())
         return
+    if args.kernel_probe:  # the child process of `onednn_kernels`
+        _kernel_probe(args.kernel_probe)
+        return
     rng = np.random.default_rng(0)
-    peak = matmul_peak_gflops()
+    peaks = {"float32": matmul_peak_gflops(), "bfloat16": matmul_peak_gflops(dtype=tf.bfloat16)}
     peak_without = matmul_peak_without_onednn()
-    print(f"matmul peak: {peak:.0f} GFLOP/s with oneDNN ({onednn_enabled()=}), {peak_without:.0f} without", flush=True)
+    kernels = onednn_kernels()
+    print(
+        f"matmul peak: {peaks['float32']:.0f} GFLOP/s float32, {peaks['bfloat16']:.0f} bfloat16 with oneDNN "
+        f"({onednn_enabled()=}), {peak_without:.0f} float32 without; oneDNN ISA: {kernels['isa']}, "
+        f"AMX kernels in the bf16 step: {kernels['amx']}",
+        flush=True,
+    )
     default_precision = resolve_precision("auto")
     results = {
         "machine": common.machine(),
         "cpu": describe_cpu(),
         "onednn": onednn_enabled(),
         "tensorflow": tf.__version__,
-        "matmul_peak_gflops": peak,
+        "matmul_peak_gflops": peaks["float32"],
+        "matmul_peak_gflops_bfloat16": peaks["bfloat16"],
         "matmul_peak_gflops_without_onednn": peak_without,
+        "onednn_kernels_of_the_bf16_step": kernels,
         "default_precision": default_precision,
         "command": "python -m benchmarks.speed.train_throughput",
         "paper_size": {},
@@ -237,18 +283,18 @@ def main() -> None:
     fixed = [_feature_batch(rng, 64, [13] * 64)]
     fixed128 = [_feature_batch(rng, 128, [13] * 128)]
 
-    def record(name, model, batches, jit_compile=False):
-        result = _with_fraction(measure(model, batches, args.steps, jit_compile), peak, 13)
+    def record(name, model, batches, jit_compile=False, precision="float32"):
+        result = _with_fraction(measure(model, batches, args.steps, jit_compile), peaks, precision, 13)
         results["paper_size"][name] = result
         print(
             f"{name:32s} {result['tokens_per_second']:7.0f} tok/s  {result['ms_per_step']:6.1f} ms/step  "
-            f"{100 * result['fraction_of_peak']:.0f}% of peak",
+            f"{100 * result['fraction_of_peak']:.0f}% of the {result['peak_precision']} peak",
             flush=True,
         )
 
     record("naive", _paper_size_model(NaiveDecoder), fixed)
     with dtype_policy(default_precision):
-        record(f"sat_tf default ({default_precision})", _paper_size_model(), fixed)
+        record(f"sat_tf default ({default_precision})", _paper_size_model(), fixed, precision=default_precision)
     record("+precomputed attention projection", _paper_size_model(NaiveDecoder, precompute_projection=True), fixed)
     record("+hoisted output layer", _paper_size_model(UnfusedDecoder), fixed)
     record("+fused gates (sat_tf)", _paper_size_model(), fixed)
@@ -256,8 +302,8 @@ def main() -> None:
     record("sat_tf batch 128", _paper_size_model(), fixed128)
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        record("sat_tf mixed_bfloat16", _paper_size_model(), fixed)
-        record("sat_tf mixed_bfloat16 batch 128", _paper_size_model(), fixed128)
+        record("sat_tf mixed_bfloat16", _paper_size_model(), fixed, precision="mixed_bfloat16")
+        record("sat_tf mixed_bfloat16 batch 128", _paper_size_model(), fixed128, precision="mixed_bfloat16")
     except Exception as error:  # noqa: BLE001 - reported, not hidden
         results["paper_size"]["sat_tf mixed_bfloat16"] = {"error": str(error)[:300]}
     finally:
@@ -272,7 +318,7 @@ def main() -> None:
     mean_targets = float(lengths.mean())
     model = _paper_size_model()
     for name, batches in (("flickr lengths, padded", padded), ("flickr lengths, bucketed", bucketed)):
-        result = _with_fraction(measure(model, batches, 2 * len(batches)), peak, mean_targets)
+        result = _with_fraction(measure(model, batches, 2 * len(batches)), peaks, "float32", mean_targets)
         results["paper_size"][name] = result
         print(f"{name:32s} {result['tokens_per_second']:7.0f} tok/s", flush=True)
 
@@ -290,11 +336,15 @@ def main() -> None:
     results["summary"] = {
         "default_over_naive": default["tokens_per_second"] / naive["tokens_per_second"],
         "default_fraction_of_peak": default["fraction_of_peak"],
+        "default_peak_precision": default["peak_precision"],
+        "amx_kernels": kernels["amx"],
     }
     print(json.dumps(results, indent=2))
     print(
         f"sat_tf default ({default_precision}): {results['summary']['default_over_naive']:.2f}x the naive decoder, "
-        f"{100 * default['fraction_of_peak']:.0f}% of the fp32 matmul peak"
+        f"{100 * default['fraction_of_peak']:.0f}% of the {default['peak_precision']} matmul peak "
+        f"({default['useful_gflops']:.0f} of {peaks[default['peak_precision']]:.0f} GFLOP/s); "
+        f"AMX kernels: {kernels['amx']}"
     )
     write_json_atomic(args.output, results)
 

@@ -1,20 +1,31 @@
-"""`sat-tf caption`: caption image files."""
+"""`sat-tf caption`: caption photos, folders of photos and lists of them, as they stream."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 
 from sat_tf.cli.common import add_model_argument, check_image_files
 
-NAME, HELP = "caption", "caption image files"
+NAME, HELP = "caption", "caption photos (files, folders, lists of paths)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from sat_tf.workflows.flags import add_config_arguments, add_section_flags
 
-    parser.add_argument("images", nargs="+")
+    parser.add_argument(
+        "images", nargs="*", help="photos, and folders searched recursively for image files (.jpg, .png, ...)"
+    )
+    parser.add_argument(
+        "--list",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a file of photo paths, one a line ('#' starts a comment; relative to the file's folder); may repeat",
+    )
     add_model_argument(parser, note="; it takes several values, so give the photos before it")
     parser.add_argument(
         "--attention-plot",
@@ -46,51 +57,126 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     # every caption is shown by default now; the old switch still parses
     parser.add_argument("--always-caption", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--output", help="also write the captions as JSON (caption, confidence, k-best list, tags)")
+    parser.add_argument(
+        "--output",
+        help="also write the captions: to a .jsonl file one record per photo as it is captioned (caption, "
+        "confidence, not_sure, k-best list, tags; an unreadable photo with its 'error'), which --resume "
+        "continues; to a .json file all of them at the end",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue a .jsonl --output: caption only the photos it does not hold"
+    )
+    parser.add_argument("--photos-per-batch", type=int, default=32, help="photos decoded and captioned together")
+    parser.add_argument("--workers", type=int, default=2, help="threads decoding photos while the model captions")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (shown on a terminal)")
     add_config_arguments(parser)
     add_section_flags(parser, "decoding")
 
 
 def run(args) -> None:
-    check_image_files(args.images, args.skip_bad)
-    from sat_tf.data.images import load_image
-    from sat_tf.inference.attention_plot import plot_attention
+    photos = photos_of(args)
+    from sat_tf.errors import ConfigError
     from sat_tf.utils.atomic import write_json_atomic
-    from sat_tf.workflows import caption_files, load_for_captioning
+    from sat_tf.utils.json_lines import JsonLinesOutput
+    from sat_tf.workflows import caption_stream, load_for_captioning
     from sat_tf.workflows.flags import section_overrides
 
+    streaming = bool(args.output) and args.output.endswith(".jsonl")
+    if args.resume and not streaming:
+        raise ConfigError("--resume continues a .jsonl --output; name one")
+    output = JsonLinesOutput(args.output, resume=args.resume) if streaming else None
+    todo = [photo for photo in photos if output is None or photo not in output.done]
     loaded = load_for_captioning(args.model, args.recipe, args.config, section_overrides(args), as_caption_command=True)
-    captioned = caption_files(
+    # a photo named on the command line must be readable unless --skip-bad; folders and lists may hold bad ones
+    must_read = set() if args.skip_bad else {p for p in args.images if not os.path.isdir(p)}
+    plots = attention_plot_paths(args.attention_plot, len(todo)) if args.attention_plot else []
+    kept: list[dict] = []
+    skipped: list[str] = []
+    captioned = 0
+    batches = caption_stream(
         loaded.model,
-        args.images,
+        todo,
         loaded.decoding,
-        skip_bad=args.skip_bad,
+        photos_per_batch=args.photos_per_batch,
+        workers=args.workers,
         with_tags=args.tags,
         calibration=loaded.calibration,
         tags_when_not_sure=True,  # what a "not sure" photo may show
     )
-    records = captioned.records()
-    plots = attention_plot_paths(args.attention_plot, len(records)) if args.attention_plot else []
-    best = captioned.candidates.best()
-    for index, record in enumerate(records):
+    with progress_bar(len(todo), disable=args.no_progress) as progress:
+        for batch in batches:
+            for path, error in batch.unreadable:
+                if path in must_read:
+                    raise ConfigError(error)
+            show_batch(args, loaded.model, batch, plots[captioned : captioned + len(batch.paths)])
+            captioned += len(batch.paths)
+            skipped += batch.skipped
+            if output is not None:
+                for record in batch.records() + batch.unreadable_records():
+                    output.write(record)
+                output.sync()
+            else:
+                kept += batch.records()
+            progress.update(len(batch.paths) + len(batch.unreadable))
+    if output is not None:
+        output.close()
+    if todo and not captioned:
+        raise ConfigError("no readable images" + (f": {skipped[0]}" if skipped else ""))
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable image(s): {'; '.join(skipped[:3])}", file=sys.stderr)
+    if args.output and not streaming:
+        write_json_atomic(args.output, {"captions": kept, "skipped": skipped})
+
+
+def photos_of(args) -> list[str]:
+    """The photos the arguments name (files, folders' image files, list files), checked before the
+    model loads: a bad path named on the command line stops the run unless --skip-bad."""
+    from sat_tf.errors import ConfigError
+    from sat_tf_edge.photo_files import PhotoListError, find_photos
+
+    if not args.images and not args.list:
+        raise ConfigError("name photos, folders of photos or a --list file of photo paths")
+    check_image_files(args.images, args.skip_bad, more_may_follow=bool(args.list))
+    try:
+        photos = find_photos([p for p in args.images if not _bad_and_skipped(p, args.skip_bad)], args.list)
+    except PhotoListError as exc:
+        raise ConfigError(str(exc)) from exc
+    if not photos:
+        raise ConfigError(f"no photos in {', '.join([*args.images, *args.list])}")
+    return photos
+
+
+def _bad_and_skipped(path: str, skip_bad: bool) -> bool:
+    from sat_tf_edge.photo_files import source_problem
+
+    return skip_bad and source_problem(path) is not None
+
+
+def show_batch(args, model, batch, plots: list[Path]) -> None:
+    """Prints each photo's line (and its k best), and draws its attention figure when asked."""
+    from sat_tf.data.images import load_image
+    from sat_tf.inference.attention_plot import plot_attention
+
+    best = batch.candidates.best() if batch.candidates is not None else None
+    for index, record in enumerate(batch.records()):
         print(caption_line(record, show_tags=args.tags, hide_not_sure=args.hide_not_sure and not args.always_caption))
         for rank, candidate in enumerate(record["candidates"][: args.k_best] if args.k_best else [], start=1):
             print(f"  {rank}. {candidate}")
         if plots:
+            assert best is not None  # a batch with records has candidates
             plot_attention(
-                load_image(record["image"]),
-                best.words(index),
-                best.alphas[index],
-                loaded.model.feature_grid,
-                plots[index],
+                load_image(record["image"]), best.words(index), best.alphas[index], model.feature_grid, plots[index]
             )
             print(f"  attention plot: {plots[index]}")
-    if captioned.skipped:
-        print(
-            f"skipped {len(captioned.skipped)} unreadable image(s): {'; '.join(captioned.skipped[:3])}", file=sys.stderr
-        )
-    if args.output:
-        write_json_atomic(args.output, {"captions": records, "skipped": captioned.skipped})
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, disable: bool):
+    """Photos done, rate and time left on stderr (a terminal only, unless disabled)."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="photo", file=sys.stderr, disable=True if disable else None, leave=False) as bar:
+        yield bar
 
 
 def caption_line(record: dict, show_tags: bool = False, hide_not_sure: bool = False) -> str:

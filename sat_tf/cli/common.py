@@ -95,12 +95,13 @@ def photos_before_any_option(argv: list[str]) -> list[str]:
 
 
 def check_image_files(paths: list[str], skip_bad: bool, more_may_follow: bool = False) -> None:
-    """Reports a missing, empty or folder path at once, before the model loads (seconds). With
-    `skip_bad`, only when every photo is bad (unless `more_may_follow`: other photos may come)."""
+    """Reports a missing or empty path, or a folder without image files, at once, before the model
+    loads (seconds). With `skip_bad`, only when every photo is bad (unless `more_may_follow`:
+    other photos may come)."""
     from sat_tf.errors import ConfigError
-    from sat_tf_edge.images import file_problem
+    from sat_tf_edge.photo_files import source_problem
 
-    problems = [f"{path}: {problem}" for path in paths if (problem := file_problem(path)) is not None]
+    problems = [f"{path}: {problem}" for path in paths if (problem := source_problem(path)) is not None]
     all_bad = len(problems) == len(paths) and not more_may_follow
     if problems and (not skip_bad or all_bad):
         raise ConfigError(f"{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))

@@ -69,3 +69,20 @@ def kernel_path_environment(path: str, base: dict[str, str] | None = None) -> di
         for name in settings:
             environment.pop(name, None)
     return {**environment, **KERNEL_PATHS[path]}
+
+
+def parse_onednn_verbose(log: str) -> dict:
+    """What oneDNN ran, from the lines it prints under ONEDNN_VERBOSE=1: the ISA it detected, each
+    kernel implementation it executed (kind and name, with its number of calls) and whether any of
+    them is an AMX kernel (`brg_matmul:avx512_core_amx`, ...)."""
+    isa, implementations = "oneDNN did not run", dict[str, int]()
+    for line in log.splitlines():
+        fields = line.split(",")
+        if not line.startswith("onednn_verbose") or len(fields) < 5:
+            continue
+        if fields[2:4] == ["info", "cpu"] and fields[4].startswith("isa:"):
+            isa = line.split("isa:", 1)[1]  # the name itself may hold commas
+        elif fields[2:5] == ["primitive", "exec", "cpu"] and len(fields) > 6:
+            name = f"{fields[5]} {fields[6]}"
+            implementations[name] = implementations.get(name, 0) + 1
+    return {"isa": isa, "implementations": implementations, "amx": any("amx" in name for name in implementations)}

@@ -10,8 +10,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
-from typing import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -79,16 +81,23 @@ class CaptionedFiles:
     """Captions of image files: the readable ones, their candidates, and why others were skipped."""
 
     paths: list[str]
-    candidates: CaptionCandidates
-    skipped: list[str]
+    candidates: CaptionCandidates | None  # None when no photo of the batch could be read
+    skipped: list[str]  # why each unreadable photo was skipped
     confidence: np.ndarray  # per image: calibrated when the model has a calibration (`CaptionCandidates.confidence`)
     tags: list[list[Tag]] | None = None  # per image, its ImageNet tags (when the encoder has a tagger)
     constrained: list[bool] | None = None  # per image, whether the tags constrained its caption
     not_sure_below: float = NOT_SURE_BELOW  # the model's "not sure" threshold (DecodingConfig)
+    unreadable: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path, why)
+
+    def unreadable_records(self) -> list[dict]:
+        """One JSON-ready record per unreadable photo: its path and why it could not be read."""
+        return [{"image": path, "error": error} for path, error in self.unreadable]
 
     def records(self) -> list[dict]:
         """One JSON-ready record per image: the caption, its confidence and whether it is below
         the "not sure" threshold, the k-best list, the tags and whether they guided the caption."""
+        if self.candidates is None:
+            return []
         best = self.candidates.best()
         records = []
         for index, path in enumerate(self.paths):
@@ -120,20 +129,76 @@ def caption_files(
 ) -> CaptionedFiles:
     """Reads image files (through the library's one image contract) and captions them; with
     `with_tags` (or tag guidance on), also tags them, and with `tags_when_not_sure` tags the photos
-    whose caption is "not sure" (what `sat-tf caption` shows instead; the tagger loads only then);
+    whose caption is "not sure" (what `sat-tf caption` shows beside it; the tagger loads only then);
     with the model's `calibration`, the confidence is the calibrated one."""
-    size = model.encoder.image_size
-    loaded, pixels, skipped = [], [], []
-    for path in paths:
-        try:
-            pixels.append(load_image(path, size))
-            loaded.append(str(path))
-        except ImageLoadError as exc:
-            if not skip_bad:
-                raise
-            skipped.append(str(exc))
-    if not loaded:
+    loaded = [_read_photo(path, model.encoder.image_size) for path in paths]
+    errors = [error for _, _, error in loaded if error is not None]
+    if errors and not skip_bad:
+        raise errors[0]
+    if len(errors) == len(loaded):
         raise ConfigError("no readable images")
+    return caption_loaded(model, loaded, decoding, with_tags, calibration, tags_when_not_sure)
+
+
+def caption_stream(
+    model,
+    paths: Iterable[str],
+    decoding: DecodingConfig,
+    photos_per_batch: int = 32,
+    workers: int = 2,
+    with_tags: bool = False,
+    calibration: ConfidenceCalibration | None = None,
+    tags_when_not_sure: bool = False,
+) -> Iterator[CaptionedFiles]:
+    """Captions any number of image files as they come, batch by batch (`caption_files`' settings):
+    `workers` threads decode the next batch's photos while the model captions this one, so memory
+    holds two batches whatever the number of photos. Unreadable photos do not stop it: each batch's
+    `unreadable` says which and why.
+
+    Example:
+        >>> for batch in caption_stream(model, find_photos(["photos/"]), decoding):
+        ...     for record in batch.records() + batch.unreadable_records():
+        ...         print(record)
+    """
+    if photos_per_batch < 1:
+        raise ConfigError(f"photos_per_batch must be >= 1; got {photos_per_batch}")
+    size = model.encoder.image_size
+    iterator = iter(paths)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+
+        def submit_next() -> list:
+            return [pool.submit(_read_photo, path, size) for path in itertools.islice(iterator, photos_per_batch)]
+
+        pending = submit_next()
+        while pending:
+            loaded = [future.result() for future in pending]
+            pending = submit_next()  # decoded while this batch is captioned
+            yield caption_loaded(model, loaded, decoding, with_tags, calibration, tags_when_not_sure)
+
+
+def _read_photo(path: str, size: int) -> tuple[str, np.ndarray | None, ImageLoadError | None]:
+    """(path, pixels, None), or (path, None, why it cannot be read)."""
+    try:
+        return str(path), load_image(path, size), None
+    except ImageLoadError as exc:
+        return str(path), None, exc
+
+
+def caption_loaded(
+    model,
+    loaded: Sequence[tuple[str, np.ndarray | None, ImageLoadError | None]],
+    decoding: DecodingConfig,
+    with_tags: bool = False,
+    calibration: ConfidenceCalibration | None = None,
+    tags_when_not_sure: bool = False,
+) -> CaptionedFiles:
+    """Captions photos already read (`(path, pixels, error)`, as `_read_photo` gives them)."""
+    paths = [path for path, pixels, _ in loaded if pixels is not None]
+    pixels = [pixels for _, pixels, _ in loaded if pixels is not None]
+    unreadable = [(path, str(error)) for path, _, error in loaded if error is not None]
+    skipped = [error for _, error in unreadable]
+    if not pixels:
+        return CaptionedFiles([], None, skipped, np.zeros(0), unreadable=unreadable)
     tags, constrained = None, None
     if with_tags or decoding.tag_guidance != "off":
         candidates, tags, constrained = decode_with_tags(model, decoding, np.stack(pixels))
@@ -142,7 +207,9 @@ def caption_files(
     confidence = candidates.confidence(calibration, model.tokenizer.end_id)
     if tags is None and tags_when_not_sure:
         tags = _tags_of_doubted(model, pixels, confidence < decoding.not_sure_below)
-    return CaptionedFiles(loaded, candidates, skipped, confidence, tags, constrained, decoding.not_sure_below)
+    return CaptionedFiles(
+        paths, candidates, skipped, confidence, tags, constrained, decoding.not_sure_below, unreadable
+    )
 
 
 def _tags_of_doubted(model, pixels: list, doubted: np.ndarray) -> list[list[Tag]] | None:
