@@ -173,12 +173,13 @@ def refit(table: dict, pairs: list[dict], novelty) -> dict:
         ("with the study's signals", (*RUNTIME_SIGNALS, *SIGNALS)),
     ):
         fitted = fit_calibration(mine, right, groups, novelty, candidates=candidates)
+        confident = fitted.out_of_fold >= np.median(fitted.out_of_fold)
         report[name] = {
             "selection": [step["signal"] for step in fitted.selection],
             "out_of_fold_auroc": fitted.out_of_fold_auroc,
-            "flag_rates": fitted.flag_rates,
-            "threshold": None if fitted.calibration is None else fitted.calibration.not_sure_below,
-            "promise": None if fitted.calibration is None else fitted.calibration.promise,
+            # a person's view: how many captions are right overall and among the more confident half
+            "right_overall": float(right.mean()),
+            "right_in_the_more_confident_half": float(right[confident].mean()),
         }
     return report
 
@@ -217,7 +218,10 @@ def markdown(report: dict) -> str:
     lines += ["", "Refitted on the by-eye labels of the preset's own captions (5-fold, out of fold):", ""]
     for name, fit in report["refit"].items():
         aurocs = ", ".join(f"{group} {value:.3f}" for group, value in fit["out_of_fold_auroc"].items())
-        lines.append(f"- {name}: {' + '.join(fit['selection'])}; AUROC {aurocs}")
+        lines.append(
+            f"- {name}: {' + '.join(fit['selection'])}; AUROC {aurocs}; right: {100 * fit['right_overall']:.0f}% "
+            f"of all, {100 * fit['right_in_the_more_confident_half']:.0f}% of the more confident half"
+        )
     return "\n".join(lines)
 
 

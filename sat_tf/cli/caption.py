@@ -78,7 +78,7 @@ def run(args) -> None:
     from sat_tf.errors import ConfigError
     from sat_tf.utils.atomic import write_json_atomic
     from sat_tf.utils.json_lines import JsonLinesOutput
-    from sat_tf.workflows import caption_stream, load_for_captioning
+    from sat_tf.workflows import caption_photos, load_for_captioning
     from sat_tf.workflows.flags import section_overrides
 
     streaming = bool(args.output) and args.output.endswith(".jsonl")
@@ -87,45 +87,35 @@ def run(args) -> None:
     output = JsonLinesOutput(args.output, resume=args.resume) if streaming else None
     todo = [photo for photo in photos if output is None or photo not in output.done]
     loaded = load_for_captioning(args.model, args.recipe, args.config, section_overrides(args), as_caption_command=True)
-    # a photo named on the command line must be readable unless --skip-bad; folders and lists may hold bad ones
-    must_read = set() if args.skip_bad else {p for p in args.images if not os.path.isdir(p)}
     plots = attention_plot_paths(args.attention_plot, len(todo)) if args.attention_plot else []
-    kept: list[dict] = []
-    skipped: list[str] = []
-    captioned = 0
-    batches = caption_stream(
-        loaded.model,
-        todo,
-        loaded.decoding,
-        photos_per_batch=args.photos_per_batch,
-        workers=args.workers,
-        with_tags=args.tags,
-        calibration=loaded.calibration,
-        tags_when_not_sure=True,  # what a "not sure" photo may show
-    )
+    shown = 0
+
+    def show(batch) -> None:
+        nonlocal shown
+        show_batch(args, loaded.model, batch, plots[shown : shown + len(batch.paths)])
+        shown += len(batch.paths)
+        progress.update(len(batch.paths) + len(batch.unreadable))
+
     with progress_bar(len(todo), disable=args.no_progress) as progress:
-        for batch in batches:
-            for path, error in batch.unreadable:
-                if path in must_read:
-                    raise ConfigError(error)
-            show_batch(args, loaded.model, batch, plots[captioned : captioned + len(batch.paths)])
-            captioned += len(batch.paths)
-            skipped += batch.skipped
+        try:
+            done = caption_photos(
+                loaded,
+                todo,
+                output,
+                # a photo named on the command line must be readable unless --skip-bad; folders and lists may not be
+                must_read=frozenset() if args.skip_bad else frozenset(p for p in args.images if not os.path.isdir(p)),
+                photos_per_batch=args.photos_per_batch,
+                workers=args.workers,
+                with_tags=args.tags,
+                on_batch=show,
+            )
+        finally:
             if output is not None:
-                for record in batch.records() + batch.unreadable_records():
-                    output.write(record)
-                output.sync()
-            else:
-                kept += batch.records()
-            progress.update(len(batch.paths) + len(batch.unreadable))
-    if output is not None:
-        output.close()
-    if todo and not captioned:
-        raise ConfigError("no readable images" + (f": {skipped[0]}" if skipped else ""))
-    if skipped:
-        print(f"skipped {len(skipped)} unreadable image(s): {'; '.join(skipped[:3])}", file=sys.stderr)
+                output.close()
+    if done.skipped:
+        print(f"skipped {len(done.skipped)} unreadable image(s): {'; '.join(done.skipped[:3])}", file=sys.stderr)
     if args.output and not streaming:
-        write_json_atomic(args.output, {"captions": kept, "skipped": skipped})
+        write_json_atomic(args.output, {"captions": done.records, "skipped": done.skipped})
 
 
 def photos_of(args) -> list[str]:

@@ -5,7 +5,14 @@ from sat_tf.utils.quiet import import_tensorflow_quietly
 
 import_tensorflow_quietly()  # before any module below imports TensorFlow
 
-from sat_tf.workflows.caption import LoadedCaptioner, caption_files, caption_stream, decoding_for, load_for_captioning
+from sat_tf.workflows.caption import (
+    LoadedCaptioner,
+    caption_files,
+    caption_photos,
+    caption_stream,
+    decoding_for,
+    load_for_captioning,
+)
 from sat_tf.workflows.evaluate import evaluate_captioner, extract_split_features
 from sat_tf.workflows.models import load_captioner, load_captioners
 from sat_tf.workflows.run_config import DecodingConfig, RunConfig, ValidationConfig, recipe_names, resolve_run_config
@@ -17,6 +24,7 @@ __all__ = [
     "RunConfig",
     "ValidationConfig",
     "caption_files",
+    "caption_photos",
     "caption_stream",
     "decoding_for",
     "evaluate_captioner",

@@ -13,7 +13,7 @@ import dataclasses
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from sat_tf.inference.results import NOT_SURE_BELOW
 from sat_tf.models import efficientnet_lite
 from sat_tf.models.captioner import Captioner
 from sat_tf.models.imagenet_tagger import Tag, shared_tagger
+from sat_tf.utils.json_lines import JsonLinesOutput
 from sat_tf.workflows.model_reference import resolve_model
 from sat_tf.workflows.models import as_one_captioner
 from sat_tf.workflows.run_config import merge, resolve_run_config
@@ -174,6 +175,64 @@ def caption_stream(
             loaded = [future.result() for future in pending]
             pending = submit_next()  # decoded while this batch is captioned
             yield caption_loaded(model, loaded, decoding, with_tags, calibration, tags_when_not_sure)
+
+
+@dataclasses.dataclass
+class CaptionRun:
+    """What `caption_photos` did: photos captioned, why others were skipped, and the records it
+    kept (only without a JSON Lines output, whose records are on disk instead)."""
+
+    captioned: int = 0
+    skipped: list[str] = dataclasses.field(default_factory=list)
+    records: list[dict] = dataclasses.field(default_factory=list)
+
+
+def caption_photos(
+    loaded: LoadedCaptioner,
+    photos: Sequence[str],
+    output: JsonLinesOutput | None = None,
+    must_read: frozenset[str] = frozenset(),
+    photos_per_batch: int = 32,
+    workers: int = 2,
+    with_tags: bool = False,
+    on_batch: Callable[[CaptionedFiles], None] | None = None,
+) -> CaptionRun:
+    """Captions a collection of photos as `sat-tf caption` does (`caption_stream`, the model's
+    calibration, the tags of "not sure" photos), batch by batch: each batch's records (and an
+    `{"image", "error"}` record per unreadable photo) go to `output` as it finishes, synced, or are
+    kept in memory without one; `on_batch` sees every batch (printing, plots, progress).
+
+    Raises:
+        ConfigError: a photo of `must_read` cannot be read, or none of `photos` can.
+    """
+    run = CaptionRun()
+    batches = caption_stream(
+        loaded.model,
+        photos,
+        loaded.decoding,
+        photos_per_batch=photos_per_batch,
+        workers=workers,
+        with_tags=with_tags,
+        calibration=loaded.calibration,
+        tags_when_not_sure=True,  # what a "not sure" photo may show
+    )
+    for batch in batches:
+        for path, error in batch.unreadable:
+            if path in must_read:
+                raise ConfigError(error)
+        if on_batch is not None:
+            on_batch(batch)
+        run.captioned += len(batch.paths)
+        run.skipped += batch.skipped
+        if output is None:
+            run.records += batch.records()
+            continue
+        for record in batch.records() + batch.unreadable_records():
+            output.write(record)
+        output.sync()
+    if photos and not run.captioned:
+        raise ConfigError("no readable images" + (f": {run.skipped[0]}" if run.skipped else ""))
+    return run
 
 
 def _read_photo(path: str, size: int) -> tuple[str, np.ndarray | None, ImageLoadError | None]:
