@@ -139,7 +139,7 @@ def summarize(table: dict, pairs: list[dict], threshold: float) -> dict:
     labels = np.array([p["label"] for p in pairs])
     right = labels == "right"
     own = ~np.isnan(table["shipped_confidence"])
-    report: dict = {"pairs": {}, "all_pairs": {}, "own_captions": {}, "not_sure_rates": {}}
+    report: dict = {"pairs": {}, "all_pairs": {}, "own_captions": {}, "not_sure_rates": {}, "tradeoff": {}}
     for group, members in GROUPS.items():
         chosen = np.isin(dev_sets, members)
         report["pairs"][group] = {
@@ -157,7 +157,26 @@ def summarize(table: dict, pairs: list[dict], threshold: float) -> dict:
             label: float(flagged[labels[mine] == label].mean()) if (labels[mine] == label).any() else None
             for label in ("right", "partly right", "wrong")
         }
+        report["tradeoff"][group] = tradeoff(table["shipped_confidence"][mine], labels[mine])
     return report
+
+
+RIGHT_FLAGGED = (0.10, 0.25, 0.50)
+
+
+def tradeoff(confidence: np.ndarray, labels: np.ndarray) -> list[dict]:
+    """For thresholds that mark a given share of the right captions "not sure" (`RIGHT_FLAGGED`),
+    the share of the wrong ones they mark: what any threshold on this confidence can promise."""
+    right, wrong = confidence[labels == "right"], confidence[labels == "wrong"]
+    if not len(right) or not len(wrong):
+        return []
+    rows = []
+    for share in RIGHT_FLAGGED:
+        threshold = float(np.quantile(right, share))
+        rows.append(
+            {"right_flagged": share, "threshold": threshold, "wrong_flagged": float((wrong < threshold).mean())}
+        )
+    return rows
 
 
 def refit(table: dict, pairs: list[dict], novelty) -> dict:
@@ -215,6 +234,12 @@ def markdown(report: dict) -> str:
             )
             + " |"
         )
+    lines += ["", "Any threshold on the shipped confidence (own captions): not sure on right -> on wrong:", ""]
+    for g in groups:
+        rows = report["tradeoff"][g]
+        if rows:
+            pairs = ", ".join(f"{100 * r['right_flagged']:.0f}% -> {100 * r['wrong_flagged']:.0f}%" for r in rows)
+            lines.append(f"- {g}: {pairs}")
     lines += ["", "Refitted on the by-eye labels of the preset's own captions (5-fold, out of fold):", ""]
     for name, fit in report["refit"].items():
         aurocs = ", ".join(f"{group} {value:.3f}" for group, value in fit["out_of_fold_auroc"].items())
@@ -240,6 +265,13 @@ def main() -> None:
         "threshold": threshold,
         **summarize(table, pairs, threshold),
         "refit": refit(table, pairs, loaded.calibration.novelty if loaded.calibration else None),
+        # every pair's signals, by its id in benchmarks/labels/caption_judgments.json (NaN: not measured)
+        "signals_by_pair": {
+            str(pair["id"]): {
+                name: None if np.isnan(values[i]) else round(float(values[i]), 5) for name, values in table.items()
+            }
+            for i, pair in enumerate(pairs)
+        },
     }
     write_report(args.output, report, markdown(report))
 
