@@ -41,9 +41,9 @@ import tensorflow as tf  # noqa: E402
 from benchmarks.common import DATA, command_line, machine, write_report  # noqa: E402
 from benchmarks.quality.caption_judgments import load_judgments  # noqa: E402
 from benchmarks.quality.confidence import contradicted  # noqa: E402
+from benchmarks.quality.confidence_calibration import sample_consensus, teacher_forced  # noqa: E402
 from sat_tf.data.images import load_image  # noqa: E402
-from sat_tf.evaluation.calibration import caption_words, fit_calibration  # noqa: E402
-from sat_tf.evaluation.cider import CiderD  # noqa: E402
+from sat_tf.evaluation.calibration import fit_calibration  # noqa: E402
 from sat_tf.evaluation.ranking import auroc  # noqa: E402
 from sat_tf.inference import RandomSampler, generate_captions  # noqa: E402
 from sat_tf.inference.generate import region_features  # noqa: E402
@@ -60,39 +60,23 @@ GROUPS = {
 }
 
 
-def token_log_probs(model, features, captions: list[str]) -> list[np.ndarray]:
-    """Each caption's per-token log-probabilities (`<end>` included), the decoder reading `features`."""
-    ids = model.tokenizer.tokenize(tf.constant(captions)).to_tensor().numpy()
-    lengths = (ids != model.tokenizer.pad_id).sum(1) - 1  # tokens after <start>
-    logits = model.decoder.teacher_forcing(features, tf.constant(ids[:, :-1], tf.int32))["logits"]
-    log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32)).numpy()
-    chosen = np.take_along_axis(log_probs, ids[:, 1:, None], axis=2)[..., 0]
-    return [row[:length] for row, length in zip(chosen, lengths)]
-
-
-def photo_signals(loaded, photo: str, captions: list[str]) -> tuple[dict[str, list[float]], list[str]]:
+def photo_signals(loaded, photo: str, captions: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
     """The teacher-forced signals of each caption of one photo, and captions sampled from the model."""
     model = loaded.model
     images = load_image(str(DATA / photo), model.encoder.image_size)[None]
-    features = region_features(model, images=images)
-    repeated = tf.repeat(features, len(captions), axis=0)
-    with_photo = token_log_probs(model, repeated, captions)
-    no_photo = model.decoder.without_photos(repeated, tf.zeros([len(captions)], tf.bool))
-    without_photo = token_log_probs(model, no_photo, captions)
+    features = tf.repeat(region_features(model, images=images), len(captions), axis=0)
+    ids = model.tokenizer.tokenize(tf.constant(captions)).to_tensor().numpy()[:, 1:]  # after <start>
+    lengths = (ids != model.tokenizer.pad_id).sum(1)  # <end> included
+    with_photo = teacher_forced(model, features, ids, lengths)
+    no_photo = model.decoder.without_photos(features, tf.zeros([len(captions)], tf.bool))
+    without_photo = teacher_forced(model, no_photo, ids, lengths)
     samples = generate_captions(model, images=images, sampler=RandomSampler(SAMPLES), forbid_unknown=True).texts[0]
     signals = {
-        "token_log_prob": [float(p.mean()) for p in with_photo],
-        "min_token_log_prob": [float(p.min()) for p in with_photo],
-        "photo_gain": [float(p.mean() - q.mean()) for p, q in zip(with_photo, without_photo)],
+        "token_log_prob": with_photo["log_prob"],
+        "min_token_log_prob": with_photo["min_log_prob"],
+        "photo_gain": with_photo["log_prob"] - without_photo["log_prob"],
     }
     return signals, samples
-
-
-def sample_consensus(captions: list[str], samples: list[list[str]]) -> np.ndarray:
-    """CIDEr-D of each caption against its photo's sampled captions, the document frequencies taken
-    over every photo's samples (one photo's alone would make every n-gram common)."""
-    references = [[caption_words(s) for s in row] for row in samples]
-    return CiderD(references).scores([caption_words(c) for c in captions], references)
 
 
 def measure(loaded, pairs: list[dict]) -> tuple[dict[str, np.ndarray], float]:

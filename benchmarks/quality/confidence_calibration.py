@@ -84,7 +84,7 @@ def knn_distance(states: np.ndarray, training: np.ndarray, k: int = 5) -> np.nda
 
 
 def teacher_forced(model, features, tokens: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
-    """Mean log-probability of each caption's tokens and mean entropy of the next-word
+    """Mean and least log-probability of each caption's tokens and mean entropy of the next-word
     distributions along it, the decoder reading `features`."""
     inputs = np.concatenate([np.full((len(tokens), 1), model.tokenizer.start_id), tokens[:, :-1]], 1)
     logits = model.decoder.teacher_forcing(features, tf.constant(inputs, tf.int32))["logits"]
@@ -94,8 +94,16 @@ def teacher_forced(model, features, tokens: np.ndarray, lengths: np.ndarray) -> 
     entropy = -(np.exp(log_probs) * log_probs).sum(-1)
     return {
         "log_prob": (chosen * emitted).sum(1) / lengths,
+        "min_log_prob": np.where(emitted, chosen, np.inf).min(1),
         "entropy": (entropy * emitted).sum(1) / lengths,
     }
+
+
+def sample_consensus(captions: list[str], samples: list[list[str]]) -> np.ndarray:
+    """CIDEr-D of each caption against its photo's sampled captions, the document frequencies taken
+    over every photo's samples (one photo's alone would make every n-gram common)."""
+    references = [[caption_words(text) for text in row] for row in samples]
+    return CiderD(references).scores([caption_words(text) for text in captions], references)
 
 
 def study_signals(model, paths: list[str], best) -> dict[str, np.ndarray]:
@@ -113,8 +121,7 @@ def study_signals(model, paths: list[str], best) -> dict[str, np.ndarray]:
         rows["token_entropy"] += teacher_forced(model, features, tokens, lengths)["entropy"].tolist()
         sampled = generate_captions(model, images=images, sampler=RandomSampler(SAMPLES), forbid_unknown=True)
         rows["samples"] += sampled.texts
-    references = [[caption_words(text) for text in samples] for samples in rows.pop("samples")]
-    consensus = CiderD(references).scores([caption_words(text) for text in best.texts], references)
+    consensus = sample_consensus(best.texts, rows.pop("samples"))
     return {name: np.array(values) for name, values in rows.items()} | {"sample_consensus": consensus}
 
 

@@ -20,7 +20,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", 
 
 
 class PhotoListError(ValueError):
-    """A list file that cannot be read, or a line of it that names no file; the message says which."""
+    """A list file that cannot be read; the message names it and says why."""
 
 
 def is_image_name(name: str) -> bool:

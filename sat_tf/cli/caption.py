@@ -122,24 +122,19 @@ def photos_of(args) -> list[str]:
     """The photos the arguments name (files, folders' image files, list files), checked before the
     model loads: a bad path named on the command line stops the run unless --skip-bad."""
     from sat_tf.errors import ConfigError
-    from sat_tf_edge.photo_files import PhotoListError, find_photos
+    from sat_tf_edge.photo_files import PhotoListError, find_photos, source_problem
 
     if not args.images and not args.list:
         raise ConfigError("name photos, folders of photos or a --list file of photo paths")
     check_image_files(args.images, args.skip_bad, more_may_follow=bool(args.list))
+    usable = [p for p in args.images if not (args.skip_bad and source_problem(p) is not None)]  # --skip-bad's
     try:
-        photos = find_photos([p for p in args.images if not _bad_and_skipped(p, args.skip_bad)], args.list)
+        photos = find_photos(usable, args.list)
     except PhotoListError as exc:
         raise ConfigError(str(exc)) from exc
     if not photos:
         raise ConfigError(f"no photos in {', '.join([*args.images, *args.list])}")
     return photos
-
-
-def _bad_and_skipped(path: str, skip_bad: bool) -> bool:
-    from sat_tf_edge.photo_files import source_problem
-
-    return skip_bad and source_problem(path) is not None
 
 
 def show_batch(args, model, batch, plots: list[Path]) -> None:

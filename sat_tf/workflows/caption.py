@@ -83,12 +83,16 @@ class CaptionedFiles:
 
     paths: list[str]
     candidates: CaptionCandidates | None  # None when no photo of the batch could be read
-    skipped: list[str]  # why each unreadable photo was skipped
+    unreadable: list[tuple[str, str]]  # (path, why) of each photo that could not be read
     confidence: np.ndarray  # per image: calibrated when the model has a calibration (`CaptionCandidates.confidence`)
     tags: list[list[Tag]] | None = None  # per image, its ImageNet tags (when the encoder has a tagger)
     constrained: list[bool] | None = None  # per image, whether the tags constrained its caption
     not_sure_below: float = NOT_SURE_BELOW  # the model's "not sure" threshold (DecodingConfig)
-    unreadable: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path, why)
+
+    @property
+    def skipped(self) -> list[str]:
+        """Why each unreadable photo was skipped (the message names the file)."""
+        return [error for _, error in self.unreadable]
 
     def unreadable_records(self) -> list[dict]:
         """One JSON-ready record per unreadable photo: its path and why it could not be read."""
@@ -255,9 +259,8 @@ def caption_loaded(
     paths = [path for path, pixels, _ in loaded if pixels is not None]
     pixels = [pixels for _, pixels, _ in loaded if pixels is not None]
     unreadable = [(path, str(error)) for path, _, error in loaded if error is not None]
-    skipped = [error for _, error in unreadable]
     if not pixels:
-        return CaptionedFiles([], None, skipped, np.zeros(0), unreadable=unreadable)
+        return CaptionedFiles([], None, unreadable, np.zeros(0))
     tags, constrained = None, None
     if with_tags or decoding.tag_guidance != "off":
         candidates, tags, constrained = decode_with_tags(model, decoding, np.stack(pixels))
@@ -266,9 +269,7 @@ def caption_loaded(
     confidence = candidates.confidence(calibration, model.tokenizer.end_id)
     if tags is None and tags_when_not_sure:
         tags = _tags_of_doubted(model, pixels, confidence < decoding.not_sure_below)
-    return CaptionedFiles(
-        paths, candidates, skipped, confidence, tags, constrained, decoding.not_sure_below, unreadable
-    )
+    return CaptionedFiles(paths, candidates, unreadable, confidence, tags, constrained, decoding.not_sure_below)
 
 
 def _tags_of_doubted(model, pixels: list, doubted: np.ndarray) -> list[list[Tag]] | None:
