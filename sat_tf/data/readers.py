@@ -3,7 +3,8 @@
 Formats: JSON Lines (`{"image": "path", "caption": "text"}` per line) and CSV with an
 `image,caption` header (`read_caption_file`); the Flickr8k/Flickr30k token file with split lists
 (`read_flickr_tokens`); Karpathy's split JSON (`read_karpathy_split`); COCO captions JSON
-(`read_coco_captions`). All produce the same records: one caption of one image each.
+(`read_coco_captions`); a teacher's captions of photos without captions, above a confidence
+(`read_pseudo_captions`). All produce the same records: one caption of one image each.
 """
 
 from __future__ import annotations
@@ -245,6 +246,46 @@ def read_text_captions(path: str | os.PathLike) -> list[CaptionRecord]:
         records.append(CaptionRecord(image_id=where, caption=str(caption), source=where))
     if not records:
         raise CaptionFileError(f"{path}: no captions")
+    return records
+
+
+def read_pseudo_captions(
+    path: str | os.PathLike, min_confidence: float, image_dir: str | os.PathLike | None = None
+) -> list[CaptionRecord]:
+    """A teacher's captions of photos without captions, as `sat-tf caption --output FILE.jsonl`
+    writes them (one record per photo: 'image', 'caption', 'confidence'), kept where the teacher
+    was at least `min_confidence` sure (self-training: Xie et al. 2020, "Self-training with Noisy
+    Student"). Records of photos the teacher could not read (an 'error' field) are left out.
+
+    Raises:
+        CaptionFileError: unreadable file, malformed line, a record without a numeric
+            'confidence', or no caption left above the threshold (the message says how many were read).
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".jsonl":
+        raise CaptionFileError(f"{path}: pseudo-captions are read from the .jsonl `sat-tf caption --output` writes")
+    root = Path(image_dir) if image_dir is not None else path.parent
+    records, read = [], 0
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            item = json.loads(line)
+        except ValueError as exc:
+            raise CaptionFileError(f"{where}: invalid JSON ({exc.args[0]})") from None
+        if not isinstance(item, dict):
+            raise CaptionFileError(f"{where}: expected a JSON object with 'image', 'caption' and 'confidence'")
+        if "error" in item:
+            continue
+        confidence = item.get("confidence")
+        if isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
+            raise CaptionFileError(f"{where}: field 'confidence' must be a number (the file `sat-tf caption` writes)")
+        read += 1
+        if confidence >= min_confidence:
+            records.append(_record(item.get("image"), item.get("caption"), root, where))
+    if not records:
+        raise CaptionFileError(f"{path}: none of its {read} captions has a confidence of at least {min_confidence}")
     return records
 
 

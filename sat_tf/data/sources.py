@@ -13,7 +13,7 @@ import numpy as np
 from sat_tf.data import synthetic
 from sat_tf.data.feature_cache import FeatureCache
 from sat_tf.data.images import load_image, scan_images
-from sat_tf.data.readers import index_images, read_captions, read_text_captions
+from sat_tf.data.readers import index_images, read_captions, read_pseudo_captions, read_text_captions
 from sat_tf.data.records import NO_PHOTO, CaptionRecord, group_references
 from sat_tf.errors import ConfigError
 
@@ -36,6 +36,9 @@ class CaptionSource:
             them (a different quarter each epoch).
         text_only: captions without photos, which teach the decoder language only (the model
             needs `text_only_context`).
+        min_confidence: the file is a teacher's captions of photos without captions (the `.jsonl`
+            `sat-tf caption --output` writes); train on those it was at least this sure of
+            (self-training, `read_pseudo_captions`).
     """
 
     captions: str
@@ -44,6 +47,7 @@ class CaptionSource:
     split: str = "train"
     weight: float = 1.0
     text_only: bool = False
+    min_confidence: float | None = None
 
     @classmethod
     def from_dict(cls, values: object, where: str) -> "CaptionSource":
@@ -64,6 +68,12 @@ class CaptionSource:
             raise ConfigError(f"{where}.weight: expected a positive number, got {weight!r}")
         if not isinstance(values.get("text_only", False), bool):
             raise ConfigError(f"{where}.text_only: expected true or false, got {values['text_only']!r}")
+        min_confidence = values.get("min_confidence")
+        if min_confidence is not None:
+            if isinstance(min_confidence, bool) or not isinstance(min_confidence, (int, float)):
+                raise ConfigError(f"{where}.min_confidence: expected a number, got {min_confidence!r}")
+            if values.get("text_only") or values.get("split_list") is not None:
+                raise ConfigError(f"{where}.min_confidence: pseudo-captions take neither text_only nor split_list")
         return cls(**{**values, "weight": float(weight)})
 
     def resolved(self, data_root: str | None) -> "CaptionSource":
@@ -101,7 +111,7 @@ class DataConfig:
         weight: how often each of this section's captions is seen per epoch, relative to the
             `mix` sources' weights.
         mix: more sources to train on at once, each an object with the keys of `CaptionSource`
-            (captions, image_dir, split_list, split, weight, text_only); relative paths resolve
+            (captions, image_dir, split_list, split, weight, text_only, min_confidence); relative paths resolve
             against `data_root`. On the command line, a JSON list.
     """
 
@@ -247,7 +257,10 @@ def load_captions(
             text_records += read
             text_source += [number] * len(read)
             continue
-        read = read_captions(source.captions, source.image_dir, source.split_list, source.split)
+        if source.min_confidence is not None:
+            read = read_pseudo_captions(source.captions, source.min_confidence, source.image_dir)
+        else:
+            read = read_captions(source.captions, source.image_dir, source.split_list, source.split)
         read = _readable(read, source.captions, config, verbose)
         paired_records += read
         paired_source += [number] * len(read)
