@@ -192,6 +192,24 @@ def random_model():
     return model
 
 
+@pytest.fixture(scope="module")
+def repetitive_model():
+    """A tiny model whose output layer prefers "x" and rarely ends: unblocked, it repeats itself."""
+    import keras
+
+    from sat_tf.data.tokenizer import CaptionTokenizer
+    from sat_tf.models import AttentionDecoder, Captioner, Encoder
+
+    keras.utils.set_random_seed(5)
+    tokenizer = CaptionTokenizer(["x", "y", "z"])
+    decoder = AttentionDecoder(tokenizer.vocabulary_size, embedding_dim=4, hidden_dim=6, attention_dim=3, dropout=0.0)
+    model = Captioner(Encoder("small_cnn", image_size=8, small_cnn_filters=(2,)), decoder, tokenizer)
+    bias = np.zeros(tokenizer.vocabulary_size, np.float32)
+    bias[tokenizer.vocabulary.index("x")], bias[tokenizer.end_id] = 4.0, -4.0
+    decoder.output_projection.bias.assign(bias)
+    return model
+
+
 def sequence_log_prob(model, features, sequence):
     decoder = model.decoder
     constants, state = decoder.step_constants(features), decoder.initial_state(features)

@@ -68,24 +68,6 @@ def test_wide_beam_with_blocking_equals_exhaustive_search_without_repeats(random
     np.testing.assert_allclose(result.scores[0, 0], best[0], rtol=1e-4)
 
 
-@pytest.fixture(scope="module")
-def repetitive_model():
-    """A tiny model whose output layer prefers "x" and rarely ends: unblocked, it repeats itself."""
-    import keras
-
-    from sat_tf.data.tokenizer import CaptionTokenizer
-    from sat_tf.models import AttentionDecoder, Captioner, Encoder
-
-    keras.utils.set_random_seed(5)
-    tokenizer = CaptionTokenizer(["x", "y", "z"])
-    decoder = AttentionDecoder(tokenizer.vocabulary_size, embedding_dim=4, hidden_dim=6, attention_dim=3, dropout=0.0)
-    model = Captioner(Encoder("small_cnn", image_size=8, small_cnn_filters=(2,)), decoder, tokenizer)
-    bias = np.zeros(tokenizer.vocabulary_size, np.float32)
-    bias[tokenizer.vocabulary.index("x")], bias[tokenizer.end_id] = 4.0, -4.0
-    decoder.output_projection.bias.assign(bias)
-    return model
-
-
 @pytest.mark.parametrize("n", [1, 2])
 @pytest.mark.parametrize("sampler", [GreedySampler(), BeamSampler(3), RandomSampler(num_samples=4)])
 def test_no_caption_repeats_an_ngram(repetitive_model, sampler, n):

@@ -6,7 +6,8 @@ measured; `--tag-guidance auto` decodes as `sat-tf caption` does), on Flickr8k d
 images), the COCO val2014 dev photos (100, everyday scenes) and the COCO val2017 photos (79, with
 object masks):
 - coco-caption scores (BLEU-1/4, METEOR, ROUGE-L, CIDEr);
-- repetition: the share of captions that repeat a trigram, and the distinct words used;
+- repetition: the share of captions that repeat a trigram or say a content word twice, and the
+  distinct words used;
 - confidence: the AUROC of the caption's confidence for telling captions with per-image CIDEr-D
   above the split's median from those below, and the median confidence (on Flickr8k dev: the
   "not sure" threshold);
@@ -39,6 +40,7 @@ from sat_tf.evaluation.grounding import attention_grounding, coco_object_masks  
 from sat_tf.evaluation.metrics import caption_metrics  # noqa: E402
 from sat_tf.evaluation.ranking import auroc  # noqa: E402
 from sat_tf.workflows.caption import decode, load_for_captioning  # noqa: E402
+from sat_tf_edge.text import repeated_content_words  # noqa: E402
 
 COCO_INSTANCES = COCO / "instances_val2017.json"
 SCORES = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
@@ -72,6 +74,7 @@ def card_of_split(model, decoding, split: Split) -> dict:
         "images": len(texts),
         **{key: scores[key] for key in SCORES},
         "captions_repeating_a_trigram": float(np.mean([repeats_a_trigram(t) for t in texts])),
+        "captions_repeating_a_content_word": float(np.mean([bool(repeated_content_words(t)) for t in texts])),
         "distinct_words": len({w for t in texts for w in t.split()}),
         "auroc_confidence": auroc(best.confidence, cider > np.median(cider)),
         "median_confidence": float(np.median(best.confidence)),

@@ -25,6 +25,8 @@ class DecodingConfig:
         no_repeat_ngram_size: n > 0: no caption repeats an n-gram ("on a park on a park"); 0: off.
             3 by default: on Flickr8k dev it removes the 2.1% of captions that repeated a trigram
             and costs nothing (`benchmarks/quality/ngram_blocking.py`).
+        no_repeat_content_words: no caption says a content word twice ("a toilet and a toilet";
+            every word but `sat_tf_edge.text.FUNCTION_WORDS`, "a", "on", "two" and the like).
         tag_guidance: "off", "on" or "auto": make captions contain a word of the encoder's
             ImageNet tags (EfficientNet-Lite encoders; see `sat_tf.inference.tag_guidance`).
             `sat-tf caption` uses `caption_tag_guidance` unless told otherwise.
@@ -46,6 +48,7 @@ class DecodingConfig:
     forbid_unknown: bool = True
     decode_batch_size: int = 64
     no_repeat_ngram_size: int = 3
+    no_repeat_content_words: bool = False
     tag_guidance: str = "off"
     caption_tag_guidance: str = "auto"
     tag_probability: float = 0.3

@@ -22,6 +22,7 @@ from sat_tf.inference.results import CaptionCandidates
 from sat_tf.inference.sampler import Sampler
 from sat_tf.inference.tag_guidance import TagGuidance, plan_guidance
 from sat_tf.models.imagenet_tagger import Tag
+from sat_tf_edge.text import content_word_ids
 
 # model -> {(sampler, max_length, forbidden ids, jit_compile) or "encode": tf.function}
 _COMPILED: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
@@ -34,6 +35,7 @@ def compiled_decoder(
     forbidden_ids: tuple[int, ...] = (),
     jit_compile: bool = True,
     no_repeat_ngram_size: int = 0,
+    once_only_ids: tuple[int, ...] = (),
 ) -> Callable:
     """The cached `tf.function` features, seed -> `sampler.run(...)` outputs for `model`.
 
@@ -41,12 +43,15 @@ def compiled_decoder(
     dominates; with it, each new batch shape compiles once (seconds).
     """
     # Python attributes read while tracing (hard attention's test-time mode) are part of the key.
-    key = (sampler, max_length, tuple(forbidden_ids), jit_compile, no_repeat_ngram_size, _traced_settings(model))
+    settings = (tuple(forbidden_ids), jit_compile, no_repeat_ngram_size, tuple(once_only_ids))
+    key = (sampler, max_length, *settings, _traced_settings(model))
     functions = _COMPILED.setdefault(model, {})
     if key not in functions:
 
         def decode(features, seed, constraint_words=None):
-            return sampler.run(model, features, max_length, seed, forbidden_ids, constraint_words, no_repeat_ngram_size)
+            return sampler.run(
+                model, features, max_length, seed, forbidden_ids, constraint_words, no_repeat_ngram_size, once_only_ids
+            )
 
         functions[key] = tf.function(decode, reduce_retracing=True, jit_compile=jit_compile)
     return functions[key]
@@ -108,6 +113,7 @@ def generate_captions(
     jit_compile: bool = True,
     constraint_words: np.ndarray | None = None,
     no_repeat_ngram_size: int = 0,
+    no_repeat_content_words: bool = False,
     guidance: TagGuidance | None = None,
     tags: Sequence[Sequence[Tag]] | None = None,
 ) -> CaptionCandidates:
@@ -128,6 +134,8 @@ def generate_captions(
         constraint_words: [N, V], for a constrained sampler (`ConstrainedBeamSampler`): 1 for the
             words of which each image's caption should contain at least one.
         no_repeat_ngram_size: n > 0: no caption repeats an n-gram (see `Sampler.run`).
+        no_repeat_content_words: no caption says a content word twice (every word but
+            `sat_tf_edge.text.FUNCTION_WORDS`: "a plate of food on a plate" cannot happen).
         guidance, tags: tag guidance (`sat_tf.inference.tag_guidance`) with each image's tags: a
             batch's captions the guidance picks are decoded again with their tag words required
             (a `ConstrainedBeamSampler` of the sampler's beam), and `guided` says which.
@@ -153,13 +161,14 @@ def generate_captions(
             )
     if guidance is not None and (tags is None or len(tags) != count):
         raise ValueError(f"tag guidance needs the tags of each of the {count} images")
-    forbidden = forbidden_token_ids(model, forbid_unknown)
-    decode = compiled_decoder(model, sampler, max_length, forbidden, jit_compile, no_repeat_ngram_size)
-    constrained = (
-        None
-        if guidance is None
-        else compiled_decoder(model, _constrained(sampler), max_length, forbidden, jit_compile, no_repeat_ngram_size)
+    blocking = (
+        forbidden_token_ids(model, forbid_unknown),
+        jit_compile,
+        no_repeat_ngram_size,
+        content_word_ids(model.tokenizer.vocabulary) if no_repeat_content_words else (),
     )
+    decode = compiled_decoder(model, sampler, max_length, *blocking)
+    constrained = None if guidance is None else compiled_decoder(model, _constrained(sampler), max_length, *blocking)
     parts = []
     for index, start in enumerate(range(0, count, batch_size)):
         window = slice(start, start + batch_size)

@@ -37,6 +37,18 @@ def repeated_ngram_words(tokens: tf.Tensor, step: tf.Tensor, n: int, vocabulary:
     return tf.reshape(tf.minimum(banned, 1.0), [batch, k, vocabulary])
 
 
+def repeated_once_only_words(tokens: tf.Tensor, once_only: tf.Tensor) -> tf.Tensor:
+    """float32 [B, k, V]: 1 for each word of `once_only` (float32 [V], 1 for a word a caption says
+    at most once) that the hypothesis already holds in its token buffer [B, k, T] (the buffer's
+    unwritten positions hold `<pad>`, never a once-only word)."""
+    batch, k, length = tf.shape(tokens)[0], tf.shape(tokens)[1], tf.shape(tokens)[2]
+    vocabulary = tf.shape(once_only)[0]
+    hypothesis = tf.broadcast_to(tf.range(batch * k)[:, tf.newaxis], [batch * k, length])
+    indices = tf.stack([tf.reshape(hypothesis, [-1]), tf.reshape(tokens, [-1])], axis=1)
+    seen = tf.scatter_nd(indices, tf.ones([batch * k * length]), [batch * k, vocabulary])
+    return tf.reshape(tf.minimum(seen, 1.0) * once_only, [batch, k, vocabulary])
+
+
 @dataclasses.dataclass(frozen=True)
 class Sampler:
     """Base class of decoding strategies (keras-hub style: one loop, strategies as objects).
@@ -105,6 +117,7 @@ class Sampler:
         forbidden_ids: Sequence[int] = (),
         constraint_words: tf.Tensor | None = None,
         no_repeat_ngram_size: int = 0,
+        once_only_ids: Sequence[int] = (),
     ) -> dict[str, tf.Tensor]:
         """Decodes a batch in the graph (call it inside a `tf.function`, or eagerly).
 
@@ -118,6 +131,8 @@ class Sampler:
                 the words of which each caption should contain at least one.
             no_repeat_ngram_size: n > 0: no hypothesis emits an n-gram it already contains
                 ("sitting on a park on a park" cannot happen with n = 3); 0: no blocking.
+            once_only_ids: token ids a hypothesis emits at most once (the content words, for
+                `DecodingConfig.no_repeat_content_words`: "a toilet and a toilet" cannot happen).
 
         Returns:
             {"tokens" int32 [B, k, T], "scores" [B, k], "log_probs" [B, k], "token_log_probs"
@@ -146,6 +161,9 @@ class Sampler:
         forbidden = tf.zeros([vocabulary])
         if forbidden_ids:
             forbidden = tf.reduce_sum(tf.one_hot(list(forbidden_ids), vocabulary, on_value=NEG_INF), axis=0)
+        once_only = None
+        if once_only_ids:
+            once_only = tf.reduce_sum(tf.one_hot(list(once_only_ids), vocabulary), axis=0)
         # Fixed-size buffers written at step t (not grown by concat), so shapes stay static for XLA.
         carried = (
             tf.fill([batch * k], tokenizer.start_id),  # previous word of each hypothesis
@@ -163,6 +181,8 @@ class Sampler:
             blocked = forbidden
             if no_repeat_ngram_size:
                 blocked += NEG_INF * repeated_ngram_words(tokens, t, no_repeat_ngram_size, vocabulary)
+            if once_only is not None:
+                blocked += NEG_INF * repeated_once_only_words(tokens, once_only)
             allowed = tf.where(finished[:, :, tf.newaxis], pad_only, log_probs + blocked)
             parent, word, scores = self.select(allowed, scores, t, seed, constraint)
             gather = lambda x: tf.gather(x, parent, batch_dims=1)  # noqa: E731

@@ -55,6 +55,7 @@ def decode(model, decoding: DecodingConfig, images=None, features=None, tags=Non
         batch_size=decoding.decode_batch_size,
         forbid_unknown=decoding.forbid_unknown,
         no_repeat_ngram_size=decoding.no_repeat_ngram_size,
+        no_repeat_content_words=decoding.no_repeat_content_words,
         guidance=guidance,
         tags=tags if guidance is not None else None,
     )

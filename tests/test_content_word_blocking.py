@@ -1,0 +1,93 @@
+"""Content words said once (`no_repeat_content_words`): which words count, the blocked words
+against a direct Python reference, and wide beam search against exhaustive search over the
+captions that say no content word twice."""
+
+import itertools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import sequence_log_prob
+
+from sat_tf.inference import BeamSampler, GreedySampler, RandomSampler, generate_captions
+from sat_tf.inference.sampler import repeated_once_only_words
+from sat_tf_edge.text import FUNCTION_WORDS, content_word_ids, repeated_content_words
+
+
+@pytest.mark.parametrize(
+    "caption, repeated",
+    [
+        ("a bathroom with a toilet and a toilet", ["toilet"]),
+        ("a man sitting on a table with a vase of a vase", ["vase"]),
+        ("a man and a woman are sitting on a bench", []),  # function words may come back
+        ("two dogs and two cats on the grass", []),
+        ("A train is on a train track next to a train", ["train"]),  # case-blind; once per word
+    ],
+)
+def test_repeated_content_words(caption, repeated):
+    assert repeated_content_words(caption) == repeated
+
+
+def test_content_words_are_every_word_but_the_function_words_and_specials():
+    vocabulary = ["<pad>", "<start>", "<end>", "<unk>", "a", "dog", "on", "the", "grass", "two", "runs"]
+    assert [vocabulary[i] for i in content_word_ids(vocabulary)] == ["dog", "grass", "runs"]
+    assert {"a", "the", "of", "on", "with", "and", "is", "two"} <= FUNCTION_WORDS
+
+
+def test_blocked_words_match_a_direct_reference():
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 6, size=(2, 3, 7)).astype(np.int32)
+    once_only = np.array([0, 0, 1, 0, 1, 1], np.float32)  # words 2, 4 and 5
+    blocked = repeated_once_only_words(tf.constant(tokens), tf.constant(once_only)).numpy()
+    for b, h in itertools.product(range(2), range(3)):
+        expected = {w for w in tokens[b, h].tolist() if once_only[w]}
+        assert set(np.flatnonzero(blocked[b, h])) == expected, (b, h)
+
+
+def _says_a_word_twice(sequence, once_only):
+    said = [token for token in sequence if token in once_only]
+    return len(said) != len(set(said))
+
+
+@pytest.mark.parametrize("image_seed", [0, 3])
+def test_wide_beam_saying_content_words_once_equals_exhaustive_search(random_model, image_seed):
+    features = tf.constant(np.random.default_rng(image_seed).normal(size=(1, 16, 2)) * 2.0, tf.float32)
+    max_length = 4
+    vocabulary, end = random_model.tokenizer.vocabulary_size, random_model.tokenizer.end_id
+    once_only = set(content_word_ids(random_model.tokenizer.vocabulary))
+    assert once_only == {random_model.tokenizer.vocabulary.index(w) for w in ("x", "y")}
+    best = None
+    for length in range(1, max_length + 1):
+        for prefix in itertools.product([v for v in range(vocabulary) if v != end], repeat=length - 1):
+            for ending in [[end]] + ([[w] for w in range(vocabulary) if w != end] if length == max_length else []):
+                sequence = list(prefix) + ending
+                if _says_a_word_twice(sequence, once_only):
+                    continue
+                log_prob = sequence_log_prob(random_model, features, sequence)
+                if best is None or log_prob > best[0]:
+                    best = (log_prob, sequence)
+    result = generate_captions(
+        random_model,
+        features=features,
+        max_length=max_length,
+        no_repeat_content_words=True,
+        sampler=BeamSampler(beam_size=vocabulary ** (max_length - 1)),
+    )
+    assert result.tokens[0, 0, : int(result.lengths[0, 0])].tolist() == best[1]
+    np.testing.assert_allclose(result.scores[0, 0], best[0], rtol=1e-4)
+
+
+@pytest.mark.parametrize("sampler", [GreedySampler(), BeamSampler(3), RandomSampler(num_samples=4)])
+def test_no_caption_says_a_content_word_twice(repetitive_model, sampler):
+    features = tf.constant(np.random.default_rng(1).normal(size=(8, 16, 2)), tf.float32)
+    once_only = set(content_word_ids(repetitive_model.tokenizer.vocabulary))
+    free = generate_captions(repetitive_model, features=features, max_length=8, sampler=sampler)
+    blocked = generate_captions(
+        repetitive_model, features=features, max_length=8, sampler=sampler, no_repeat_content_words=True
+    )
+
+    def rows(result):
+        return [r[: int(n)].tolist() for rs, ns in zip(result.tokens, result.lengths) for r, n in zip(rs, ns)]
+
+    assert any(_says_a_word_twice(row, once_only) for row in rows(free))  # else the test shows nothing
+    assert not any(_says_a_word_twice(row, once_only) for row in rows(blocked))
