@@ -91,3 +91,27 @@ def test_no_caption_says_a_content_word_twice(repetitive_model, sampler):
 
     assert any(_says_a_word_twice(row, once_only) for row in rows(free))  # else the test shows nothing
     assert not any(_says_a_word_twice(row, once_only) for row in rows(blocked))
+
+
+def test_the_edge_runtime_says_content_words_once_as_the_library(repetitive_model, tmp_path):
+    """The TFLite pair under the manifest's rule gives the library's captions token for token,
+    and repeats itself without the rule (so the rule is what the test sees)."""
+    from sat_tf.export.tflite import export_tflite
+    from sat_tf_edge import EdgeCaptioner
+
+    decoding = {"beam_size": 3, "no_repeat_content_words": True}
+    export_tflite(repetitive_model, tmp_path, "fp32", "fp32", None, max_length=8, decoding=decoding)
+    edge = EdgeCaptioner(tmp_path)
+    assert edge.manifest.decoding["no_repeat_content_words"] is True
+    images = np.random.default_rng(2).integers(0, 255, size=(4, 8, 8, 3)).astype(np.float32)
+    library = generate_captions(
+        repetitive_model, images=images, max_length=8, sampler=BeamSampler(3), no_repeat_content_words=True
+    )
+    once_only = set(edge.manifest.content_word_ids())
+    for index in range(len(images)):
+        pixels = images[index : index + 1]
+        caption = edge.caption(pixels)
+        expected = library.tokens[index, 0, : int(library.lengths[index, 0])].tolist()
+        assert caption.tokens == expected
+        assert not _says_a_word_twice(caption.tokens, once_only)
+        assert _says_a_word_twice(edge.caption(pixels, no_repeat_content_words=False).tokens, once_only)

@@ -51,5 +51,6 @@ def test_the_default_preset_exports_in_every_quantization(quantization, tmp_path
         library = generate_captions(
             model, images=np.stack(photos), sampler=BeamSampler(settings.beam_size), max_length=12,
             forbid_unknown=settings.forbid_unknown, no_repeat_ngram_size=settings.no_repeat_ngram_size,
+            no_repeat_content_words=settings.no_repeat_content_words,
         )  # fmt: skip
         assert [c.text for c in captions] == library.best_texts

@@ -48,6 +48,7 @@ def test_library_saved_model_and_edge_caption_the_preset_alike(tmp_path):
         tags=False,
         no_repeat_ngram_size=decoding.no_repeat_ngram_size,
         forbid_unknown=decoding.forbid_unknown,
+        no_repeat_content_words=decoding.no_repeat_content_words,
     )
     beam_search = tf.saved_model.load(str(version_dir)).signatures["beam_search"]
     served = []

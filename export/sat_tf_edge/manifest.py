@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sat_tf_edge.calibration import CalibrationError, ConfidenceCalibration
 from sat_tf_edge.confidence import NOT_SURE_BELOW
+from sat_tf_edge.text import FUNCTION_WORDS, content_word_ids
 
 FORMAT = "sat_tf_edge/1"
 MANIFEST_FILE = "sat_tf_edge.json"
@@ -26,6 +27,7 @@ DEFAULT_DECODING = {
     "length_penalty": 0.0,
     "forbid_unknown": False,
     "no_repeat_ngram_size": 0,
+    "no_repeat_content_words": False,
     "not_sure_below": NOT_SURE_BELOW,
 }
 
@@ -49,12 +51,15 @@ class EdgeManifest:
         attention_mode: "soft" or "hard".
         decoding: the library's decoding settings the runtime uses by default, so a device
             captions as `sat-tf caption` does: {"beam_size", "length_penalty", "forbid_unknown",
-            "no_repeat_ngram_size", "not_sure_below"} (`DEFAULT_DECODING` for those a manifest was
-            written without).
+            "no_repeat_ngram_size", "no_repeat_content_words", "not_sure_below"} (`DEFAULT_DECODING`
+            for those a manifest was written without).
         confidence_calibration: the model's confidence calibration
             (`sat_tf_edge.calibration.ConfidenceCalibration` as JSON), or None: the confidence is
             then the geometric-mean token probability.
         decoder_batch: the decoder step's fixed batch (None: any), the most beams it decodes.
+        function_words: the words a caption may say twice under `no_repeat_content_words`
+            (`sat_tf_edge.text.FUNCTION_WORDS`), carried so every runtime (the browser's too)
+            blocks the same words.
     """
 
     image_size: int
@@ -70,6 +75,7 @@ class EdgeManifest:
     decoding: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_DECODING))
     confidence_calibration: dict | None = None
     decoder_batch: int | None = None
+    function_words: list[str] = dataclasses.field(default_factory=lambda: sorted(FUNCTION_WORDS))
 
     def __post_init__(self):
         unknown = sorted(set(self.decoding) - set(DEFAULT_DECODING))
@@ -95,6 +101,10 @@ class EdgeManifest:
             )
         except CalibrationError as exc:
             raise ManifestError(str(exc)) from None
+
+    def content_word_ids(self) -> tuple[int, ...]:
+        """The vocabulary's content words: those `no_repeat_content_words` lets a caption say once."""
+        return content_word_ids(self.vocabulary, frozenset(self.function_words))
 
     def to_json(self) -> dict:
         return {"format": FORMAT, **dataclasses.asdict(self), "feature_grid": list(self.feature_grid)}

@@ -5,7 +5,7 @@ Reads what `sat-tf export --tflite-dir DIR` writes: `image_encoder.tflite` (sign
 the one image contract (`sat_tf_edge.images`) on the host (decoding is not a TFLite builtin);
 the encoder runs once per image and the decoder step once per word, with the library's beam
 search in numpy (beam 1 is greedy), under the decoding settings the manifest carries (beam size,
-length penalty, `<unk>` rule, n-gram blocking), so a device captions as `sat-tf caption` does.
+length penalty, `<unk>` rule, n-gram and content-word blocking), so a device captions as `sat-tf caption` does.
 
 Example:
     >>> from sat_tf_edge import EdgeCaptioner
@@ -137,6 +137,7 @@ class EdgeCaptioner:
         length_penalty: float | None = None,
         forbid_unknown: bool | None = None,
         no_repeat_ngram_size: int | None = None,
+        no_repeat_content_words: bool | None = None,
     ) -> EdgeCaption:
         """Captions a path, bytes, or a float32 [1, S, S, 3] array; a setting left None is the
         manifest's (`EdgeManifest.decoding`), whose threshold also decides `not_sure`."""
@@ -147,6 +148,7 @@ class EdgeCaptioner:
             length_penalty=length_penalty,
             forbid_unknown=forbid_unknown,
             no_repeat_ngram_size=no_repeat_ngram_size,
+            no_repeat_content_words=no_repeat_content_words,
         )
         settings.update({key: value for key, value in given.items() if value is not None})
         pixels = image if isinstance(image, np.ndarray) else load_image(image, self.image_size)[np.newaxis]
@@ -164,10 +166,14 @@ class EdgeCaptioner:
         length_penalty: float = 0.0,
         forbid_unknown: bool = False,
         no_repeat_ngram_size: int = 0,
+        no_repeat_content_words: bool = False,
     ) -> EdgeCaption:
         """The library's beam search (`sat_tf.inference.BeamSampler`; beam 1 is greedy): finished
         beams keep their score and compete; the best is ranked by log p / length**length_penalty."""
         k = beam_size
+        once_only = np.zeros(len(self.manifest.vocabulary), bool)
+        if no_repeat_content_words:
+            once_only[list(self.manifest.content_word_ids())] = True
         per_image = {
             key: np.repeat(encoded[key], k, axis=0) for key in ("attention_keys", "context_gates", "context_outputs")
         }
@@ -190,6 +196,7 @@ class EdgeCaptioner:
                 log_probs[:, self.unknown_id] = -np.inf
             for beam, (tokens, _, _) in enumerate(beams):
                 log_probs[beam, repeated_ngram_words(tokens, no_repeat_ngram_size)] = -np.inf
+                log_probs[beam, [t for t in tokens if once_only[t]]] = -np.inf  # content words said once
             log_probs[finished] = -np.inf
             log_probs[finished, self.pad_id] = 0.0  # a finished beam continues with <pad> at no cost
             candidates = (scores[:, None] + log_probs).ravel()

@@ -50,15 +50,16 @@ FUNCTION_WORDS = frozenset(
 ) | {"<pad>", "<start>", "<end>", "<unk>", "'s", ".", ","}
 
 
-def content_word_ids(vocabulary: Sequence[str]) -> tuple[int, ...]:
-    """The ids of the vocabulary's content words (not in `FUNCTION_WORDS`): the words
-    `no_repeat_content_words` lets a caption say once.
+def content_word_ids(vocabulary: Sequence[str], function_words: frozenset[str] = FUNCTION_WORDS) -> tuple[int, ...]:
+    """The ids of the vocabulary's content words (not in `function_words`, nor a special token):
+    the words `no_repeat_content_words` lets a caption say once.
 
     Example:
         >>> content_word_ids(["<pad>", "<start>", "<end>", "<unk>", "a", "dog", "on", "grass"])
         (5, 7)
     """
-    return tuple(index for index, word in enumerate(vocabulary) if word not in FUNCTION_WORDS)
+    specials = {"<pad>", "<start>", "<end>", "<unk>"}
+    return tuple(i for i, word in enumerate(vocabulary) if word not in function_words and word not in specials)
 
 
 def repeated_content_words(caption: str) -> list[str]:

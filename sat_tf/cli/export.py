@@ -7,7 +7,14 @@ import argparse
 from sat_tf.cli.common import add_model_argument
 
 NAME, HELP = "export", "SavedModel for serving and/or TFLite encoder + decoder step"
-EXPORT_DECODING_FLAGS = ("beam_size", "length_penalty", "max_length", "no_repeat_ngram_size", "forbid_unknown")
+EXPORT_DECODING_FLAGS = (
+    "beam_size",
+    "length_penalty",
+    "max_length",
+    "no_repeat_ngram_size",
+    "no_repeat_content_words",
+    "forbid_unknown",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-repeat-ngram-size",
         type=int,
         help="the exports never repeat an n-gram of this size, as sat-tf caption (default: the model's; 0: off)",
+    )
+    parser.add_argument(
+        "--no-repeat-content-words",
+        action=argparse.BooleanOptionalAction,
+        help="the exports say each content word once, as sat-tf caption (default: the model's)",
     )
     parser.add_argument(
         "--forbid-unknown",
@@ -101,6 +113,7 @@ def run(args) -> None:
             forbid_unknown=decoding.forbid_unknown,
             not_sure_below=decoding.not_sure_below,
             calibration=loaded.calibration,
+            no_repeat_content_words=decoding.no_repeat_content_words,
         )
         print(f"SavedModel (TF Serving layout): {path}")
     if args.tflite_dir:

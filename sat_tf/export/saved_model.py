@@ -38,6 +38,7 @@ from sat_tf.models.captioner import Captioner
 from sat_tf.models.imagenet_tagger import ImageNetTagger, shared_tagger, tag_outputs
 from sat_tf.utils.atomic import atomic_path
 from sat_tf_edge.calibration import ConfidenceCalibration
+from sat_tf_edge.text import content_word_ids
 
 SIGNATURES = ("serving_default", "caption_images", "beam_search")
 
@@ -98,6 +99,7 @@ def build_export_archive(
     no_repeat_ngram_size: int = 0,
     forbid_unknown: bool = False,
     calibration: ConfidenceCalibration | None = None,
+    no_repeat_content_words: bool = False,
 ) -> keras.export.ExportArchive:
     """The serving endpoints of `model` as a `keras.export.ExportArchive` (not yet written).
 
@@ -112,10 +114,16 @@ def build_export_archive(
     def decoding(sampler):
         """features -> the sampler's outputs, XLA-compiled when asked (string ops stay outside)."""
         forbidden = (model.tokenizer.unk_id,) if forbid_unknown else ()
+        once_only = content_word_ids(model.tokenizer.vocabulary) if no_repeat_content_words else ()
 
         def run(features):
             return sampler.run(
-                model, features, max_length, forbidden_ids=forbidden, no_repeat_ngram_size=no_repeat_ngram_size
+                model,
+                features,
+                max_length,
+                forbidden_ids=forbidden,
+                no_repeat_ngram_size=no_repeat_ngram_size,
+                once_only_ids=once_only,
             )
 
         return tf.function(run, jit_compile=True) if xla else run
@@ -192,6 +200,7 @@ def export_saved_model(
     forbid_unknown: bool = False,
     not_sure_below: float = NOT_SURE_BELOW,
     calibration: ConfidenceCalibration | None = None,
+    no_repeat_content_words: bool = False,
 ) -> Path:
     """Writes the serving SavedModel to `<export_dir>/<model_name>/<version>/`, atomically.
 
@@ -207,6 +216,7 @@ def export_saved_model(
             default): when the model's encoder is an EfficientNet-Lite with ImageNet weights.
         no_repeat_ngram_size: the decoding loops block repeated n-grams (0: off), as the library's.
         forbid_unknown: the decoding loops never emit `<unk>`, as the library's with that setting.
+        no_repeat_content_words: the decoding loops say each content word once, as the library's.
         not_sure_below: the model's "not sure" threshold (`DecodingConfig.not_sure_below`), kept in
             `assets.extra/sat_tf.json` (TF Serving's folder for files beside the graph) for
             `sat-tf serve`'s page.
@@ -236,6 +246,7 @@ def export_saved_model(
             no_repeat_ngram_size,
             forbid_unknown,
             calibration,
+            no_repeat_content_words,
         ).write_out(str(staging), verbose=False)
         write_serving_settings(staging, {"not_sure_below": not_sure_below})
     return target

@@ -78,6 +78,7 @@ class DecodingConfig:
             "length_penalty": self.length_penalty,
             "forbid_unknown": self.forbid_unknown,
             "no_repeat_ngram_size": self.no_repeat_ngram_size,
+            "no_repeat_content_words": self.no_repeat_content_words,
             "not_sure_below": self.not_sure_below,
         }
 

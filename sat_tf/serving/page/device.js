@@ -265,6 +265,10 @@ class DeviceCaptioner {
     const { special_ids: ids, max_length: maxLength, feature_grid: grid } = this.manifest;
     const { length_penalty: lengthPenalty, forbid_unknown: forbidUnknown } = this.settings;
     const ngram = this.settings.no_repeat_ngram_size;
+    // Content words said once (runtime.py): every word but the manifest's function words.
+    const functionWords = new Set(this.manifest.function_words);
+    const onceOnly = (token) =>
+      this.settings.no_repeat_content_words && token > ids.unknown && !functionWords.has(this.manifest.vocabulary[token]);
     const regions = grid[0] * grid[1];
     const perImage = {};
     for (const name of PER_IMAGE_INPUTS) {
@@ -297,6 +301,7 @@ class DeviceCaptioner {
         for (let word = 0; word < vocabulary; word++) candidates[base + word] = scores[beam] + row[word];
         if (forbidUnknown) candidates[base + ids.unknown] = -Infinity;
         for (const word of repeatedNgramWords(beams[beam].tokens, ngram)) candidates[base + word] = -Infinity;
+        for (const word of beams[beam].tokens) if (onceOnly(word)) candidates[base + word] = -Infinity;
       }
       const best = topK(candidates, k);
       const parents = best.map((index) => Math.floor(index / vocabulary));
