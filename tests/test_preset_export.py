@@ -35,7 +35,7 @@ def _export_and_caption(name: str, quantization: str, folder):
     for caption in captions:
         assert caption.tokens and np.all(np.isfinite(caption.log_probs)) and np.all(np.isfinite(caption.alphas))
         assert 0.0 < caption.confidence < 1.0 and caption.text
-    return model, loaded, photos, captions
+    return model, loaded, photos, captions, edge
 
 
 @pytest.mark.parametrize("name", preset_names())
@@ -44,8 +44,8 @@ def test_every_shipped_preset_exports_as_int8(name, tmp_path):
 
 
 @pytest.mark.parametrize("quantization", [q for q in QUANTIZATIONS if q != "int8"])
-def test_the_default_preset_exports_in_every_quantization(quantization, tmp_path):
-    model, loaded, photos, captions = _export_and_caption(DEFAULT_PRESET, quantization, tmp_path / quantization)
+def test_the_default_preset_exports_in_every_quantization(quantization, tmp_path, capsys):
+    model, loaded, photos, captions, edge = _export_and_caption(DEFAULT_PRESET, quantization, tmp_path / quantization)
     if quantization == "fp32":  # the float pair captions as the library does, token for token
         settings = loaded.decoding
         library = generate_captions(
@@ -54,3 +54,32 @@ def test_the_default_preset_exports_in_every_quantization(quantization, tmp_path
             no_repeat_content_words=settings.no_repeat_content_words,
         )  # fmt: skip
         assert [c.text for c in captions] == library.best_texts
+        # the encoder file carries the checkpoint's ImageNet classifier: the library's tags, on every runtime
+        from sat_tf.models.imagenet_tagger import shared_tagger
+
+        tagger = shared_tagger(model.encoder.backbone_name)
+        pixels = np.stack(photos).astype(np.float32)
+        on_device = np.concatenate([edge.encode_image(p[np.newaxis])["class_probabilities"] for p in pixels])
+        np.testing.assert_allclose(on_device, tagger.probabilities(pixels), atol=1e-4)
+        for caption, tags in zip(captions, tagger.tags(pixels)):
+            assert [t.word for t in caption.tags] == [t.word for t in tags]
+        # sat-tf-edge prints what sat-tf caption prints: the caption, its confidence, and for a
+        # caption the model is not sure of, what the photo may show
+        _prints_as_the_caption_command(photos, tmp_path, capsys)
+
+
+def _prints_as_the_caption_command(photos, tmp_path, capsys) -> None:
+    from PIL import Image
+
+    from sat_tf.cli import main
+    from sat_tf_edge.cli import main as edge_main
+
+    paths = []
+    for index, photo in enumerate(photos):
+        paths.append(str(tmp_path / f"photo_{index}.png"))
+        Image.fromarray(photo).save(paths[-1])
+    capsys.readouterr()
+    assert main(["caption", *paths, "--no-progress"]) == 0
+    library = [line for line in capsys.readouterr().out.splitlines() if "\t" in line]
+    assert edge_main([str(tmp_path / "fp32"), *paths]) == 0
+    assert capsys.readouterr().out.splitlines() == library

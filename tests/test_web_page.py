@@ -191,5 +191,9 @@ def test_the_default_presets_page_captions_real_photos_as_the_edge_runtime(brows
             on_device = edge.caption(str(photo))
             assert shown["tokens"] == on_device.tokens, photo.name
             assert shown["confidence"] == pytest.approx(on_device.confidence, abs=1e-3), photo.name
+            # the encoder file's ImageNet classifier: the same "it may show" words in the browser
+            in_browser = dict(zip(shown["tags"], shown["tag_probabilities"]))
+            for tag in on_device.tags:
+                assert in_browser.get(tag.word) == pytest.approx(tag.probability, abs=1e-3), photo.name
     finally:
         stop()

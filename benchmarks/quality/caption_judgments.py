@@ -15,6 +15,14 @@ sheets) and `sheets/sheet_NN.png`, 20 numbered pairs a sheet. The judgments, one
 them against the pairs and writes it there):
 
     python -m benchmarks.quality.caption_judgments collect --judged runs/judgments/labels_*.json
+
+A new model (or new decoding settings) adds the pairs of its captions that no one has judged yet,
+numbered after the committed ones, judged the same way and appended:
+
+    python -m benchmarks.quality.caption_judgments more --model runs/student --source student \
+        --output runs/judgments_student
+    python -m benchmarks.quality.caption_judgments collect --append --pairs runs/judgments_student/pairs.json \
+        --judged runs/judgments_student/labels_*.json --how "..."
 """
 
 from __future__ import annotations
@@ -83,6 +91,22 @@ def draw_pairs(seed: int = 0) -> list[dict]:
     return [{"id": number, **pair} for number, pair in enumerate(pairs, start=1)]
 
 
+def unjudged_pairs(model: str, source: str, judged: list[dict]) -> list[dict]:
+    """The (photo, caption) pairs of `model`'s best captions of the dev photos (as `sat-tf caption`
+    decodes them) that `judged` does not hold, shuffled, numbered after its last id."""
+    seen = {(p["image"], p["caption"]) for p in judged}
+    pairs = []
+    for dev_set, paths in dev_photos().items():
+        for path, (caption,) in zip(paths, caption_candidates(model, paths, alternatives=0)):
+            image = str(Path(path).resolve().relative_to(DATA.resolve()))
+            if (image, caption) not in seen:
+                seen.add((image, caption))
+                pairs.append({"dev_set": dev_set, "image": image, "caption": caption, "source": source})
+    random.Random(len(judged)).shuffle(pairs)
+    first = max(p["id"] for p in judged) + 1
+    return [{"id": number, **pair} for number, pair in enumerate(pairs, start=first)]
+
+
 def draw_sheet(pairs: list[dict], path: Path) -> None:
     """A contact sheet: each pair's photo (fit in 280 px) with its number and caption below."""
     from PIL import Image, ImageDraw, ImageFont
@@ -103,19 +127,19 @@ def draw_sheet(pairs: list[dict], path: Path) -> None:
     sheet.save(path)
 
 
-def draw(output: Path, seed: int) -> None:
+def draw(output: Path, seed: int, pairs: list[dict] | None = None) -> None:
     from sat_tf.utils.atomic import write_json_atomic
 
-    pairs = draw_pairs(seed)
+    pairs = draw_pairs(seed) if pairs is None else pairs
     write_json_atomic(output / "pairs.json", {"rule": RULE, "labels": LABELS, "pairs": pairs})
     for start in range(0, len(pairs), SHEET_SIZE):
         draw_sheet(pairs[start : start + SHEET_SIZE], output / "sheets" / f"sheet_{start // SHEET_SIZE + 1:02d}.png")
     print(f"{len(pairs)} pairs, {(len(pairs) + SHEET_SIZE - 1) // SHEET_SIZE} sheets in {output}")
 
 
-def collect(pairs_file: Path, judged: list[Path], how: str) -> None:
-    """Joins the judgment files ({"<id>": label}) with the pairs and writes the committed file; every
-    pair must be judged once, with one of `LABELS`."""
+def collect(pairs_file: Path, judged: list[Path], how: str, append: bool = False) -> None:
+    """Joins the judgment files ({"<id>": label}) with the pairs and writes the committed file (with
+    `append`, after the pairs it holds); every pair must be judged once, with one of `LABELS`."""
     from sat_tf.utils.atomic import write_json_atomic
 
     pairs = json.loads(pairs_file.read_text())["pairs"]
@@ -131,6 +155,13 @@ def collect(pairs_file: Path, judged: list[Path], how: str) -> None:
     if missing:
         raise SystemExit(f"{len(missing)} pairs have no judgment: {', '.join(missing[:10])}")
     judged_pairs = [{**p, "label": labels[str(p["id"])]} for p in pairs]
+    if append:
+        committed = json.loads(JUDGMENTS.read_text())
+        clash = {p["id"] for p in committed["pairs"]} & {p["id"] for p in judged_pairs}
+        if clash:
+            raise SystemExit(f"pair ids {sorted(clash)[:5]} are already in {JUDGMENTS}")
+        how = f"{committed['how']} Then: {how}"
+        judged_pairs = committed["pairs"] + judged_pairs
     write_json_atomic(JUDGMENTS, {"rule": RULE, "how": how, "labels": LABELS, "pairs": judged_pairs})
     counts = {label: sum(p["label"] == label for p in judged_pairs) for label in LABELS}
     print(f"{len(judged_pairs)} judgments written to {JUDGMENTS}: {counts}")
@@ -147,15 +178,22 @@ def main() -> None:
     drawing = commands.add_parser("draw", help="caption the dev photos and draw the contact sheets")
     drawing.add_argument("--output", type=Path, default=Path("runs/judgments"))
     drawing.add_argument("--seed", type=int, default=0)
+    more = commands.add_parser("more", help="draw the sheets of a model's captions no one has judged yet")
+    more.add_argument("--model", required=True, help="preset name, run folder or .keras file")
+    more.add_argument("--source", required=True, help="what the pairs' 'source' field calls them")
+    more.add_argument("--output", type=Path, required=True)
     collecting = commands.add_parser("collect", help="join the judgments with the pairs; write the committed file")
+    collecting.add_argument("--append", action="store_true", help="add to the committed judgments")
     collecting.add_argument("--pairs", type=Path, default=Path("runs/judgments/pairs.json"))
     collecting.add_argument("--judged", type=Path, nargs="+", required=True)
     collecting.add_argument("--how", required=True, help="who judged, how (sheets, rule), when")
     args = parser.parse_args()
     if args.command == "draw":
         draw(args.output, args.seed)
+    elif args.command == "more":
+        draw(args.output, 0, unjudged_pairs(args.model, args.source, load_judgments()))
     else:
-        collect(args.pairs, args.judged, args.how)
+        collect(args.pairs, args.judged, args.how, args.append)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from sat_tf.data.feature_cache import FeatureCache  # noqa: E402
 from sat_tf.data.images import load_image  # noqa: E402
 from sat_tf.data.sources import load_captions  # noqa: E402
 from sat_tf.evaluation.ranking import auroc  # noqa: E402
+from sat_tf.models.imagenet_tagger import tag_vocabulary  # noqa: E402
 from sat_tf.workflows.models import load_captioner  # noqa: E402
 from sat_tf.workflows.run_config import RunConfig  # noqa: E402
 from sat_tf_edge.text import FUNCTION_WORDS  # noqa: E402
@@ -68,7 +69,11 @@ def caption_labels(caption: str) -> set[str]:
 
 def pooled_training_features(run: Path, model) -> tuple[np.ndarray, list[set[str]]]:
     """The mean annotation of every photo of the run's human-captioned sources, with the labels
-    its captions say."""
+    its captions say (computed once, then read from `<run>/noun_verification_features.npz`)."""
+    stored = run / "noun_verification_features.npz"
+    if stored.is_file():
+        saved = np.load(stored, allow_pickle=False)
+        return saved["pooled"], [set(json.loads(s)) for s in saved["labels"]]
     config = RunConfig.from_dict(json.loads((run / "run_config.json").read_text()))
     captions = load_captions(config.data, model.encoder.image_size, verbose=False)
     sources = captions.record_source or [0] * len(captions.records)
@@ -84,7 +89,9 @@ def pooled_training_features(run: Path, model) -> tuple[np.ndarray, list[set[str
     pooled = np.concatenate(
         [from_cache(tf.constant(cache.gather(rows[s : s + 64]), tf.float32)).numpy() for s in range(0, len(rows), 64)]
     )
-    return pooled, [labels[int(r)] for r in rows]
+    photo_labels = [labels[int(r)] for r in rows]
+    np.savez(stored, pooled=pooled, labels=np.array([json.dumps(sorted(x)) for x in photo_labels]))
+    return pooled, photo_labels
 
 
 def pooled_photo_features(model, paths: list[str]) -> np.ndarray:
@@ -126,6 +133,12 @@ def main() -> None:
     parser.add_argument("--run", required=True, help="a coco-everyday run folder with its training feature cache")
     parser.add_argument("--model", default="everyday_lite0_448", help="the model whose encoder the head reads")
     parser.add_argument("--min-photos", type=int, default=30, help="a word needs this many training photos")
+    parser.add_argument(
+        "--words",
+        choices=("content", "objects"),
+        default="content",
+        help="content: every content word; objects: the COCO categories and the ImageNet tag words",
+    )
     add_output_argument(parser, "noun_verification")
     args = parser.parse_args()
     model = load_captioner(args.model)
@@ -135,6 +148,10 @@ def main() -> None:
         for label in labels:
             counts[label] = counts.get(label, 0) + 1
     words = sorted(w for w, n in counts.items() if n >= args.min_photos and w.isalpha())
+    if args.words == "objects":
+        objects = {coco_category(w) or "" for w in tag_vocabulary()[0]} | set(tag_vocabulary()[0])
+        objects |= {label_of(w) for w in counts if coco_category(w) is not None}
+        words = [w for w in words if w in objects]
     index = {w: k for k, w in enumerate(words)}
     targets = np.zeros((len(photo_labels), len(words)), np.float32)
     for row, labels in enumerate(photo_labels):
@@ -186,7 +203,8 @@ def main() -> None:
     }
     names = [k for k in next(iter(table.values())) if k != "pairs (right)"]
     lines = [
-        f"Right vs not right by eye (AUROC), all judged pairs; head: {len(words)} words, {len(features)} photos.",
+        f"Right vs not right by eye (AUROC), all judged pairs; head: {len(words)} words ({args.words}), "
+        f"{len(features)} photos.",
         "",
         "| dev set | pairs (right) | " + " | ".join(names) + " |",
         "|---|---|" + "---|" * len(names),

@@ -46,12 +46,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sat-tf-edge: error: {exc}", file=sys.stderr)
             status = 2
             continue
+        tags = [(tag.word, tag.probability) for tag in result.tags]
         if args.json:
             record = {"image": path, "caption": result.text, "tokens": result.tokens, "score": result.score}
-            print(json.dumps({**record, "confidence": result.confidence, "not_sure": result.not_sure}))
+            seen = [{"word": word, "probability": probability} for word, probability in tags]
+            print(json.dumps({**record, "confidence": result.confidence, "not_sure": result.not_sure, "tags": seen}))
         else:
-            text = shown_text(result.text, result.not_sure, [], hide_when_not_sure=args.hide_not_sure)
-            print(f"{path}\t{text}\t{confidence_text(result.confidence, result.not_sure)}")
+            text = shown_text(result.text, result.not_sure, tags, hide_when_not_sure=args.hide_not_sure)
+            print(f"{path}\t{text}\t{confidence_text(result.confidence, result.not_sure, tags)}")
     return status
 
 

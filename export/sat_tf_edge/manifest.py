@@ -11,8 +11,11 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from sat_tf_edge.calibration import CalibrationError, ConfidenceCalibration
 from sat_tf_edge.confidence import NOT_SURE_BELOW
+from sat_tf_edge.tags import Tag, tags_from_probabilities
 from sat_tf_edge.text import FUNCTION_WORDS, content_word_ids
 
 FORMAT = "sat_tf_edge/1"
@@ -57,6 +60,9 @@ class EdgeManifest:
             (`sat_tf_edge.calibration.ConfidenceCalibration` as JSON), or None: the confidence is
             then the geometric-mean token probability.
         decoder_batch: the decoder step's fixed batch (None: any), the most beams it decodes.
+        imagenet_classes: {"names", "words"}: the ImageNet class table of the encoder file's
+            classifier (each class's name and caption word or null), when the encoder file gives
+            "class_probabilities" (`sat_tf_edge.tags`); None: no tags.
         function_words: the words a caption may say twice under `no_repeat_content_words`
             (`sat_tf_edge.text.FUNCTION_WORDS`), carried so every runtime (the browser's too)
             blocks the same words.
@@ -76,6 +82,7 @@ class EdgeManifest:
     confidence_calibration: dict | None = None
     decoder_batch: int | None = None
     function_words: list[str] = dataclasses.field(default_factory=lambda: sorted(FUNCTION_WORDS))
+    imagenet_classes: dict | None = None
 
     def __post_init__(self):
         unknown = sorted(set(self.decoding) - set(DEFAULT_DECODING))
@@ -101,6 +108,14 @@ class EdgeManifest:
             )
         except CalibrationError as exc:
             raise ManifestError(str(exc)) from None
+
+    def tags(self, class_probabilities: np.ndarray, min_probability: float = 0.1, max_tags: int = 3) -> list[list[Tag]]:
+        """[N, 1000] class probabilities -> each image's caption-word tags, as the library's tagger
+        gives them (`sat_tf_edge.tags.tags_from_probabilities` over the manifest's class table)."""
+        if self.imagenet_classes is None:
+            return [[] for _ in class_probabilities]
+        table = self.imagenet_classes
+        return tags_from_probabilities(class_probabilities, table["names"], table["words"], min_probability, max_tags)
 
     def content_word_ids(self) -> tuple[int, ...]:
         """The vocabulary's content words: those `no_repeat_content_words` lets a caption say once."""

@@ -29,6 +29,7 @@ from sat_tf_edge.calibration import caption_signals
 from sat_tf_edge.confidence import caption_confidence
 from sat_tf_edge.images import load_image
 from sat_tf_edge.manifest import MANIFEST_FILE, EdgeManifest
+from sat_tf_edge.tags import Tag
 from sat_tf_edge.text import caption_text
 
 
@@ -58,6 +59,7 @@ class EdgeCaption:
     photo_state: np.ndarray | None = None
     confidence: float = math.nan  # NaN: the geometric-mean token probability
     not_sure: bool = False
+    tags: list[Tag] = dataclasses.field(default_factory=list)  # what the photo may show (ImageNet tags)
 
     def __post_init__(self):
         if math.isnan(self.confidence):
@@ -152,7 +154,10 @@ class EdgeCaptioner:
         )
         settings.update({key: value for key, value in given.items() if value is not None})
         pixels = image if isinstance(image, np.ndarray) else load_image(image, self.image_size)[np.newaxis]
-        caption = self.caption_beam(self.encode_image(pixels), **settings)
+        encoded = self.encode_image(pixels)
+        caption = self.caption_beam(encoded, **settings)
+        if "class_probabilities" in encoded:  # the encoder file carries the ImageNet classifier
+            caption.tags = self.manifest.tags(encoded["class_probabilities"])[0]
         if self.calibration is not None:
             signals = caption.signals(self.calibration.novelty, self.end_id)
             caption.confidence = float(self.calibration.confidence(signals)[0])

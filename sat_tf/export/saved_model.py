@@ -33,9 +33,8 @@ from sat_tf.export.graph_confidence import graph_confidence
 from sat_tf.export.serving_settings import write_serving_settings
 from sat_tf.inference import BeamSampler, GreedySampler
 from sat_tf.inference.results import NOT_SURE_BELOW
-from sat_tf.models import efficientnet_lite
 from sat_tf.models.captioner import Captioner
-from sat_tf.models.imagenet_tagger import ImageNetTagger, shared_tagger, tag_outputs
+from sat_tf.models.imagenet_tagger import ImageNetTagger, tag_outputs, tagger_for
 from sat_tf.utils.atomic import atomic_path
 from sat_tf_edge.calibration import ConfidenceCalibration
 from sat_tf_edge.text import content_word_ids
@@ -178,15 +177,6 @@ def build_export_archive(
     return archive
 
 
-def _tagger_for(model: Captioner, tags: bool | None) -> ImageNetTagger | None:
-    variant = model.encoder.backbone_name
-    if tags is False or (tags is None and variant not in efficientnet_lite.VARIANTS):
-        return None
-    if variant not in efficientnet_lite.VARIANTS:
-        raise ValueError(f"tags need an EfficientNet-Lite encoder with ImageNet weights; this model's is '{variant}'")
-    return shared_tagger(variant)
-
-
 def export_saved_model(
     model: Captioner,
     export_dir: str | os.PathLike,
@@ -242,7 +232,7 @@ def export_saved_model(
             max_length,
             beam_size,
             xla,
-            _tagger_for(model, tags),
+            tagger_for(model.encoder.backbone_name, tags),
             no_repeat_ngram_size,
             forbid_unknown,
             calibration,

@@ -6,7 +6,8 @@ Two files with named signatures, builtin ops only (no Flex / SELECT_TF_OPS):
                         host) -> the per-image inputs of every decoding step: attention_keys
                         [1, L, A], context_gates [1, L, 4H], context_outputs [1, L, E] and the
                         initial hidden, cell [1, H] (`AttentionDecoder.step_constants` and
-                        `initial_state`).
+                        `initial_state`); for an ImageNet EfficientNet-Lite encoder also
+                        class_probabilities [1, 1000], its checkpoint's classifier (the tags).
   decoder_step.tflite   "step": those per-image tensors (repeated per beam), hidden, cell [B, H],
                         previous_token int32 [B] -> log_probs [B, V], hidden, cell, alpha [B, L].
 
@@ -35,6 +36,7 @@ import tensorflow as tf
 from sat_tf.inference import GreedySampler
 from sat_tf.models.captioner import Captioner
 from sat_tf.models.decoder import DecoderState, StepConstants
+from sat_tf.models.imagenet_tagger import ImageNetTagger, class_table, tagger_for
 from sat_tf.utils.atomic import atomic_path
 from sat_tf_edge.calibration import ConfidenceCalibration
 from sat_tf_edge.manifest import DECODER_FILE, ENCODER_FILE, MANIFEST_FILE, EdgeManifest
@@ -61,8 +63,9 @@ def _archive_of(*layers) -> keras.export.ExportArchive:
     return archive
 
 
-def encoder_archive(model: Captioner) -> keras.export.ExportArchive:
-    """SavedModel endpoint "encode": image -> per-image decoder inputs and initial state."""
+def encoder_archive(model: Captioner, tagger: ImageNetTagger | None = None) -> keras.export.ExportArchive:
+    """SavedModel endpoint "encode": image -> per-image decoder inputs and initial state (and, with
+    `tagger`, the encoder checkpoint's ImageNet class probabilities, for the tags)."""
     size = model.encoder.image_size
     decoder = model.decoder
 
@@ -70,15 +73,18 @@ def encoder_archive(model: Captioner) -> keras.export.ExportArchive:
         features = model.encode(image, training=False)
         constants = decoder.step_constants(features)
         state = decoder.initial_state(features)
-        return {
+        outputs = {
             "attention_keys": constants.attention_keys,
             "context_gates": constants.context_gates,
             "context_outputs": constants.context_outputs,
             "hidden": state.hidden,
             "cell": state.cell,
         }
+        if tagger is not None:
+            outputs["class_probabilities"] = tagger.class_probabilities(image)
+        return outputs
 
-    archive = _archive_of(model.encoder, model.decoder)
+    archive = _archive_of(model.encoder, model.decoder, *([tagger.network] if tagger is not None else []))
     archive.add_endpoint(
         "encode", encode, input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="image")]
     )
@@ -182,6 +188,7 @@ def export_tflite(
     decoding: dict | None = None,
     calibration: ConfidenceCalibration | None = None,
     decoder_batch: int | None = None,
+    tags: bool | None = None,
 ) -> dict[str, Path]:
     """Writes image_encoder.tflite, decoder_step.tflite and sat_tf_edge.json to `output_dir`.
 
@@ -199,6 +206,10 @@ def export_tflite(
             runtime gives the library's calibrated confidence.
         decoder_batch: a fixed batch for the decoder step (the beam size; for runtimes that
             cannot resize inputs, LiteRT.js); None: any batch.
+        tags: the encoder file also gives the encoder checkpoint's ImageNet class probabilities
+            (output "class_probabilities" [1, 1000]) and the manifest the class table, so the edge
+            runtime and the browser tell what a photo may show as the library does; None (the
+            default): when the encoder is an EfficientNet-Lite with ImageNet weights.
 
     Returns:
         {"encoder": path, "decoder": path, "manifest": path}.
@@ -217,10 +228,11 @@ def export_tflite(
         encoder_samples, step_samples = representative_inputs(model, representative_images, max_length)
         if decoder_batch is not None:  # each calibration row repeated to the fixed batch
             step_samples = [{k: np.repeat(v, decoder_batch, axis=0) for k, v in s.items()} for s in step_samples]
+    tagger = tagger_for(model.encoder.backbone_name, tags)
     paths = {}
     with tempfile.TemporaryDirectory(prefix="sat_tf_tflite_") as scratch:
         for key, archive, signature, quantization, samples, name in (
-            ("encoder", encoder_archive(model), "encode", encoder_quantization, encoder_samples, ENCODER_FILE),
+            ("encoder", encoder_archive(model, tagger), "encode", encoder_quantization, encoder_samples, ENCODER_FILE),
             (
                 "decoder",
                 decoder_step_archive(model, decoder_batch),
@@ -255,6 +267,7 @@ def export_tflite(
         decoding=dict(decoding or {}),
         confidence_calibration=None if calibration is None else calibration.to_json(),
         decoder_batch=decoder_batch,
+        imagenet_classes=None if tagger is None else dict(zip(("names", "words"), class_table())),
     )
     paths["manifest"] = output_dir / MANIFEST_FILE
     with atomic_path(paths["manifest"]) as tmp:

@@ -19,6 +19,19 @@ import numpy as np
 import tensorflow as tf
 
 from sat_tf.models import efficientnet_lite
+from sat_tf_edge.tags import Tag, word_matrix
+from sat_tf_edge.tags import tags_from_probabilities as edge_tags_from_probabilities
+
+__all__ = [
+    "ImageNetTagger",
+    "Tag",
+    "class_table",
+    "imagenet_classes",
+    "shared_tagger",
+    "tag_outputs",
+    "tagger_for",
+    "tags_from_probabilities",
+]
 
 IMAGENET_SIZE = 224  # the resolution the classifier was trained at
 
@@ -28,15 +41,6 @@ class ImageNetClass:
     synset: str  # WordNet id, for example "n02504013"
     name: str  # WordNet names, for example "Indian elephant, Elephas maximus"
     word: str | None  # the caption word it stands for ("elephant"), None when there is none
-
-
-@dataclasses.dataclass(frozen=True)
-class Tag:
-    """One caption word an image shows, with the summed probability of the classes behind it."""
-
-    word: str
-    probability: float
-    classes: tuple[str, ...]  # the ImageNet class names that gave it, most probable first
 
 
 @lru_cache(maxsize=1)
@@ -50,42 +54,23 @@ def imagenet_classes() -> tuple[ImageNetClass, ...]:
 def tag_vocabulary() -> tuple[tuple[str, ...], np.ndarray]:
     """(the distinct caption words of the class table, float32 [1000, W] with a 1 where a class
     stands for a word): class probabilities @ matrix = word probabilities."""
+    return word_matrix([c.word for c in imagenet_classes()])
+
+
+def class_table() -> tuple[list[str], list[str | None]]:
+    """The class table as the edge rule takes it (and a manifest carries it): each class's first
+    name and its caption word."""
     classes = imagenet_classes()
-    words = tuple(sorted({c.word for c in classes if c.word is not None}))
-    column = {word: index for index, word in enumerate(words)}
-    matrix = np.zeros([len(classes), len(words)], np.float32)
-    for row, entry in enumerate(classes):
-        if entry.word is not None:
-            matrix[row, column[entry.word]] = 1.0
-    return words, matrix
+    return [c.name.split(",")[0] for c in classes], [c.word for c in classes]
 
 
 def tags_from_probabilities(
     probabilities: np.ndarray, min_probability: float = 0.1, max_tags: int = 3
 ) -> list[list[Tag]]:
-    """[N, 1000] class probabilities -> per image, the caption words whose classes sum to at least
-    `min_probability`, most probable first (at most `max_tags`). Summing per word lets "dog" win
-    when the mass is spread over several breeds. The SavedModel computes the same (`tag_outputs`)."""
-    classes = imagenet_classes()
-    if probabilities.ndim != 2 or probabilities.shape[1] != len(classes):
-        raise ValueError(f"expected [N, {len(classes)}] class probabilities, got shape {probabilities.shape}")
-    words, matrix = tag_vocabulary()
-    word_probabilities = probabilities.astype(np.float32) @ matrix
-    result = []
-    for row, per_word in zip(probabilities, word_probabilities):
-        image_tags = []
-        for column in np.argsort(-per_word, kind="stable")[:max_tags]:
-            if per_word[column] < min_probability:
-                break
-            members = np.flatnonzero(matrix[:, column])
-            names = tuple(
-                classes[i].name.split(",")[0]
-                for i in members[np.argsort(-row[members], kind="stable")][:3]
-                if row[i] >= 0.01
-            )
-            image_tags.append(Tag(words[column], float(per_word[column]), names))
-        result.append(image_tags)
-    return result
+    """[N, 1000] class probabilities -> per image, its caption-word tags
+    (`sat_tf_edge.tags.tags_from_probabilities` over the shipped class table). The SavedModel
+    computes the same (`tag_outputs`)."""
+    return edge_tags_from_probabilities(probabilities, *class_table(), min_probability, max_tags)
 
 
 def tag_outputs(class_probabilities: tf.Tensor, count: int = 3) -> dict[str, tf.Tensor]:
@@ -142,3 +127,14 @@ class ImageNetTagger:
 def shared_tagger(variant: str = "efficientnet_lite0") -> ImageNetTagger:
     """One tagger per variant per process (building it loads the checkpoint: about a second)."""
     return ImageNetTagger(variant)
+
+
+def tagger_for(backbone: str, tags: bool | None) -> ImageNetTagger | None:
+    """The tagger an export carries: none when `tags` is False, or when it is None (the default)
+    and the encoder is not an EfficientNet-Lite with ImageNet weights; asking for tags of another
+    encoder is an error."""
+    if tags is False or (tags is None and backbone not in efficientnet_lite.VARIANTS):
+        return None
+    if backbone not in efficientnet_lite.VARIANTS:
+        raise ValueError(f"tags need an EfficientNet-Lite encoder with ImageNet weights; this model's is '{backbone}'")
+    return shared_tagger(backbone)

@@ -345,9 +345,23 @@ class DeviceCaptioner {
     };
   }
 
+  // The 3 most probable caption words of the encoder's ImageNet classes (the SavedModel's
+  // tag_outputs; sat_tf_edge.tags sums the same way), when the encoder file carries the classifier.
+  tagsOf(encoded) {
+    const table = this.manifest.imagenet_classes;
+    if (!table || !encoded.class_probabilities) return { tags: [], tag_probabilities: [] };
+    const byWord = new Map();
+    table.words.forEach((word, i) => {
+      if (word !== null) byWord.set(word, (byWord.get(word) || 0) + encoded.class_probabilities[i]);
+    });
+    const top = [...byWord.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, 3);
+    return { tags: top.map(([word]) => word), tag_probabilities: top.map(([, p]) => p) };
+  }
+
   // A caption with the manifest's settings (beam 1: greedy), its confidence and "not sure" flag.
   async caption(pixels, beamSize = this.settings.beam_size) {
-    const caption = await this.captionBeam(await this.encode(pixels), beamSize);
+    const encoded = await this.encode(pixels);
+    const caption = await this.captionBeam(encoded, beamSize);
     const calibration = this.manifest.confidence_calibration;
     const length = Math.max(caption.tokens.length, 1);
     let confidence = Math.exp(caption.logProbs.reduce((a, b) => a + b, 0) / length);
@@ -357,6 +371,7 @@ class DeviceCaptioner {
     }
     return {
       ...caption,
+      ...this.tagsOf(encoded),
       text: captionText(caption.tokens, this.manifest),
       confidence,
       notSure: confidence < this.settings.not_sure_below,
@@ -426,13 +441,18 @@ window.satTfBackend = {
       candidates: caption.candidates.map((tokens) => captionText(tokens, device.manifest)),
       candidate_scores: caption.candidateScores,
       tokens: caption.tokens,
+      tags: caption.tags,
+      tag_probabilities: caption.tag_probabilities,
     };
   },
   // For tests and benchmarks: caption pixels already decoded (RGB uint8 [S, S, 3] as an array).
   async captionPixels(pixels, beamSize) {
     const device = await captioner;
     const caption = await device.caption(Uint8ClampedArray.from(pixels), beamSize);
-    return { text: caption.text, tokens: caption.tokens, confidence: caption.confidence, notSure: caption.notSure };
+    return {
+      text: caption.text, tokens: caption.tokens, confidence: caption.confidence, notSure: caption.notSure,
+      tags: caption.tags, tagProbabilities: caption.tag_probabilities,
+    };
   },
   async pixelsOfFile(file) {
     const device = await captioner;
