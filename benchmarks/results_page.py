@@ -76,12 +76,20 @@ HEADLINES = [
     ("Demo held-out BLEU-4", "demo.json", "BLEU-4", "{:.1f}"),
     ("Demo phrase localization", "demo.json", "phrase_localization", "{:.2f}"),
     (
-        "First caption in a fresh process, `sat-tf caption PHOTO` (s)",
+        "First caption in a fresh process, `sat-tf caption PHOTO`, fast path (s)",
         "cold_caption.json",
-        "caption_seconds_median",
+        "paths.fast.seconds_median",
+        "{:.2f}",
+    ),
+    ("... its peak memory (MB)", "cold_caption.json", "paths.fast.peak_rss_mb_median", "{:.0f}"),
+    (
+        "First caption in a fresh process, TensorFlow path (s)",
+        "cold_caption.json",
+        "paths.tensorflow.seconds_median",
         "{:.1f}",
     ),
-    ("... of which a bare `import tensorflow` (s)", "cold_caption.json", "import_tensorflow_seconds_median", "{:.1f}"),
+    ("... its peak memory (MB)", "cold_caption.json", "paths.tensorflow.peak_rss_mb_median", "{:.0f}"),
+    ("... of which a bare `import tensorflow` (s)", "cold_caption.json", "import_tensorflow.seconds_median", "{:.1f}"),
     ("flickr8k_lite0 photo to caption, greedy (ms)", "decode_latency_preset.json", "from_image.greedy_ms", "{:.1f}"),
     ("flickr8k_lite0 photo to caption, beam 3 (ms)", "decode_latency_preset.json", "from_image.beam3_ms", "{:.1f}"),
     (

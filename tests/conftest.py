@@ -7,6 +7,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The kernels sat_tf's commands use (sat_tf/__init__.py), pinned before TensorFlow loads, so the exactness
 # tests (bit-identical resume, 2-worker equality) check the numerics users get on every CPU.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# `sat-tf caption` takes the TensorFlow path in tests (it would otherwise build a shipped preset's TFLite
+# pair in the user's cache and take the fast path on later calls); tests/test_fast_caption.py turns it on.
+os.environ["SAT_TF_NO_FAST_PATH"] = "1"
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({**record, "confidence": result.confidence, "not_sure": result.not_sure, "tags": seen}))
         else:
             text = shown_text(result.text, result.not_sure, tags, hide_when_not_sure=args.hide_not_sure)
-            print(f"{path}\t{text}\t{confidence_text(result.confidence, result.not_sure, tags)}")
+            confidence = confidence_text(result.confidence, result.not_sure, [] if args.hide_not_sure else tags)
+            print(f"{path}\t{text}\t{confidence}")
     return status
 
 

@@ -19,6 +19,7 @@ from sat_tf.cli import (  # noqa: E402  (after the logging switch: the commands 
     evaluate,
     export,
     extract,
+    fast_caption,
     serve,
     train,
 )
@@ -60,12 +61,16 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     # TensorFlow's C++ start-up lines (CUDA probing, oneDNN) and the metric tools' Java output go
     # to fd 2, below Python; drop them unless --verbose, keeping Python's own messages.
+    fast = fast_caption.fast_arguments(argv)
+    if fast is not None and (pair := fast_caption.pair_ready(fast)) is not None:
+        return fast_caption.run(fast, pair)  # no TensorFlow: a shipped preset's TFLite pair
     with native_stderr_silenced("--verbose" not in argv):
         if "--verbose" not in argv:
             import logging
 
             logging.getLogger("tensorflow").setLevel(logging.ERROR)
         args = build_parser().parse_args(argv)
+        args.build_fast_path = fast.preset if fast is not None else None  # for the next run
         return _run(args)
 
 

@@ -116,6 +116,14 @@ def run(args) -> None:
         print(f"skipped {len(done.skipped)} unreadable image(s): {'; '.join(done.skipped[:3])}", file=sys.stderr)
     if args.output and not streaming:
         write_json_atomic(args.output, {"captions": done.records, "skipped": done.skipped})
+    if getattr(args, "build_fast_path", None):  # a request the fast path can take: ready it for next time
+        from sat_tf.utils.edge_cache import preset_pair_dir
+        from sat_tf.workflows.fast_path import prepare_fast_path
+
+        folder = preset_pair_dir(args.build_fast_path)
+        if folder is not None and not folder.is_dir():
+            print(f"sat-tf caption: preparing the fast path for the next runs, once ({folder})", file=sys.stderr)
+            prepare_fast_path(args.build_fast_path, loaded)
 
 
 def photos_of(args) -> list[str]:
