@@ -13,9 +13,20 @@ from sat_tf.cli.common import add_model_argument, check_image_files
 NAME, HELP = "caption", "caption photos (files, folders, lists of paths)"
 
 
+FAST_PATH_NOTE = (
+    "Fast path: with a shipped preset that needs no tag guidance (the default does not), photos, folders, "
+    "--list, --output, --resume, --k-best, --hide-not-sure, --skip-bad, --photos-per-batch, --workers and "
+    "--no-progress run on the preset's float32 TFLite pair without starting TensorFlow (well under a "
+    "second for a first caption), with the same captions, confidences and output; the first such run "
+    "builds the pair into ~/.cache/sat_tf ($SAT_TF_CACHE). --tags, --attention-plot, --recipe, --config, "
+    "decoding flags and other models need TensorFlow and take its path; SAT_TF_NO_FAST_PATH=1 always does."
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from sat_tf.workflows.flags import add_config_arguments, add_section_flags
 
+    parser.epilog = FAST_PATH_NOTE
     parser.add_argument(
         "images", nargs="*", help="photos, and folders searched recursively for image files (.jpg, .png, ...)"
     )
