@@ -46,7 +46,10 @@ setup(
             "scikit-learn",
         ],
         # developers: the test tools plus the linter/formatter and the type checker .ci/run runs
-        "dev": ["sat_tf[test]", "ruff==0.17.6", "mypy==2.4.1"],
+        "dev": ["sat_tf[test]", "sat_tf[beam]", "ruff==0.17.6", "mypy==2.4.1"],
+        # `sat-tf caption --runner`: captioning on Apache Beam (Dataflow, Flink, Spark, the DirectRunner);
+        # 2.77.0 installs beside TensorFlow 2.21 (it holds protobuf below 7 and Pillow below 13)
+        "beam": ["apache-beam==2.77.0"],
         # `sat-tf serve` (TF Serving's REST API on a production WSGI server)
         "serve": ["flask>=3", "waitress"],
         # `sat-tf calibrate` (fitting the learned confidence; applying it needs only numpy)

@@ -65,6 +65,22 @@ class EdgeCaption:
         if math.isnan(self.confidence):
             self.confidence = float(caption_confidence(sum(self.log_probs), len(self.tokens)))
 
+    def record(self, image: str, vocabulary: list[str]) -> dict:
+        """The record `sat-tf caption` writes for a photo (`sat_tf.workflows.CaptionedFiles.records`):
+        caption, summed log-prob, confidence, "not sure", the k-best captions, and (for a caption the
+        model is not sure of, where the encoder carries the ImageNet classifier) what it may show."""
+        tags = self.tags if self.not_sure else []
+        return {
+            "image": image,
+            "caption": self.text,
+            "log_prob": float(sum(self.log_probs)),
+            "confidence": float(self.confidence),
+            "not_sure": bool(self.not_sure),
+            "candidates": [caption_text(tokens, vocabulary) for tokens in self.candidates],
+            "guided_by_tags": False,
+            "tags": [{"word": t.word, "probability": t.probability, "classes": list(t.classes)} for t in tags],
+        }
+
     def signals(self, novelty, end_id: int) -> dict[str, np.ndarray]:
         """The calibration's signals of this caption (`sat_tf_edge.calibration.caption_signals`)."""
         if self.photo_state is None:

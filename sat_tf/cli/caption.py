@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from sat_tf.cli.common import add_model_argument, check_image_files
+from sat_tf.cli.common import DEFAULT_PRESET, add_model_argument, check_image_files
 
 NAME, HELP = "caption", "caption photos (files, folders, lists of paths)"
 
@@ -80,11 +80,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--photos-per-batch", type=int, default=32, help="photos decoded and captioned together")
     parser.add_argument("--workers", type=int, default=2, help="threads decoding photos while the model captions")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (shown on a terminal)")
+    beam = parser.add_argument_group("many machines (Apache Beam; pip install '.[beam]')")
+    beam.add_argument(
+        "--runner",
+        help="caption with an Apache Beam pipeline on this runner (DirectRunner, FlinkRunner, DataflowRunner, ...) "
+        "into the .jsonl --output; photos may be paths or glob patterns on any filesystem Beam reads (gs://...)",
+    )
+    beam.add_argument(
+        "--pipeline-option",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="a Beam pipeline option, for example --pipeline-option=--direct_num_workers=2 or "
+        "--pipeline-option=--project=my-project; may repeat",
+    )
+    beam.add_argument(
+        "--pair",
+        help="the TFLite pair the workers run (a folder on any Beam filesystem, from sat-tf export --tflite-dir); "
+        "default: the model's float32 pair, built here (a shipped preset's is the fast path's, cached)",
+    )
     add_config_arguments(parser)
     add_section_flags(parser, "decoding")
 
 
 def run(args) -> None:
+    if args.runner:
+        run_on_beam(args)
+        return
     photos = photos_of(args)
     from sat_tf.errors import ConfigError
     from sat_tf.utils.atomic import write_json_atomic
@@ -135,6 +157,38 @@ def run(args) -> None:
         if folder is not None and not folder.is_dir():
             print(f"sat-tf caption: preparing the fast path for the next runs, once ({folder})", file=sys.stderr)
             prepare_fast_path(args.build_fast_path, loaded)
+
+
+def run_on_beam(args) -> None:
+    """`--runner`: the Beam pipeline (`sat_tf.workflows.beam_caption`) over the model's TFLite pair."""
+    import tempfile
+
+    from sat_tf.errors import ConfigError
+
+    if not (args.output and args.output.endswith(".jsonl")) or args.resume:
+        raise ConfigError("--runner writes a new .jsonl --output (without --resume)")
+    if args.attention_plot or args.tags:
+        raise ConfigError("--runner runs the TFLite pair: no --attention-plot or --tags")
+    try:
+        from sat_tf.workflows.beam_caption import run_caption_pipeline
+    except ImportError as exc:
+        raise ConfigError(f"--runner needs Apache Beam: pip install '.[beam]' ({exc})") from None
+    remote = [p for p in args.images if "://" in p or any(c in p for c in "*?[")]
+    if remote and len(remote) < len(args.images):
+        raise ConfigError("--runner takes either local photos and folders or patterns/URLs, not both")
+    photos = list(args.images) if remote else photos_of(args)
+    pair = args.pair or _built_pair(args, tempfile.mkdtemp(prefix="sat_tf_pair_"))
+    run_caption_pipeline(photos, pair, args.output, [f"--runner={args.runner}", *args.pipeline_option])
+    print(f"{args.output}: captions of {len(photos)} photo source(s), by {args.runner}")
+
+
+def _built_pair(args, scratch: str) -> str:
+    from sat_tf.workflows import load_for_captioning
+    from sat_tf.workflows.fast_path import pair_for
+    from sat_tf.workflows.flags import section_overrides
+
+    loaded = load_for_captioning(args.model, args.recipe, args.config, section_overrides(args), as_caption_command=True)
+    return str(pair_for(args.model or [DEFAULT_PRESET], loaded, scratch))
 
 
 def photos_of(args) -> list[str]:

@@ -62,24 +62,6 @@ def pair_ready(args: argparse.Namespace) -> Path | None:
     return folder if folder is not None and (folder / "sat_tf_edge.json").is_file() else None
 
 
-def record_of(path: str, caption, vocabulary) -> dict:
-    """The record `sat-tf caption` writes for a photo (`CaptionedFiles.records`), from an
-    `EdgeCaption`: tags are kept for a caption the model is not sure of, as there."""
-    from sat_tf_edge.text import caption_text
-
-    tags = caption.tags if caption.not_sure else []
-    return {
-        "image": path,
-        "caption": caption.text,
-        "log_prob": float(sum(caption.log_probs)),
-        "confidence": float(caption.confidence),
-        "not_sure": bool(caption.not_sure),
-        "candidates": [caption_text(tokens, vocabulary) for tokens in caption.candidates],
-        "guided_by_tags": False,
-        "tags": [{"word": t.word, "probability": t.probability, "classes": list(t.classes)} for t in tags],
-    }
-
-
 def run(args: argparse.Namespace, folder: Path) -> int:
     """Captions the photos with the pair in `folder`; prints and writes as the TensorFlow path."""
     from sat_tf.cli.caption import caption_line, photos_of, progress_bar
@@ -120,7 +102,7 @@ def run(args: argparse.Namespace, folder: Path) -> int:
                     if output is not None:
                         output.write({"image": path, "error": error})
                 else:
-                    record = record_of(path, captioner.caption(pixels), captioner.vocabulary)
+                    record = captioner.caption(pixels).record(path, captioner.vocabulary)
                     print(caption_line(record, hide_not_sure=args.hide_not_sure))
                     for rank, candidate in enumerate(record["candidates"][: args.k_best], start=1):
                         print(f"  {rank}. {candidate}")
