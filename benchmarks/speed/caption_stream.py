@@ -1,13 +1,20 @@
-"""`sat-tf caption` over a folder: photos per second and peak memory as the folder grows.
+"""`sat-tf caption` over a folder: photos per second and peak memory as the folder grows, on each
+of the command's paths.
 
 Runs the command as a user would (a fresh process, the default preset, a folder of photos, JSON
 Lines output, no progress bar) on the first N photos of `../shared/data/coco_unlabeled/images`
-(256 px COCO photos, copied by hard link into a temporary folder) for each N, and reports the wall
-time, photos per second after start-up (the wall time minus that of a one-photo run) and the peak
-resident memory of the process. Memory should stay flat as N grows: the command holds two batches
-of photos, never the whole folder.
+(256 px COCO photos, linked into a temporary folder; past its 3,000 photos they repeat under new
+names) for each N, and reports the wall time, photos per second after start-up (the wall time minus
+that of a one-photo run) and the peak resident memory: of the process, and for Beam of its largest
+worker process too. Memory should stay flat as N grows. The paths (`--paths`):
 
-    python -m benchmarks.speed.caption_stream [--photos 32 128 512] [--output benchmarks/results/caption_stream]
+- tensorflow: `SAT_TF_NO_FAST_PATH=1`, the library's batched decoding;
+- fast: the preset's float32 TFLite pair without TensorFlow (`sat_tf.cli.fast_caption`), one photo
+  at a time;
+- beam: `--runner DirectRunner` with 2 worker processes (`sat_tf_edge.beam`).
+
+    python -m benchmarks.speed.caption_stream [--photos 32 128 512] [--paths tensorflow fast beam] \
+        [--output benchmarks/results/caption_stream]
 """
 
 from __future__ import annotations
@@ -24,72 +31,87 @@ from pathlib import Path
 
 from benchmarks.common import DATA, add_output_argument, command_line, machine, write_report
 
+BEAM = ["--runner", "DirectRunner", "--pipeline-option=--direct_num_workers=2"]
+BEAM += ["--pipeline-option=--direct_running_mode=multi_processing"]
+CACHE = Path("runs/benchmarks/edge_cache")  # the fast path's pair, built by its first run
 
-def run_caption(folder: Path, output: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of `sat-tf caption FOLDER --output OUTPUT` in a fresh process."""
+
+def run_caption(folder: Path, output: Path, path: str = "tensorflow") -> tuple[float, float, float]:
+    """(wall seconds, peak RSS in MB of the process, of its largest child) of
+    `sat-tf caption FOLDER --output OUTPUT` on one of its paths, in a fresh process."""
+    extra = BEAM if path == "beam" else []
     code = (
         "import resource, sys; from sat_tf.cli import main; "
-        f"code = main(['caption', {str(folder)!r}, '--output', {str(output)!r}, '--no-progress']); "
-        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)"
+        f"code = main(['caption', {str(folder)!r}, '--output', {str(output)!r}, '--no-progress', *{extra!r}]); "
+        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+        "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)"
     )
+    env = {k: v for k, v in os.environ.items() if k != "SAT_TF_NO_FAST_PATH"} | {"TF_CPP_MIN_LOG_LEVEL": "3"}
+    env |= {"SAT_TF_NO_FAST_PATH": "1"} if path == "tensorflow" else {"SAT_TF_CACHE": str(CACHE.resolve())}
     tick = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - tick
     if result.returncode != 0:
         raise SystemExit(f"sat-tf caption failed:\n{result.stderr[-2000:]}")
-    peak_kb = int(next(line for line in result.stdout.splitlines() if line.startswith("PEAK")).split()[1])
-    return seconds, peak_kb / 1024
+    peak = next(line for line in result.stdout.splitlines() if line.startswith("PEAK")).split()
+    return seconds, int(peak[1]) / 1024, int(peak[2]) / 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, nargs="+", default=[32, 128, 512])
+    parser.add_argument("--paths", nargs="+", default=["tensorflow"], choices=["tensorflow", "fast", "beam"])
     add_output_argument(parser, "caption_stream")
     args = parser.parse_args()
     source = DATA / "coco_unlabeled" / "images"
     names = sorted(p.name for p in source.iterdir())
-    rows = []
+    rows, baselines = [], {}
     with tempfile.TemporaryDirectory() as scratch:
-        baseline = None
         for count in [1, *args.photos]:
             folder = Path(scratch) / f"photos_{count}"
             folder.mkdir()
-            for name in names[:count]:
-                os.link(source / name, folder / name)
-            output = Path(scratch) / f"captions_{count}.jsonl"
-            seconds, peak_mb = run_caption(folder, output)
-            written = sum(1 for _ in output.open())
-            assert written == count, (written, count)
-            if baseline is None:
-                baseline = seconds
-                continue
-            rows.append(
-                {
-                    "photos": count,
-                    "wall_seconds": seconds,
-                    "photos_per_second_after_start": count / max(seconds - baseline, 1e-9),
-                    "peak_rss_mb": peak_mb,
-                }
-            )
-            print(json.dumps(rows[-1]), flush=True)
+            for index in range(count):
+                name = names[index % len(names)]
+                os.link(source / name, folder / f"{index // len(names)}_{name}")
+        if "fast" in args.paths:  # the first fast-path run builds the pair (not timed)
+            run_caption(Path(scratch) / "photos_1", Path(scratch) / "warm.jsonl", "fast")
+        for path in args.paths:
+            for count in [1, *args.photos]:
+                output = Path(scratch) / f"captions_{path}_{count}.jsonl"
+                seconds, peak_mb, child_mb = run_caption(Path(scratch) / f"photos_{count}", output, path)
+                written = sum(1 for _ in output.open())
+                assert written == count, (written, count)
+                if count == 1:
+                    baselines[path] = seconds
+                    continue
+                rows.append(
+                    {
+                        "path": path,
+                        "photos": count,
+                        "wall_seconds": seconds,
+                        "photos_per_second_after_start": count / max(seconds - baselines[path], 1e-9),
+                        "peak_rss_mb": peak_mb,
+                        "largest_child_peak_rss_mb": child_mb,
+                    }
+                )
+                print(json.dumps(rows[-1]), flush=True)
     report = {
         "machine": machine(),
         "command": command_line(__spec__.name, args),
-        "one_photo_wall_seconds": baseline,
+        "one_photo_wall_seconds": baselines,
         "peak_rss_of_this_script_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rows": rows,
     }
     table = "\n".join(
         [
-            f"`sat-tf caption FOLDER --output captions.jsonl` (default preset, beam 3); one photo: {baseline:.1f} s",
+            "`sat-tf caption FOLDER --output captions.jsonl` (default preset, beam 3); one photo: "
+            + ", ".join(f"{path} {seconds:.1f} s" for path, seconds in baselines.items()),
             "",
-            "| photos | wall s | photos/s after start-up | peak memory MB |",
-            "|---|---|---|---|",
+            "| path | photos | wall s | photos/s after start-up | peak memory MB (largest worker) |",
+            "|---|---|---|---|---|",
             *[
-                f"| {r['photos']} | {r['wall_seconds']:.1f} | {r['photos_per_second_after_start']:.1f} | "
-                f"{r['peak_rss_mb']:.0f} |"
+                f"| {r['path']} | {r['photos']} | {r['wall_seconds']:.1f} | {r['photos_per_second_after_start']:.1f} | "
+                f"{r['peak_rss_mb']:.0f} ({r['largest_child_peak_rss_mb']:.0f}) |"
                 for r in rows
             ],
         ]

@@ -160,7 +160,7 @@ def run(args) -> None:
 
 
 def run_on_beam(args) -> None:
-    """`--runner`: the Beam pipeline (`sat_tf.workflows.beam_caption`) over the model's TFLite pair."""
+    """`--runner`: the Beam pipeline (`sat_tf_edge.beam`) over the model's TFLite pair."""
     import tempfile
 
     from sat_tf.errors import ConfigError
@@ -170,7 +170,7 @@ def run_on_beam(args) -> None:
     if args.attention_plot or args.tags:
         raise ConfigError("--runner runs the TFLite pair: no --attention-plot or --tags")
     try:
-        from sat_tf.workflows.beam_caption import run_caption_pipeline
+        from sat_tf_edge.beam import run_caption_pipeline
     except ImportError as exc:
         raise ConfigError(f"--runner needs Apache Beam: pip install '.[beam]' ({exc})") from None
     remote = [p for p in args.images if "://" in p or any(c in p for c in "*?[")]
@@ -183,10 +183,16 @@ def run_on_beam(args) -> None:
 
 
 def _built_pair(args, scratch: str) -> str:
+    from sat_tf.utils.edge_cache import preset_pair_dir
     from sat_tf.workflows import load_for_captioning
     from sat_tf.workflows.fast_path import pair_for
     from sat_tf.workflows.flags import section_overrides
 
+    models = args.model or [DEFAULT_PRESET]
+    cached = preset_pair_dir(models[0]) if len(models) == 1 else None
+    as_shipped = not (args.recipe or args.config or section_overrides(args))
+    if as_shipped and cached is not None and cached.is_dir():
+        return str(cached)  # the fast path's pair: the preset as shipped, built before
     loaded = load_for_captioning(args.model, args.recipe, args.config, section_overrides(args), as_caption_command=True)
     return str(pair_for(args.model or [DEFAULT_PRESET], loaded, scratch))
 

@@ -1,12 +1,13 @@
 """Captioning beyond one machine: an Apache Beam pipeline (DirectRunner, FlinkRunner,
 DataflowRunner, ...) that reads photo paths, captions them with `RunInference` and writes the same
-JSON Lines records as `sat-tf caption --output FILE.jsonl`.
+JSON Lines records as `sat-tf caption --output FILE.jsonl` (`sat-tf caption --runner` runs it).
 
-Each worker runs the model's TFLite pair through `sat_tf_edge` (LiteRT, numpy, Pillow; no
-TensorFlow on the workers): `EdgeCaptionHandler` copies the pair from any filesystem Beam reads
-(a local folder, `gs://`, ...) to the worker once and keeps one captioner per worker process. Photo
-paths are read through Beam's filesystems too, so `gs://bucket/photos/*.jpg` works where the runner
-has the credentials. An unreadable photo becomes an `{"image", "error"}` record and the run goes on.
+Each worker runs the model's TFLite pair through `sat_tf_edge` (LiteRT, numpy, Pillow), without
+TensorFlow, which is why this module lives in the edge package: `EdgeCaptionHandler` copies the pair
+from any filesystem Beam reads (a local folder, `gs://`, ...) to the worker once and keeps one
+captioner per worker process. Photo paths are read through Beam's filesystems too, so
+`gs://bucket/photos/*.jpg` works where the runner has the credentials. An unreadable photo becomes
+an `{"image", "error"}` record and the run goes on.
 
 Example:
     >>> run_caption_pipeline(
@@ -28,9 +29,9 @@ from typing import Any, Iterable, Sequence
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler
 
-from sat_tf_edge import EdgeCaptioner
 from sat_tf_edge.images import ImageDecodeError
 from sat_tf_edge.manifest import MANIFEST_FILE, EdgeManifest
+from sat_tf_edge.runtime import EdgeCaptioner
 
 
 def _copy_local(pair_dir: str) -> str:
