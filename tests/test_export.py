@@ -366,7 +366,7 @@ def test_the_edge_runtime_decodes_with_the_manifests_settings_as_the_library_doe
         "not_sure_below": threshold,
     }
     paths = export_tflite(trained_tiny_model, tmp_path, "fp32", "fp32", max_length=12, decoding=settings)
-    assert EdgeManifest.read(paths["manifest"]).decoding == settings
+    assert EdgeManifest.read(paths["manifest"]).decoding == {**settings, "no_repeat_content_words": False}
     edge = EdgeCaptioner(paths["manifest"].parent)
     edge_captions = [edge.caption(image[np.newaxis].astype(np.float32)) for image in images]
     assert [c.text for c in edge_captions] == library.best_texts
@@ -423,6 +423,7 @@ def test_sat_tf_export_decodes_with_the_models_own_settings_and_flags_override_t
         "length_penalty": 0.0,
         "forbid_unknown": True,
         "no_repeat_ngram_size": 2,
+        "no_repeat_content_words": False,
         "not_sure_below": 0.4,
     }
     assert (
