@@ -83,3 +83,20 @@ def test_the_fast_path_prints_and_writes_what_the_tensorflow_path_does(tmp_path,
         probabilities = [[t["probability"] for t in r["tags"]] for r in (ours, theirs)]
         assert np.allclose(*probabilities, atol=1e-3)
     assert any(r["not_sure"] and r["tags"] for r in library["captions"])  # "it may show" was compared
+
+
+def test_many_photos_take_the_tensorflow_path(tmp_path, monkeypatch):
+    """Past FAST_PATH_MOST_PHOTOS photos the fast path hands the request back (None): TensorFlow's
+    batched decoding is faster there."""
+    from sat_tf.cli import fast_caption
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index in range(3):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / f"{index}.png")
+    monkeypatch.setattr(fast_caption, "FAST_PATH_MOST_PHOTOS", 2)
+    monkeypatch.delenv("SAT_TF_NO_FAST_PATH")
+    args = fast_arguments(["caption", str(folder), "--output", str(tmp_path / "x.jsonl")])
+    assert args is not None
+    assert fast_caption.run(args, tmp_path / "no_pair_needed") is None
+    assert not (tmp_path / "x.jsonl").exists()  # nothing started, nothing written

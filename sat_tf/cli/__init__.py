@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     # to fd 2, below Python; drop them unless --verbose, keeping Python's own messages.
     fast = fast_caption.fast_arguments(argv)
     if fast is not None and (pair := fast_caption.pair_ready(fast)) is not None:
-        return fast_caption.run(fast, pair)  # no TensorFlow: a shipped preset's TFLite pair
+        code = fast_caption.run(fast, pair)  # no TensorFlow: a shipped preset's TFLite pair
+        if code is not None:
+            return code
     with native_stderr_silenced("--verbose" not in argv):
         if "--verbose" not in argv:
             import logging

@@ -17,7 +17,8 @@ FAST_PATH_NOTE = (
     "Fast path: with a shipped preset that needs no tag guidance (the default does not), photos, folders, "
     "--list, --output, --resume, --k-best, --hide-not-sure, --skip-bad, --photos-per-batch, --workers and "
     "--no-progress run on the preset's float32 TFLite pair without starting TensorFlow (well under a "
-    "second for a first caption), with the same captions, confidences and output; the first such run "
+    "second for a first caption; up to 128 photos, past which TensorFlow's batches are faster), with the "
+    "same captions, confidences and output; the first such run "
     "builds the pair into ~/.cache/sat_tf ($SAT_TF_CACHE). --tags, --attention-plot, --recipe, --config, "
     "decoding flags and other models need TensorFlow and take its path; SAT_TF_NO_FAST_PATH=1 always does."
 )

@@ -4,7 +4,8 @@
 It takes the request when it needs nothing only TensorFlow has: photos, folders and `--list`
 files, `--output` (JSON Lines with `--resume`, or JSON), `--k-best`, `--hide-not-sure`,
 `--skip-bad`, `--no-progress`, `--photos-per-batch`, `--workers`, and `--model` naming a shipped
-preset whose captions need no tag guidance (the default does). Anything else (`--attention-plot`,
+preset whose captions need no tag guidance (the default does), for up to `FAST_PATH_MOST_PHOTOS`
+photos (past that, TensorFlow's batched decoding is faster). Anything else (`--attention-plot`,
 `--tags`, decoding flags, `--recipe`, `--config`, other models) goes the TensorFlow way, which also
 builds the pair the first time (`sat_tf.workflows.fast_path`). `SAT_TF_NO_FAST_PATH=1` turns it
 off. What it prints and writes is what the TensorFlow path prints and writes, line for line and
@@ -21,6 +22,11 @@ from pathlib import Path
 
 from sat_tf.cli.common import DEFAULT_PRESET
 from sat_tf.utils.edge_cache import preset_pair_dir, shipped_preset_config
+
+# Past this many photos the TensorFlow path wins: it starts in ~9 s but captions batches at ~17
+# photos/s, the pair one photo at a time at ~9 (2 cores; benchmarks/results/caption_stream.md), so
+# the two meet near 130 photos. `SAT_TF_FAST_PATH_MOST_PHOTOS` moves the line (the benchmark does).
+FAST_PATH_MOST_PHOTOS = int(os.environ.get("SAT_TF_FAST_PATH_MOST_PHOTOS", "128"))
 
 
 def fast_parser() -> argparse.ArgumentParser:
@@ -62,8 +68,9 @@ def pair_ready(args: argparse.Namespace) -> Path | None:
     return folder if folder is not None and (folder / "sat_tf_edge.json").is_file() else None
 
 
-def run(args: argparse.Namespace, folder: Path) -> int:
-    """Captions the photos with the pair in `folder`; prints and writes as the TensorFlow path."""
+def run(args: argparse.Namespace, folder: Path) -> int | None:
+    """Captions the photos with the pair in `folder`; prints and writes as the TensorFlow path.
+    None (nothing done) for more than `FAST_PATH_MOST_PHOTOS` photos: the TensorFlow path is faster."""
     from sat_tf.cli.caption import caption_line, photos_of, progress_bar
     from sat_tf.errors import ConfigError, SatTfError
     from sat_tf.utils.atomic import write_json_atomic
@@ -73,6 +80,8 @@ def run(args: argparse.Namespace, folder: Path) -> int:
 
     try:
         photos = photos_of(args)
+        if len(photos) > FAST_PATH_MOST_PHOTOS:
+            return None
         streaming = bool(args.output) and args.output.endswith(".jsonl")
         if args.resume and not streaming:
             raise ConfigError("--resume continues a .jsonl --output; name one")
