@@ -26,8 +26,10 @@ the shipped threshold marks "not sure".
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from collections import defaultdict
+from pathlib import Path
 
 from benchmarks.common import add_output_argument
 
@@ -163,19 +165,20 @@ def tradeoff(confidence: np.ndarray, labels: np.ndarray) -> list[dict]:
     return rows
 
 
-def refit(table: dict, pairs: list[dict], novelty) -> dict:
+def refit(table: dict, pairs: list[dict], novelty) -> tuple[dict, dict]:
     """The calibration fitted on the by-eye labels of the preset's own captions, out of fold: with
-    the signals every runtime has, and with the study's signals as candidates too."""
+    the signals every runtime has, and with the study's signals as candidates too. Returns the
+    report and the fits (`FittedCalibration`) by name."""
     own = ~np.isnan(table["shipped_confidence"])
     right = np.array([p["label"] == "right" for p in pairs])[own]
     groups = np.array([p["dev_set"] for p in pairs])[own]
     mine = {name: values[own] for name, values in table.items()}
-    report = {}
+    report, fits = {}, {}
     for name, candidates in (
         ("runtime signals", RUNTIME_SIGNALS),
         ("with the study's signals", (*RUNTIME_SIGNALS, *SIGNALS)),
     ):
-        fitted = fit_calibration(mine, right, groups, novelty, candidates=candidates)
+        fitted = fits[name] = fit_calibration(mine, right, groups, novelty, candidates=candidates)
         confident = fitted.out_of_fold >= np.median(fitted.out_of_fold)
         report[name] = {
             "selection": [step["signal"] for step in fitted.selection],
@@ -184,7 +187,7 @@ def refit(table: dict, pairs: list[dict], novelty) -> dict:
             "right_overall": float(right.mean()),
             "right_in_the_more_confident_half": float(right[confident].mean()),
         }
-    return report
+    return report, fits
 
 
 def markdown(report: dict) -> str:
@@ -237,18 +240,36 @@ def markdown(report: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="everyday_lite0_448", help="preset, run folder or .keras")
+    parser.add_argument(
+        "--preset-dir",
+        type=Path,
+        help="write the calibration refitted on the by-eye labels (the runtime signals) into this preset: its "
+        "confidence then estimates the chance a person calls the caption right (benchmarks.quality."
+        "not_sure_threshold --confidence refit then sets its threshold)",
+    )
     add_output_argument(parser, "confidence_by_eye")
     args = parser.parse_args()
     pairs = load_judgments()
     loaded = load_for_captioning([args.model], as_caption_command=True)
     table, threshold = measure(loaded, pairs)
+    refits, fits = refit(table, pairs, loaded.calibration.novelty if loaded.calibration else None)
+    runtime_fit = fits["runtime signals"]
+    own = ~np.isnan(table["shipped_confidence"])
+    table["refit_confidence"] = np.full(len(pairs), np.nan)
+    table["refit_confidence"][own] = runtime_fit.out_of_fold  # each caption's, from a fit without its fold
+    if args.preset_dir:
+        from sat_tf.workflows.calibration_store import save_calibration
+
+        assert runtime_fit.calibration is not None and loaded.calibration is not None  # runtime signals only
+        kept = {"not_sure_below": loaded.calibration.not_sure_below, "promise": ""}
+        save_calibration(args.preset_dir, dataclasses.replace(runtime_fit.calibration, **kept))
     report = {
         "machine": machine(),
         "command": command_line(__spec__.name, args),
         "model": args.model,
         "threshold": threshold,
         **summarize(table, pairs, threshold),
-        "refit": refit(table, pairs, loaded.calibration.novelty if loaded.calibration else None),
+        "refit": refits,
         # every pair's signals, by its id in benchmarks/labels/caption_judgments.json (NaN: not measured)
         "signals_by_pair": {
             str(pair["id"]): {

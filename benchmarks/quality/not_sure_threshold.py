@@ -41,10 +41,13 @@ COCO_DEV = ("coco_val2014_dev", "coco_mini")
 LABELS = ("right", "partly right", "wrong")
 
 
-def shipped_confidences(results: Path = RESULTS) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """dev set group -> (confidence, label) of the preset's own judged captions."""
+def shipped_confidences(
+    results: Path = RESULTS, name: str = "shipped_confidence"
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """dev set group -> (confidence, label) of the preset's own judged captions: the shipped
+    confidence, or (`refit_confidence`) the by-eye refit's out-of-fold one."""
     signals = json.loads(results.read_text())["signals_by_pair"]
-    rows = [(p, signals[str(p["id"])]["shipped_confidence"]) for p in load_judgments()]
+    rows = [(p, signals[str(p["id"])].get(name)) for p in load_judgments()]
     rows = [(p, c) for p, c in rows if c is not None]
     groups = {"COCO dev": COCO_DEV, "Flickr8k dev": ("flickr8k_dev",)}
     return {
@@ -100,11 +103,16 @@ def held_out_reliability(confidence, labels, bins: int = 5, seed: int = 0) -> li
     eye = np.zeros(len(confidence))
     for fit, held in (halves, halves[::-1]):
         eye[held] = rescaled(confidence[held], *platt_to_eye(confidence[fit], labels[fit]))
-    ranked = np.argsort(eye, kind="stable")
+    return reliability_bins(eye, labels, bins)
+
+
+def reliability_bins(confidence, labels, bins: int = 5) -> list[dict]:
+    """Bins of equal count of an (already held-out) confidence: mean confidence and share judged right."""
+    ranked = np.argsort(confidence, kind="stable")
     return [
         {
             "captions": len(rows),
-            "mean_confidence": float(eye[rows].mean()),
+            "mean_confidence": float(confidence[rows].mean()),
             "share_right": float((labels[rows] == "right").mean()),
         }
         for rows in np.array_split(ranked, bins)
@@ -158,11 +166,20 @@ def main() -> None:
         action="store_true",
         help="rescale the calibration so the confidence is the chance a person calls the caption right",
     )
+    parser.add_argument(
+        "--confidence",
+        choices=("shipped", "refit"),
+        default="shipped",
+        help="refit: the calibration confidence_by_eye --preset-dir refitted on the by-eye labels (already the "
+        "chance a person calls a caption right), measured out of fold",
+    )
     parser.add_argument("--plot", type=Path, help="draw the by-eye reliability plot here (PNG)")
     add_output_argument(parser, "not_sure_threshold")
     args = parser.parse_args()
-    sets = shipped_confidences()
-    platt = None
+    sets = shipped_confidences(name=f"{args.confidence}_confidence")
+    platt, curves = None, None
+    if args.confidence == "refit":
+        curves = {name: reliability_bins(values, marks) for name, (values, marks) in sets.items()}
     if args.to_eye:
         every = np.concatenate([c for c, _ in sets.values()]), np.concatenate([m for _, m in sets.values()])
         platt = platt_to_eye(*every)
@@ -192,14 +209,16 @@ def main() -> None:
                 calibration, weights=calibration.weights * a, bias=a * calibration.bias + c
             )
         save_calibration(args.preset_dir, dataclasses.replace(calibration, not_sure_below=threshold, promise=promise))
-    if args.plot and args.to_eye:
+    if args.plot and curves is not None:
         plot_reliability(curves, threshold, args.plot)
     report = {
         "machine": machine(),
         "command": command_line(__spec__.name, args),
         "threshold": threshold,
         "promise": promise,
-        "to_eye": None if platt is None else {"a": platt[0], "c": platt[1], "reliability_held_out": curves},
+        "confidence": args.confidence,
+        "to_eye": None if platt is None else {"a": platt[0], "c": platt[1]},
+        "reliability_held_out": curves,
         "in_sample": in_sample,
         "held_out_coco_dev": held_out,
     }
