@@ -1,6 +1,7 @@
 """Test set-up. Two logical CPU devices must be configured before TensorFlow initialises, so that
 MirroredStrategy can be tested on a one-CPU machine; this file is imported before any test."""
 
+import itertools
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -211,6 +212,24 @@ def repetitive_model():
     bias[tokenizer.vocabulary.index("x")], bias[tokenizer.end_id] = 4.0, -4.0
     decoder.output_projection.bias.assign(bias)
     return model
+
+
+def best_caption_by_exhaustive_search(model, features, max_length: int, allowed) -> tuple[float, list[int]]:
+    """(log-prob, tokens) of the most probable caption of up to `max_length` tokens, `<end>` included
+    (or cut at max_length), among those `allowed(tokens)` accepts: the reference beam search is held to."""
+    vocabulary, end = model.tokenizer.vocabulary_size, model.tokenizer.end_id
+    best = None
+    for length in range(1, max_length + 1):
+        for prefix in itertools.product([v for v in range(vocabulary) if v != end], repeat=length - 1):
+            for ending in [[end]] + ([[w] for w in range(vocabulary) if w != end] if length == max_length else []):
+                sequence = list(prefix) + ending
+                if not allowed(sequence):
+                    continue
+                log_prob = sequence_log_prob(model, features, sequence)
+                if best is None or log_prob > best[0]:
+                    best = (log_prob, sequence)
+    assert best is not None
+    return best
 
 
 def sequence_log_prob(model, features, sequence):

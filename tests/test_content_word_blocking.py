@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import sequence_log_prob
+from conftest import best_caption_by_exhaustive_search
 
 from sat_tf.inference import BeamSampler, GreedySampler, RandomSampler, generate_captions
 from sat_tf.inference.sampler import repeated_once_only_words
@@ -52,19 +52,12 @@ def _says_a_word_twice(sequence, once_only):
 def test_wide_beam_saying_content_words_once_equals_exhaustive_search(random_model):
     features = tf.constant(np.random.default_rng(3).normal(size=(1, 16, 2)) * 2.0, tf.float32)
     max_length = 4
-    vocabulary, end = random_model.tokenizer.vocabulary_size, random_model.tokenizer.end_id
+    vocabulary = random_model.tokenizer.vocabulary_size
     once_only = set(content_word_ids(random_model.tokenizer.vocabulary))
     assert once_only == {random_model.tokenizer.vocabulary.index(w) for w in ("x", "y")}
-    best = None
-    for length in range(1, max_length + 1):
-        for prefix in itertools.product([v for v in range(vocabulary) if v != end], repeat=length - 1):
-            for ending in [[end]] + ([[w] for w in range(vocabulary) if w != end] if length == max_length else []):
-                sequence = list(prefix) + ending
-                if _says_a_word_twice(sequence, once_only):
-                    continue
-                log_prob = sequence_log_prob(random_model, features, sequence)
-                if best is None or log_prob > best[0]:
-                    best = (log_prob, sequence)
+    best = best_caption_by_exhaustive_search(
+        random_model, features, max_length, lambda s: not _says_a_word_twice(s, once_only)
+    )
     result = generate_captions(
         random_model,
         features=features,

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import sequence_log_prob
+from conftest import best_caption_by_exhaustive_search
 
 from sat_tf.inference import (
     BeamSampler,
@@ -46,17 +46,8 @@ def _has_repeat(sequence, n):
 def test_wide_beam_with_blocking_equals_exhaustive_search_without_repeats(random_model, image_seed):
     features = tf.constant(np.random.default_rng(image_seed).normal(size=(1, 16, 2)) * 2.0, tf.float32)
     max_length, n = 4, 2
-    vocabulary, end = random_model.tokenizer.vocabulary_size, random_model.tokenizer.end_id
-    best = None
-    for length in range(1, max_length + 1):
-        for prefix in itertools.product([v for v in range(vocabulary) if v != end], repeat=length - 1):
-            for ending in [[end]] + ([[w] for w in range(vocabulary) if w != end] if length == max_length else []):
-                sequence = list(prefix) + ending
-                if _has_repeat(sequence, n):
-                    continue
-                log_prob = sequence_log_prob(random_model, features, sequence)
-                if best is None or log_prob > best[0]:
-                    best = (log_prob, sequence)
+    vocabulary = random_model.tokenizer.vocabulary_size
+    best = best_caption_by_exhaustive_search(random_model, features, max_length, lambda s: not _has_repeat(s, n))
     result = generate_captions(
         random_model,
         features=features,

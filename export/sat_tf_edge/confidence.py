@@ -70,3 +70,29 @@ def shown_text(caption: str, not_sure: bool, tags, hide_when_not_sure: bool = Fa
     if not (not_sure and hide_when_not_sure):
         return caption
     return f"not sure what this is; it looks like: {may_show_text(tags)}" if tags else "not sure what this is"
+
+
+def caption_record(
+    image: str,
+    caption: str,
+    log_prob: float,
+    confidence: float,
+    not_sure: bool,
+    candidates: list[str],
+    tags=(),
+    guided_by_tags: bool = False,
+) -> dict:
+    """The record of one captioned photo, as `sat-tf caption --output` writes it on every path (the
+    library's `CaptionedFiles.records`, the fast path's and Beam's `EdgeCaption.record`): the caption,
+    its summed log-prob, its confidence and whether it is below the model's threshold, the k-best
+    captions, the tags (`sat_tf_edge.tags.Tag`s) and whether they guided the caption."""
+    return {
+        "image": image,
+        "caption": caption,
+        "log_prob": float(log_prob),
+        "confidence": float(confidence),
+        "not_sure": bool(not_sure),
+        "candidates": list(candidates),
+        "guided_by_tags": bool(guided_by_tags),
+        "tags": [{"word": t.word, "probability": t.probability, "classes": list(t.classes)} for t in tags],
+    }

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from sat_tf_edge.calibration import caption_signals
-from sat_tf_edge.confidence import caption_confidence
+from sat_tf_edge.confidence import caption_confidence, caption_record
 from sat_tf_edge.images import load_image
 from sat_tf_edge.manifest import MANIFEST_FILE, EdgeManifest
 from sat_tf_edge.tags import Tag
@@ -66,20 +66,11 @@ class EdgeCaption:
             self.confidence = float(caption_confidence(sum(self.log_probs), len(self.tokens)))
 
     def record(self, image: str, vocabulary: list[str]) -> dict:
-        """The record `sat-tf caption` writes for a photo (`sat_tf.workflows.CaptionedFiles.records`):
-        caption, summed log-prob, confidence, "not sure", the k-best captions, and (for a caption the
-        model is not sure of, where the encoder carries the ImageNet classifier) what it may show."""
+        """The record `sat-tf caption` writes for a photo (`sat_tf_edge.confidence.caption_record`);
+        the tags are kept for a caption the model is not sure of, as there."""
+        candidates = [caption_text(tokens, vocabulary) for tokens in self.candidates]
         tags = self.tags if self.not_sure else []
-        return {
-            "image": image,
-            "caption": self.text,
-            "log_prob": float(sum(self.log_probs)),
-            "confidence": float(self.confidence),
-            "not_sure": bool(self.not_sure),
-            "candidates": [caption_text(tokens, vocabulary) for tokens in self.candidates],
-            "guided_by_tags": False,
-            "tags": [{"word": t.word, "probability": t.probability, "classes": list(t.classes)} for t in tags],
-        }
+        return caption_record(image, self.text, sum(self.log_probs), self.confidence, self.not_sure, candidates, tags)
 
     def signals(self, novelty, end_id: int) -> dict[str, np.ndarray]:
         """The calibration's signals of this caption (`sat_tf_edge.calibration.caption_signals`)."""
@@ -130,6 +121,8 @@ class EdgeCaptioner:
         self.encode = self._encoder.get_signature_runner("encode")
         self._step = self._decoder.get_signature_runner("step")
         self.step_batch = self.manifest.decoder_batch  # None: the step takes any batch
+        self._content_words = np.zeros(len(self.vocabulary), bool)  # what no_repeat_content_words blocks
+        self._content_words[list(self.manifest.content_word_ids())] = True
 
     def step(self, **inputs) -> dict:
         """One decoder step for k rows; a step exported with a fixed batch gets its rows padded
@@ -192,9 +185,7 @@ class EdgeCaptioner:
         """The library's beam search (`sat_tf.inference.BeamSampler`; beam 1 is greedy): finished
         beams keep their score and compete; the best is ranked by log p / length**length_penalty."""
         k = beam_size
-        once_only = np.zeros(len(self.manifest.vocabulary), bool)
-        if no_repeat_content_words:
-            once_only[list(self.manifest.content_word_ids())] = True
+        once_only = self._content_words if no_repeat_content_words else np.zeros_like(self._content_words)
         per_image = {
             key: np.repeat(encoded[key], k, axis=0) for key in ("attention_keys", "context_gates", "context_outputs")
         }

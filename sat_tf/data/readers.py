@@ -31,8 +31,9 @@ def _record(image: object, caption: object, image_dir: Path, where: str) -> Capt
     return CaptionRecord(image_id=image, caption=caption, image_path=image_path, source=where)
 
 
-def _read_jsonl(path: Path, text: str, image_dir: Path) -> list[CaptionRecord]:
-    records = []
+def _jsonl_objects(path: Path, text: str, fields: str):
+    """(where, object) per non-blank line of a JSON Lines file; a line that is not a JSON object
+    raises naming it (and the `fields` it should have)."""
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -42,7 +43,13 @@ def _read_jsonl(path: Path, text: str, image_dir: Path) -> list[CaptionRecord]:
         except ValueError as exc:
             raise CaptionFileError(f"{where}: invalid JSON ({exc.args[0]})") from None
         if not isinstance(item, dict):
-            raise CaptionFileError(f"{where}: expected a JSON object with 'image' and 'caption'")
+            raise CaptionFileError(f"{where}: expected a JSON object with {fields}")
+        yield where, item
+
+
+def _read_jsonl(path: Path, text: str, image_dir: Path) -> list[CaptionRecord]:
+    records = []
+    for where, item in _jsonl_objects(path, text, "'image' and 'caption'"):
         missing = [key for key in ("image", "caption") if key not in item]
         if missing:
             raise CaptionFileError(f"{where}: missing field(s) {', '.join(missing)}")
@@ -266,16 +273,7 @@ def read_pseudo_captions(
         raise CaptionFileError(f"{path}: pseudo-captions are read from the .jsonl `sat-tf caption --output` writes")
     root = Path(image_dir) if image_dir is not None else path.parent
     records, read = [], 0
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            item = json.loads(line)
-        except ValueError as exc:
-            raise CaptionFileError(f"{where}: invalid JSON ({exc.args[0]})") from None
-        if not isinstance(item, dict):
-            raise CaptionFileError(f"{where}: expected a JSON object with 'image', 'caption' and 'confidence'")
+    for where, item in _jsonl_objects(path, _read_text(path), "'image', 'caption' and 'confidence'"):
         if "error" in item:
             continue
         confidence = item.get("confidence")

@@ -21,19 +21,22 @@ def cache_root() -> Path:
     return Path(os.environ.get("SAT_TF_CACHE") or Path.home() / ".cache" / "sat_tf")
 
 
+def _preset_folder(name: str) -> Path | None:
+    folder = Path(str(resources.files("sat_tf.presets"))) / name
+    return folder if "/" not in name and (folder / PRESET_CONFIG).is_file() else None
+
+
 def shipped_preset_config(name: str) -> dict | None:
     """A shipped preset's config.json, or None when `name` is not a shipped preset."""
-    folder = Path(str(resources.files("sat_tf.presets"))) / name
-    if "/" in name or not (folder / PRESET_CONFIG).is_file():
-        return None
-    return json.loads((folder / PRESET_CONFIG).read_text(encoding="utf-8"))
+    folder = _preset_folder(name)
+    return None if folder is None else json.loads((folder / PRESET_CONFIG).read_text(encoding="utf-8"))
 
 
 def preset_pair_dir(name: str) -> Path | None:
     """The cache folder of a shipped preset's TFLite pair (it may not exist yet), or None when
     `name` is not a shipped preset."""
-    folder = Path(str(resources.files("sat_tf.presets"))) / name
-    if shipped_preset_config(name) is None:
+    folder = _preset_folder(name)
+    if folder is None:
         return None
     digest = hashlib.sha256((folder / PRESET_CONFIG).read_bytes())
     digest.update(str((folder / PRESET_WEIGHTS).stat().st_size).encode())

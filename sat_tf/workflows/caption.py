@@ -30,6 +30,7 @@ from sat_tf.workflows.model_reference import resolve_model
 from sat_tf.workflows.models import as_one_captioner
 from sat_tf.workflows.run_config import merge, resolve_run_config
 from sat_tf_edge.calibration import ConfidenceCalibration
+from sat_tf_edge.confidence import caption_record
 
 
 def decode(model, decoding: DecodingConfig, images=None, features=None, tags=None) -> CaptionCandidates:
@@ -107,19 +108,17 @@ class CaptionedFiles:
         best = self.candidates.best()
         records = []
         for index, path in enumerate(self.paths):
-            tags = self.tags[index] if self.tags is not None else []
-            confidence = float(self.confidence[index])
             records.append(
-                {
-                    "image": path,
-                    "caption": best.texts[index],
-                    "log_prob": float(best.log_probs[index].sum()),
-                    "confidence": confidence,
-                    "not_sure": confidence < self.not_sure_below,
-                    "candidates": self.candidates.texts[index],
-                    "guided_by_tags": bool(self.constrained and self.constrained[index]),
-                    "tags": [{"word": t.word, "probability": t.probability, "classes": list(t.classes)} for t in tags],
-                }
+                caption_record(
+                    path,
+                    best.texts[index],
+                    best.log_probs[index].sum(),
+                    self.confidence[index],
+                    self.confidence[index] < self.not_sure_below,
+                    self.candidates.texts[index],
+                    self.tags[index] if self.tags is not None else [],
+                    bool(self.constrained and self.constrained[index]),
+                )
             )
         return records
 
