@@ -13,8 +13,13 @@ worker process too. Memory should stay flat as N grows. The paths (`--paths`):
   at a time, past its usual limit of 128 photos (`SAT_TF_FAST_PATH_MOST_PHOTOS`), to measure its rate;
 - beam: `--runner DirectRunner` with 2 worker processes (`sat_tf_edge.beam`).
 
+To compare with an earlier version on the same machine, `--source DIR` runs the command from
+another source tree (`git archive COMMIT | tar -x -C DIR`); `--photos-as-arguments` passes the
+photo files instead of their folder (versions before folders were accepted; their `--output` is
+one JSON object with its list of captions).
+
     python -m benchmarks.speed.caption_stream [--photos 32 128 512] [--paths tensorflow fast beam] \
-        [--output benchmarks/results/caption_stream]
+        [--source DIR [--photos-as-arguments]] [--output benchmarks/results/caption_stream]
 """
 
 from __future__ import annotations
@@ -36,21 +41,27 @@ BEAM += ["--pipeline-option=--direct_running_mode=multi_processing"]
 CACHE = Path("runs/benchmarks/edge_cache")  # the fast path's pair, built by its first run
 
 
-def run_caption(folder: Path, output: Path, path: str = "tensorflow") -> tuple[float, float, float]:
+def run_caption(
+    folder: Path, output: Path, path: str = "tensorflow", source: Path | None = None, photos_as_arguments: bool = False
+) -> tuple[float, float, float]:
     """(wall seconds, peak RSS in MB of the process, of its largest child) of
-    `sat-tf caption FOLDER --output OUTPUT` on one of its paths, in a fresh process."""
+    `sat-tf caption FOLDER --output OUTPUT` on one of its paths, in a fresh process (with `source`:
+    that source tree's sat_tf)."""
     extra = BEAM if path == "beam" else []
+    photos = sorted(str(p) for p in folder.iterdir()) if photos_as_arguments else [str(folder), "--no-progress"]
     code = (
         "import resource, sys; from sat_tf.cli import main; "
-        f"code = main(['caption', {str(folder)!r}, '--output', {str(output)!r}, '--no-progress', *{extra!r}]); "
+        f"code = main(['caption', *{photos!r}, '--output', {str(output)!r}, *{extra!r}]); "
         "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
         "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)"
     )
     env = {k: v for k, v in os.environ.items() if k != "SAT_TF_NO_FAST_PATH"} | {"TF_CPP_MIN_LOG_LEVEL": "3"}
     env |= {"SAT_TF_NO_FAST_PATH": "1"} if path == "tensorflow" else {"SAT_TF_CACHE": str(CACHE.resolve())}
     env |= {"SAT_TF_FAST_PATH_MOST_PHOTOS": "1000000"} if path == "fast" else {}  # the pair's own rate
+    env |= {"PYTHONPATH": str(source.resolve())} if source else {}
     tick = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    # `python -c` puts its working folder first on sys.path: run another tree's code from that tree.
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=source)
     seconds = time.perf_counter() - tick
     if result.returncode != 0:
         raise SystemExit(f"sat-tf caption failed:\n{result.stderr[-2000:]}")
@@ -62,6 +73,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, nargs="+", default=[32, 128, 512])
     parser.add_argument("--paths", nargs="+", default=["tensorflow"], choices=["tensorflow", "fast", "beam"])
+    parser.add_argument("--source", type=Path, help="run sat_tf from this source tree (an earlier version)")
+    parser.add_argument("--photos-as-arguments", action="store_true", help="photo files, not their folder")
     add_output_argument(parser, "caption_stream")
     args = parser.parse_args()
     source = DATA / "coco_unlabeled" / "images"
@@ -79,8 +92,14 @@ def main() -> None:
         for path in args.paths:
             for count in [1, *args.photos]:
                 output = Path(scratch) / f"captions_{path}_{count}.jsonl"
-                seconds, peak_mb, child_mb = run_caption(Path(scratch) / f"photos_{count}", output, path)
-                written = sum(1 for _ in output.open())
+                seconds, peak_mb, child_mb = run_caption(
+                    Path(scratch) / f"photos_{count}", output, path, args.source, args.photos_as_arguments
+                )
+                written = (
+                    len(json.loads(output.read_text())["captions"])
+                    if args.photos_as_arguments
+                    else len(output.read_text().splitlines())
+                )
                 assert written == count, (written, count)
                 if count == 1:
                     baselines[path] = seconds
@@ -99,6 +118,7 @@ def main() -> None:
     report = {
         "machine": machine(),
         "command": command_line(__spec__.name, args),
+        "source": str(args.source) if args.source else "this checkout",
         "one_photo_wall_seconds": baselines,
         "peak_rss_of_this_script_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rows": rows,

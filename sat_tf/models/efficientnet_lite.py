@@ -21,6 +21,7 @@ import os
 import keras
 import numpy as np
 
+from sat_tf.models.folded_convolution import FoldedConvolution
 from sat_tf.models.weights.torch_legacy import load_legacy_state_dict
 
 
@@ -141,6 +142,34 @@ def build_efficientnet_lite(
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = keras.layers.Dense(classes, name="classifier")(x)
     return keras.Model(inputs, x, name=variant)
+
+
+def fold_batch_norm(model: keras.Model) -> keras.Model:
+    """The same network with each BatchNorm folded into the convolution before it, for inference.
+
+    Works on `build_efficientnet_lite`'s model or any functional model cut from it (a feature
+    extractor, the two parts of a fine-tuned encoder): every `X_conv` whose `X_bn` is in the model
+    becomes one `FoldedConvolution` over those two layers' variables (shared, not copied), and the
+    BatchNorm an identity. The result runs BatchNorm in inference mode whatever `training` says,
+    as a pretrained backbone here always does, and gives the input model's outputs up to float
+    rounding (measured: 1.5x faster on a 2-core CPU at 448 px, benchmarks/speed/caption_stream.py).
+    """
+    names = {layer.name for layer in model.layers}
+
+    def fold(layer: keras.layers.Layer) -> keras.layers.Layer:
+        prefix, _, kind = layer.name.rpartition("_")
+        if kind == "conv" and f"{prefix}_bn" in names:
+            return FoldedConvolution(layer, model.get_layer(f"{prefix}_bn"), name=f"{prefix}_folded")
+        if kind == "bn" and f"{prefix}_conv" in names:
+            return keras.layers.Identity(name=layer.name)
+        return layer  # shared as it is: activations, adds, the classifier
+
+    def call(layer: keras.layers.Layer, *args, **kwargs):
+        if isinstance(layer, keras.layers.Identity):
+            return layer(args[0])  # a BatchNorm's place: its `training` and `mask` mean nothing now
+        return layer(*args, **kwargs)
+
+    return keras.models.clone_model(model, clone_function=fold, call_function=call)
 
 
 def weights_file(variant: str) -> str:

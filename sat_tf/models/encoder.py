@@ -94,9 +94,11 @@ class Encoder(keras.layers.Layer):
             self.cnn = backbones.feature_extractor(full, feature_layer, spec.feature_layers)
             self._preprocess = spec.preprocess
             self._freeze_pretrained()
-        # The cut below the trainable top blocks, or None. Kept out of Keras' attribute tracking:
-        # the weights are saved once, via `self.cnn`.
+        # The cut below the trainable top blocks, or None, and the networks inference runs (the
+        # backbone's inference graph over the same variables: BatchNorm folded for EfficientNet-
+        # Lite). Kept out of Keras' attribute tracking: the weights are saved once, via `self.cnn`.
         object.__setattr__(self, "_split", self._split_at_trainable_top())
+        object.__setattr__(self, "_inference", self._inference_networks(spec))
 
     @property
     def is_pretrained_backbone(self) -> bool:
@@ -133,6 +135,15 @@ class Encoder(keras.layers.Layer):
             return _Cut(first_trainable.name, keras.Model(self.cnn.inputs, cut), keras.Model(cut, self.cnn.outputs[0]))
         except ValueError:  # other paths lead around the block's first layer: train from images only
             return None
+
+    def _inference_networks(self, spec: backbones.BackboneSpec | None) -> _Cut | keras.Model:
+        """What `training=False` runs: the whole CNN, or for a cut encoder its two parts."""
+        graph = spec.inference_graph if spec else (lambda model: model)
+        if self._split is None:
+            return graph(self.cnn)
+        return self._split._replace(
+            frozen_bottom=graph(self._split.frozen_bottom), trainable_top=graph(self._split.trainable_top)
+        )
 
     @property
     def cache_layer(self) -> str | None:
@@ -175,17 +186,19 @@ class Encoder(keras.layers.Layer):
             images = tf.image.resize(images, (self.image_size, self.image_size))
         images = self._preprocess(images)
         if self._split is not None:
-            return self._split.frozen_bottom(images, training=False)
+            return self._inference.frozen_bottom(images, training=False)
+        if not training:
+            return self._regions(self._inference(images, training=False))
         # Pretrained backbones run BatchNorm in inference mode even while fine-tuning (Keras guidance).
-        cnn_training = training and not self.is_pretrained_backbone
-        return self._regions(self.cnn(images, training=cnn_training))
+        return self._regions(self.cnn(images, training=not self.is_pretrained_backbone))
 
     def features_from_cache(self, cached, training=False) -> tf.Tensor:
         """Region features [B, L, D] from what `cache_input` returned (runs the trainable top)."""
         cached = tf.cast(cached, self.compute_dtype)
         if self._split is None:
             return cached
-        return self._regions(self._split.trainable_top(cached, training=False))
+        top = self._split.trainable_top if training else self._inference.trainable_top
+        return self._regions(top(cached, training=False))
 
     def _regions(self, feature_map):
         """[B, h, w, C] -> [B, h*w, D], with the coordinate channels if asked for."""

@@ -104,6 +104,7 @@ class ImageNetTagger:
         self.variant = variant
         self.network = efficientnet_lite.build_efficientnet_lite(variant, include_top=True, image_size=IMAGENET_SIZE)
         efficientnet_lite.load_imagenet_weights(self.network, variant, weights_path)
+        self._inference_network = efficientnet_lite.fold_batch_norm(self.network)
         self._probabilities = tf.function(self.class_probabilities, reduce_retracing=True)
 
     def class_probabilities(self, images: tf.Tensor) -> tf.Tensor:
@@ -111,7 +112,7 @@ class ImageNetTagger:
         images = tf.cast(images, tf.float32)
         if images.shape[1] != IMAGENET_SIZE or images.shape[2] != IMAGENET_SIZE:
             images = tf.image.resize(images, (IMAGENET_SIZE, IMAGENET_SIZE))
-        logits = self.network(efficientnet_lite.preprocess(images), training=False)
+        logits = self._inference_network(efficientnet_lite.preprocess(images), training=False)
         return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
 
     def probabilities(self, images) -> np.ndarray:
