@@ -60,7 +60,7 @@ def run_caption(
     env |= {"SAT_TF_FAST_PATH_MOST_PHOTOS": "1000000"} if path == "fast" else {}  # the pair's own rate
     env |= {"PYTHONPATH": str(source.resolve())} if source else {}
     tick = time.perf_counter()
-    # `python -c` puts its working folder first on sys.path: run another tree's code from that tree.
+    # `python -c` imports from its working folder first: run another tree's code from that tree.
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=source)
     seconds = time.perf_counter() - tick
     if result.returncode != 0:
