@@ -23,6 +23,12 @@ numbered after the committed ones, judged the same way and appended:
         --output runs/judgments_student
     python -m benchmarks.quality.caption_judgments collect --append --pairs runs/judgments_student/pairs.json \
         --judged runs/judgments_student/labels_*.json --how "..."
+
+How good a model's captions are by eye, once every one of them is judged: the share of its own
+captions (as `sat-tf caption` decodes them) judged right, partly right and wrong, per dev set:
+
+    python -m benchmarks.quality.caption_judgments score --model everyday_lite0_448 runs/student \
+        --output benchmarks/results/judged_captions
 """
 
 from __future__ import annotations
@@ -107,6 +113,42 @@ def unjudged_pairs(model: str, source: str, judged: list[dict]) -> list[dict]:
     return [{"id": number, **pair} for number, pair in enumerate(pairs, start=first)]
 
 
+def score(models: list[str], output: str) -> None:
+    """Per model and dev set, how many of its own captions were judged right, partly right and
+    wrong (every caption must have been judged: `more` and `collect --append` first)."""
+    from benchmarks.common import machine, write_report
+
+    judged = {(p["image"], p["caption"]): p["label"] for p in load_judgments()}
+    rows = []
+    for model in models:
+        for dev_set, paths in dev_photos().items():
+            captions = [caption for (caption,) in caption_candidates(model, paths, alternatives=0)]
+            images = [str(Path(path).resolve().relative_to(DATA.resolve())) for path in paths]
+            labels = [judged.get((image, caption)) for image, caption in zip(images, captions)]
+            if None in labels:
+                raise SystemExit(f"{model}: {labels.count(None)} of its {dev_set} captions are not judged; run `more`")
+            counts = {label: labels.count(label) for label in LABELS}
+            rows.append({"model": model, "dev_set": dev_set, "photos": len(labels), **counts})
+            print(json.dumps(rows[-1]), flush=True)
+    table = "\n".join(
+        [
+            "Each model's own captions of the dev photos (beam 3, its `sat-tf caption` settings), judged by eye "
+            "by `RULE` (benchmarks/labels/caption_judgments.json):",
+            "",
+            "| model | dev set | photos | right | partly right | wrong |",
+            "|---|---|---|---|---|---|",
+            *[
+                f"| {r['model']} | {r['dev_set']} | {r['photos']} | "
+                + " | ".join(f"{r[label]} ({r[label] / r['photos']:.0%})" for label in LABELS)
+                + " |"
+                for r in rows
+            ],
+        ]
+    )
+    report = {"machine": machine(), "command": f"python -m {__spec__.name} score --model {' '.join(models)}"}
+    write_report(output, report | {"rows": rows}, table)
+
+
 def draw_sheet(pairs: list[dict], path: Path) -> None:
     """A contact sheet: each pair's photo (fit in 280 px) with its number and caption below."""
     from PIL import Image, ImageDraw, ImageFont
@@ -182,6 +224,9 @@ def main() -> None:
     more.add_argument("--model", required=True, help="preset name, run folder or .keras file")
     more.add_argument("--source", required=True, help="what the pairs' 'source' field calls them")
     more.add_argument("--output", type=Path, required=True)
+    scoring = commands.add_parser("score", help="each model's own captions judged right / partly / wrong")
+    scoring.add_argument("--model", nargs="+", required=True, help="preset names, run folders or .keras files")
+    scoring.add_argument("--output", default="runs/benchmarks/judged_captions", help="report prefix (.json, .md)")
     collecting = commands.add_parser("collect", help="join the judgments with the pairs; write the committed file")
     collecting.add_argument("--append", action="store_true", help="add to the committed judgments")
     collecting.add_argument("--pairs", type=Path, default=Path("runs/judgments/pairs.json"))
@@ -192,6 +237,8 @@ def main() -> None:
         draw(args.output, args.seed)
     elif args.command == "more":
         draw(args.output, 0, unjudged_pairs(args.model, args.source, load_judgments()))
+    elif args.command == "score":
+        score(args.model, args.output)
     else:
         collect(args.pairs, args.judged, args.how, args.append)
 
