@@ -71,6 +71,11 @@ def dev_photos() -> dict[str, list[str]]:
     return photos
 
 
+def data_relative(path: str) -> str:
+    """A photo's path under ../shared/data, as the judgments name it."""
+    return str(Path(path).resolve().relative_to(DATA.resolve()))
+
+
 def caption_candidates(preset: str, paths: list[str], alternatives: int) -> list[list[str]]:
     """Per photo: the preset's best caption and its beam's next `alternatives` ones, as `sat-tf caption`
     decodes them (the preset's own decoding settings)."""
@@ -91,7 +96,7 @@ def draw_pairs(seed: int = 0) -> list[dict]:
             sources = {}
             for caption, source in zip([*ours, *theirs], ["default", "default_beam_2", "previous_default"]):
                 sources.setdefault(caption, source)
-            image = str(Path(path).resolve().relative_to(DATA.resolve()))
+            image = data_relative(path)
             pairs += [{"dev_set": dev_set, "image": image, "caption": c, "source": s} for c, s in sources.items()]
     random.Random(seed).shuffle(pairs)
     return [{"id": number, **pair} for number, pair in enumerate(pairs, start=1)]
@@ -104,7 +109,7 @@ def unjudged_pairs(model: str, source: str, judged: list[dict]) -> list[dict]:
     pairs = []
     for dev_set, paths in dev_photos().items():
         for path, (caption,) in zip(paths, caption_candidates(model, paths, alternatives=0)):
-            image = str(Path(path).resolve().relative_to(DATA.resolve()))
+            image = data_relative(path)
             if (image, caption) not in seen:
                 seen.add((image, caption))
                 pairs.append({"dev_set": dev_set, "image": image, "caption": caption, "source": source})
@@ -123,7 +128,7 @@ def score(models: list[str], output: str) -> None:
     for model in models:
         for dev_set, paths in dev_photos().items():
             captions = [caption for (caption,) in caption_candidates(model, paths, alternatives=0)]
-            images = [str(Path(path).resolve().relative_to(DATA.resolve())) for path in paths]
+            images = [data_relative(path) for path in paths]
             labels = [judged.get((image, caption)) for image, caption in zip(images, captions)]
             if None in labels:
                 raise SystemExit(f"{model}: {labels.count(None)} of its {dev_set} captions are not judged; run `more`")
