@@ -65,8 +65,12 @@ def load_split(data, image_size: int, instances: Path | None = None) -> Split:
 
 def card_of_split(model, decoding, split: Split) -> dict:
     """Scores, repetition, confidence (and grounding, with masks) of one split, decoded once."""
+    return card_of_captions(model, split, decode(model, decoding, **split.inputs).best())
+
+
+def card_of_captions(model, split: Split, best) -> dict:
+    """`card_of_split` for captions already decoded (`best`: the split's best hypotheses)."""
     captions = split.captions
-    best = decode(model, decoding, **split.inputs).best()
     texts = list(best.texts)
     scores = caption_metrics(captions.references(), dict(zip(captions.image_ids, texts)))
     cider = per_photo_cider(texts, captions)

@@ -52,6 +52,7 @@ class CacheIdentity:
     encoder_fingerprint: str  # sha256 of the encoder's weights
     images_checksum: str
     num_images: int
+    photo_view: str | None = None  # a `PhotoView`'s name; None: the photos as they are
 
 
 def _read_manifest(cache_dir: Path) -> dict | None:

@@ -15,7 +15,15 @@ import numpy as np
 from sat_tf.errors import SatTfError
 from sat_tf_edge.images import MAX_IMAGE_PIXELS, ImageDecodeError, decode_image, resize_image, to_rgb_array
 
-__all__ = ["MAX_IMAGE_PIXELS", "ImageLoadError", "ImageScan", "load_image", "scan_images", "to_rgb_array"]
+__all__ = [
+    "MAX_IMAGE_PIXELS",
+    "ImageLoadError",
+    "ImageScan",
+    "load_image",
+    "resize_image",
+    "scan_images",
+    "to_rgb_array",
+]
 
 
 class ImageLoadError(SatTfError, ImageDecodeError):

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from sat_tf.data.feature_cache import FeatureCache
 from sat_tf.data.images import load_image
+from sat_tf.data.photo_views import ViewedFeatures, ViewedPhotos
 from sat_tf.data.records import NO_PHOTO, CaptionRecord
 from sat_tf.data.tokenizer import CaptionTokenizer, pad_token_ids
 from sat_tf.errors import SatTfError
@@ -136,12 +137,22 @@ PREFETCH_BATCHES = 2
 
 def _image_loader(images, image_size: int | None):
     """Returns (batch key, fn(indices [B]) -> tensor) usable inside tf.data: uint8 "images"
-    [B, S, S, 3] from an array or files, or float32 "features" [B, L, D] from a feature cache."""
-    if isinstance(images, FeatureCache):
+    [B, S, S, 3] from an array or files (through drawn views: `ViewedPhotos`), or float32
+    "features" [B, L, D] from a feature cache (one per view: `ViewedFeatures`)."""
+    if isinstance(images, (FeatureCache, ViewedFeatures)):
         shape = [None, *images.feature_shape]
         return "features", lambda indices: tf.ensure_shape(
-            tf.numpy_function(images.gather, [indices], tf.float32, stateful=False), shape
+            tf.numpy_function(images.gather, [indices], tf.float32, stateful=isinstance(images, ViewedFeatures)), shape
         )
+    if isinstance(images, ViewedPhotos):
+        if image_size is None:
+            raise ValueError("image_size is required with photo views")
+
+        def load_views(indices):
+            batch = tf.numpy_function(lambda i: images.load_batch(i, image_size), [indices], tf.uint8, stateful=True)
+            return tf.ensure_shape(batch, [None, image_size, image_size, 3])
+
+        return "images", load_views
     if isinstance(images, np.ndarray):
         table = tf.constant(images)
 

@@ -13,6 +13,7 @@ import numpy as np
 from sat_tf.data import synthetic
 from sat_tf.data.feature_cache import FeatureCache
 from sat_tf.data.images import load_image, scan_images
+from sat_tf.data.photo_views import PhotoView, parse_photo_views
 from sat_tf.data.readers import index_images, read_captions, read_pseudo_captions, read_text_captions
 from sat_tf.data.records import NO_PHOTO, CaptionRecord, group_references
 from sat_tf.errors import ConfigError
@@ -113,6 +114,10 @@ class DataConfig:
         mix: more sources to train on at once, each an object with the keys of `CaptionSource`
             (captions, image_dir, split_list, split, weight, text_only, min_confidence); relative paths resolve
             against `data_root`. On the command line, a JSON list.
+        photo_views: training augmentation: the training photos are also read as these views
+            (`sat_tf.data.photo_views`: "jpeg-Q", "shrink-S", "sharpen-P"), one drawn per caption
+            each time it is read, beside the original; with a feature cache each view is cached
+            as `<cache>@<view>`. On the command line, comma-separated.
     """
 
     captions: str | None = None
@@ -131,6 +136,7 @@ class DataConfig:
     max_vocabulary: int | None = None
     weight: float = 1.0
     mix: tuple[dict, ...] = ()
+    photo_views: tuple[str, ...] = ()
 
     def __post_init__(self):
         for name in ("num_images", "max_caption_words", "min_word_count", "grid_size", "captions_per_image"):
@@ -139,6 +145,11 @@ class DataConfig:
         if not self.weight > 0:
             raise ConfigError(f"data.weight must be positive; got {self.weight}")
         self.sources()  # entries are checked when the config is built
+        self.views()
+
+    def views(self) -> list[PhotoView]:
+        """The training photos' views, the original first (`photo_views`)."""
+        return parse_photo_views(self.photo_views)
 
     def sources(self) -> list[CaptionSource]:
         """The `mix` entries as `CaptionSource`s (not resolved against `data_root`)."""

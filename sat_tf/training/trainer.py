@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from sat_tf.data.feature_cache import FeatureCache
+from sat_tf.data.photo_views import ViewedFeatures, ViewedPhotos
 from sat_tf.data.pipeline import EncodedCaptions, count_batches, make_caption_dataset
 from sat_tf.errors import ConfigError, SatTfError
 from sat_tf.models.captioner import Captioner
@@ -53,13 +54,13 @@ class TrainingData:
     that index into it. The source's type decides, once, whether batches hold "images" or
     "features" (see `make_caption_dataset`)."""
 
-    images: np.ndarray | Sequence[str] | FeatureCache
+    images: np.ndarray | Sequence[str] | FeatureCache | ViewedPhotos | ViewedFeatures
     captions: EncodedCaptions
     image_size: int | None = None
 
     @property
     def reads_features(self) -> bool:
-        return isinstance(self.images, FeatureCache)
+        return isinstance(self.images, (FeatureCache, ViewedFeatures))
 
 
 @dataclasses.dataclass

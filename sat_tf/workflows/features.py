@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
+from typing import Sequence
 
 from sat_tf.data.feature_cache import FeatureCache, cache_settings
+from sat_tf.data.photo_views import ORIGINAL, PhotoView, ViewedFeatures, ViewedPhotos
 from sat_tf.data.sources import CaptionData
 from sat_tf.errors import ConfigError
 from sat_tf.inference.features import encoder_identity, extract_to_cache
@@ -66,20 +69,37 @@ def features_source(
     output_dir: str | os.PathLike | None,
     split: str,
     verbose: bool = True,
+    views: Sequence[PhotoView] = (),
+    seed: int = 0,
 ):
     """A `FeatureCache` of the split's images when a cache is set, else the images themselves.
 
     A cache folder that does not exist yet (or whose extraction was interrupted) is filled first,
-    resumably; an existing one is checked against the encoder and the image list."""
+    resumably; an existing one is checked against the encoder and the image list. With more than
+    one photo view (training augmentation), every view is read: a cache per view
+    (`<cache>@<view>`, the original's is the cache itself) as `ViewedFeatures`, or the images as
+    `ViewedPhotos`; `seed` seeds the draws."""
     folder = cache_folder(cache_setting, output_dir, split)
+    views = list(views) or [PhotoView()]
     if folder is None:
-        return data.images
+        return data.images if len(views) == 1 else ViewedPhotos(data.images, views, seed)
+    caches = [_view_cache(data, encoder, model, view_folder(folder, view), view, verbose) for view in views]
+    return caches[0] if len(caches) == 1 else ViewedFeatures(caches, seed)
+
+
+def view_folder(folder: Path, view: PhotoView) -> Path:
+    """Where a photo view's features are cached: beside the photos' own (`<cache>@<view>`)."""
+    return folder if view.name == ORIGINAL else folder.with_name(f"{folder.name}@{view.name}")
+
+
+def _view_cache(data: CaptionData, encoder: Encoder, model: ModelConfig, folder: Path, view: PhotoView, verbose):
     paths = data.image_paths
     if not _is_complete(folder):
-        return extract_to_cache(
-            encoder, paths, folder, verbose=verbose, settings=encoder_settings_record(model, encoder)
-        )
-    return FeatureCache(folder, encoder_identity(encoder, paths))
+        if verbose and view.name != ORIGINAL:
+            print(f"extracting the photos' {view.name} view into {folder}", file=sys.stderr, flush=True)
+        settings = encoder_settings_record(model, encoder)
+        return extract_to_cache(encoder, paths, folder, verbose=verbose, settings=settings, view=view)
+    return FeatureCache(folder, encoder_identity(encoder, paths, view))
 
 
 def _is_complete(folder: Path) -> bool:

@@ -46,7 +46,8 @@ def _field_help(section_type: type) -> dict[str, str]:
 
 
 def _parser_of(hint):
-    """A string -> value function for a field type (int, float, str, tuples of ints, optionals)."""
+    """A string -> value function for a field type (int, float, str, tuples of ints or of names,
+    optionals)."""
     kinds = (
         [k for k in typing.get_args(hint)] if typing.get_args(hint) and typing.get_origin(hint) is not tuple else [hint]
     )
@@ -65,6 +66,8 @@ def _parser_of(hint):
             if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
                 raise argparse.ArgumentTypeError(f"expected a JSON list of objects, got '{text}'")
             return tuple(value)
+        if base is tuple and typing.get_args(kind)[:1] == (str,):  # a list of names
+            return tuple(part.strip() for part in text.split(",") if part.strip())
         if base is tuple:
             try:
                 return tuple(int(part) for part in text.split(","))

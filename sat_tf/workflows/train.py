@@ -80,7 +80,17 @@ def train_captioner(
             f"{'; '.join(f'{k}: {v}' for k, v in list(captions.skipped.items())[:3])}",
             file=sys.stderr,
         )
-    source = features_source(data, probe, config.model, config.data.feature_cache, output_dir, "train", verbose)
+    source = features_source(
+        data,
+        probe,
+        config.model,
+        config.data.feature_cache,
+        output_dir,
+        "train",
+        verbose,
+        views=config.data.views(),
+        seed=config.training.seed,
+    )
     validator = validation_scorer(config, probe, output_dir, verbose) if validate else None
     output_dir.mkdir(parents=True, exist_ok=True)
     config.save(output_dir / RUN_CONFIG_FILE)
@@ -221,7 +231,17 @@ def train_self_critical(
         source=None if captions.source is None else captions.source[first_of_each_image],
         skipped={},
     )
-    source = features_source(data, encoder, config.model, config.data.feature_cache, output_dir, "train", verbose)
+    source = features_source(
+        data,
+        encoder,
+        config.model,
+        config.data.feature_cache,
+        output_dir,
+        "train",
+        verbose,
+        views=config.data.views(),
+        seed=config.training.seed,
+    )
     validator = validation_scorer(config, encoder, output_dir, verbose, metric="CIDEr")
     scst = config.scst
     training = dataclasses.replace(config.training, bucket_by_length=False)
