@@ -18,12 +18,12 @@ PAGE = BENCHMARKS / "RESULTS.md"
 MAX_LEAVES = 40  # scalar entries shown per file without a "rows" table (the JSON holds them all)
 
 # The figures a reader looks for first: (what, results file, key path, format).
-CARD = "preset_card_everyday_lite0_448.json"  # the default preset's card
+CARD = "preset_card_everyday_selftrained_lite0_448.json"  # the default preset's card
 FLICKR_CARD = "preset_card_flickr8k_lite0_448_distilled.json"  # the previous default (Flickr8k only)
 ENSEMBLE_CARD = "preset_card_ensemble_two_presets.json"  # the best Flickr8k captioner shipped: two presets as one
 HEADLINES = [
     (
-        "Default preset (everyday_lite0_448) COCO val2014 dev BLEU-4 (beam 3, int8)",
+        "Default preset (everyday_selftrained_lite0_448) COCO val2014 dev BLEU-4 (beam 3, int8)",
         CARD,
         "rows.COCO val2014 dev.BLEU-4",
         "{:.1f}",

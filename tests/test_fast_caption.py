@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sat_tf.cli import main
+from sat_tf.cli import DEFAULT_PRESET, main
 from sat_tf.cli.fast_caption import fast_arguments
 from sat_tf.data import synthetic
 
@@ -54,7 +54,7 @@ def test_the_fast_path_prints_and_writes_what_the_tensorflow_path_does(tmp_path,
     assert main([*argv, "--output", str(tmp_path / "tf.json")]) == 0
     printed_tf = capsys.readouterr()
     assert "preparing the fast path" in printed_tf.err
-    assert len(list((tmp_path / "cache" / "edge").glob("everyday_lite0_448-*/sat_tf_edge.json"))) == 1
+    assert len(list((tmp_path / "cache" / "edge").glob(f"{DEFAULT_PRESET}-*/sat_tf_edge.json"))) == 1
 
     # the next runs are the fast path's: the same lines and records, and no TensorFlow started
     code = (

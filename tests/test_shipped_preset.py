@@ -17,7 +17,14 @@ PRESET = DEFAULT_PRESET
 
 
 @pytest.mark.parametrize(
-    "name", ["flickr8k_lite0", "flickr8k_lite0_448", "flickr8k_lite0_448_distilled", "everyday_lite0_448"]
+    "name",
+    [
+        "flickr8k_lite0",
+        "flickr8k_lite0_448",
+        "flickr8k_lite0_448_distilled",
+        "everyday_lite0_448",
+        "everyday_selftrained_lite0_448",
+    ],
 )
 def test_presets_are_shipped_small_and_documented(name):
     assert name in preset_names()

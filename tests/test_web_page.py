@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sat_tf.cli.common import DEFAULT_PRESET
 from sat_tf.data import synthetic
 from sat_tf.export.web_page import default_runtime_dir, export_web
 from sat_tf.inference import BeamSampler, generate_captions
@@ -174,7 +175,7 @@ def test_the_default_presets_page_captions_real_photos_as_the_edge_runtime(brows
     from sat_tf.workflows.caption import load_for_captioning
     from sat_tf_edge import EdgeCaptioner
 
-    loaded = load_for_captioning(["everyday_lite0_448"])
+    loaded = load_for_captioning([DEFAULT_PRESET])
     (model,) = loaded.model.members()
     calibration_photos = sorted((DATA / "coco_val2014" / "images").glob("*.jpg"))[100:116]
     folder = tmp_path_factory.mktemp("preset_web") / "site"

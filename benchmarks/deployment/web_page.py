@@ -7,7 +7,7 @@ milliseconds per caption (encoder + decoding, greedy and beam 3, timed inside th
 first), the page's total download, and whether its captions equal `sat-tf-edge`'s on the same
 photos; then the same photos through `sat-tf-edge` (ai-edge-litert, Python) for comparison.
 
-    python -m benchmarks.deployment.web_page --model everyday_lite0_448 --output benchmarks/results/web_page
+    python -m benchmarks.deployment.web_page --model everyday_selftrained_lite0_448 --output benchmarks/results/web_page
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def in_page(url: str, pixels: list, beam: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="everyday_lite0_448", help="preset, run folder or .keras")
+    parser.add_argument("--model", default="everyday_selftrained_lite0_448", help="preset, run folder or .keras")
     parser.add_argument("--photos", type=int, default=20, help="COCO val2014 dev photos timed")
     parser.add_argument("--site", default="runs/benchmarks/web_site", help="where the page is exported")
     add_output_argument(parser, "web_page")

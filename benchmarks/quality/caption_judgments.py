@@ -56,7 +56,8 @@ RULE = (
     "caption describes a scene that is not the photo's."
 )
 SHEET_SIZE = 20
-DEFAULT_PRESET, PREVIOUS_PRESET = "everyday_lite0_448", "flickr8k_lite0_448_distilled"
+# the presets the first sheets were drawn from: the default and the previous default at the time
+DRAWN_DEFAULT, DRAWN_PREVIOUS = "everyday_lite0_448", "flickr8k_lite0_448_distilled"
 FLICKR_PHOTOS = 60
 
 
@@ -90,8 +91,8 @@ def draw_pairs(seed: int = 0) -> list[dict]:
     """Every distinct (photo, caption) of the candidates, shuffled, numbered from 1."""
     pairs = []
     for dev_set, paths in dev_photos().items():
-        default = caption_candidates(DEFAULT_PRESET, paths, alternatives=1)
-        previous = caption_candidates(PREVIOUS_PRESET, paths, alternatives=0)
+        default = caption_candidates(DRAWN_DEFAULT, paths, alternatives=1)
+        previous = caption_candidates(DRAWN_PREVIOUS, paths, alternatives=0)
         for path, ours, theirs in zip(paths, default, previous):
             sources = {}
             for caption, source in zip([*ours, *theirs], ["default", "default_beam_2", "previous_default"]):

@@ -239,7 +239,7 @@ def markdown(report: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="everyday_lite0_448", help="preset, run folder or .keras")
+    parser.add_argument("--model", default="everyday_selftrained_lite0_448", help="preset, run folder or .keras")
     parser.add_argument(
         "--preset-dir",
         type=Path,

@@ -13,7 +13,7 @@ cross-validated AUROC); every figure of the combined confidence is out of fold.
 Writes the AUROC table per signal and combined, the "not sure" rates before and after, the
 reliability plot (raw against calibrated, per dev set), and the calibration itself (`--save`).
 
-    python -m benchmarks.quality.confidence_calibration --model everyday_lite0_448 \
+    python -m benchmarks.quality.confidence_calibration --model everyday_selftrained_lite0_448 \
         --output benchmarks/results/confidence_calibration --plot docs/images/reliability.png \
         --save runs/benchmarks/everyday_calibration.json
 """
@@ -49,6 +49,7 @@ from sat_tf.evaluation.ranking import auroc  # noqa: E402
 from sat_tf.inference import RandomSampler, generate_captions  # noqa: E402
 from sat_tf.inference.generate import region_features  # noqa: E402
 from sat_tf.workflows.calibration import caption_dev_set, photo_states_of_files  # noqa: E402
+from sat_tf.workflows.calibration_store import save_calibration  # noqa: E402
 from sat_tf.workflows.caption import load_for_captioning  # noqa: E402
 from sat_tf_edge.calibration import SIGNALS, PhotoNovelty  # noqa: E402
 
@@ -186,13 +187,17 @@ def plot(curves: dict, threshold: float, path: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", nargs="+", default=["everyday_lite0_448"], help="preset, run folder or .keras")
+    parser.add_argument(
+        "--model", nargs="+", default=["everyday_selftrained_lite0_448"], help="preset, run folder or .keras"
+    )
     parser.add_argument("--flickr-train-photos", type=int, default=1000, help="Flickr8k train photos for the novelty")
     parser.add_argument("--signals", default="runs/benchmarks/calibration_signals.npz", help="cache of the signals")
     parser.add_argument("--refresh", action="store_true", help="measure the signals again")
     parser.add_argument("--bins", type=int, default=5, help="reliability bins of equal count per dev set")
     parser.add_argument("--plot", default="runs/benchmarks/reliability.png", help="where to draw the plot")
-    parser.add_argument("--save", help="write the fitted calibration (JSON) here")
+    parser.add_argument(
+        "--save", help="write the fitted calibration here: a JSON file, or a preset or run folder (beside its model)"
+    )
     add_output_argument(parser, "confidence_calibration")
     args = parser.parse_args()
     loaded = load_for_captioning(args.model, as_caption_command=True)
@@ -235,7 +240,9 @@ def main() -> None:
         },
     }
     plot(curves, fitted.calibration.not_sure_below, args.plot)
-    if args.save:
+    if args.save and Path(args.save).is_dir():  # a preset or run folder: kept beside the model
+        save_calibration(args.save, fitted.calibration)
+    elif args.save:
         Path(args.save).write_text(json.dumps(fitted.calibration.to_json(), indent=1))
     report = {
         "machine": machine(),

@@ -20,7 +20,7 @@ and its promise are written into that preset's calibration (`save_calibration`; 
 confidence itself are unchanged).
 
     python -m benchmarks.quality.not_sure_threshold --right-flagged 0.25 --to-eye \
-        --preset-dir sat_tf/presets/everyday_lite0_448 --plot docs/images/reliability_by_eye.png \
+        --preset-dir sat_tf/presets/everyday_selftrained_lite0_448 --plot docs/images/reliability_by_eye.png \
         --output benchmarks/results/not_sure_threshold
 """
 

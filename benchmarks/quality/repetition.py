@@ -7,7 +7,8 @@ Each model is decoded with its own settings (tag guidance off), with the rule of
 COCO val2014 dev photos (100), coco_mini (79, original size, with grounding) and Flickr8k dev
 (1,000 photos).
 
-    python -m benchmarks.quality.repetition --model everyday_lite0_448 [--output benchmarks/results/repetition]
+    python -m benchmarks.quality.repetition --model everyday_selftrained_lite0_448 \
+        [--output benchmarks/results/repetition]
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ def people_repeating_a_content_word(split) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", nargs="+", default=["everyday_lite0_448"], help="preset names, run folders or files")
+    parser.add_argument(
+        "--model", nargs="+", default=["everyday_selftrained_lite0_448"], help="preset names, run folders or files"
+    )
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=list(SPLITS))
     add_output_argument(parser, "repetition")
     args = parser.parse_args()

@@ -7,14 +7,15 @@ image contract resizes straight to 448 (Pillow bilinear, antialiased): sharp. Th
 coco_mini once per way of preparing the photo, with each model's own decoding settings (tag
 guidance off, beam 3), and reports the scores, the grounding, and against `original` the paired
 bootstrap 95% interval of the mean per-photo CIDEr-D difference (79 photos are few: an interval
-that holds 0 is no evidence either way):
+that holds 0 is no evidence either way) and the share of photos given the very same caption (a
+model that reads a photo the same however it was taken scores 100%):
 
 - `original`: the contract alone (what `sat-tf caption` does);
 - the training augmentation's photo views (`sat_tf.data.photo_views`), then the contract:
   `shrink-S` (first shrunk to S px on its longer side: as soft as a training photo), `jpeg-Q`
   (re-encoded as JPEG at quality Q), `sharpen-P` (an unsharp mask).
 
-    python -m benchmarks.studies.input_resolution --model everyday_lite0_448 runs/selftrain/soup \
+    python -m benchmarks.studies.input_resolution --model everyday_lite0_448 everyday_selftrained_lite0_448 \
         [--output benchmarks/results/input_resolution]
 """
 
@@ -56,7 +57,9 @@ def prepared_photo(path: str, preparation: str, size: int) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", nargs="+", default=["everyday_lite0_448"], help="preset names, run folders or files")
+    parser.add_argument(
+        "--model", nargs="+", default=["everyday_selftrained_lite0_448"], help="preset names, run folders or files"
+    )
     parser.add_argument("--preparations", nargs="+", default=list(PREPARATIONS))
     add_output_argument(parser, "input_resolution")
     args = parser.parse_args()
@@ -65,30 +68,35 @@ def main() -> None:
         loaded = load_for_captioning([reference], overrides={"decoding": {"tag_guidance": "off"}})
         size = loaded.model.members()[0].encoder.image_size
         split = split or load_split(coco_data(), size, COCO_INSTANCES)
-        baseline = None
+        baseline, first_texts = None, None
         for preparation in args.preparations:
             images = np.stack([prepared_photo(p, preparation, size) for p in split.captions.image_paths])
             best = decode(loaded.model, loaded.decoding, images=images).best()
             card = card_of_captions(loaded.model, split, best)
             cider = 100 * per_photo_cider(list(best.texts), split.captions)
+            texts = list(best.texts)
             baseline = cider if baseline is None else baseline
+            first_texts = texts if first_texts is None else first_texts
             interval = paired_bootstrap_interval(cider - baseline)
-            rows.append({"model": reference, "preparation": preparation, **card, "cider_difference_interval": interval})
-            print(reference, preparation, {k: round(card[k], 3) for k in REPORTED}, interval, flush=True)
+            same = float(np.mean([a == b for a, b in zip(texts, first_texts)]))
+            row = {"model": reference, "preparation": preparation, **card, "cider_difference_interval": interval}
+            rows.append({**row, "same_caption_as_first": same, "captions": texts})
+            print(reference, preparation, {k: round(card[k], 3) for k in REPORTED}, interval, same, flush=True)
     lines = [
         "# Photos as people take them: coco_mini (79 COCO val2017 photos, original size) prepared several ways",
         "",
         f"`{command_line(__spec__.name, args)}`; {machine()}; beam 3, each model's decoding, tag guidance off.",
         "",
         "| model | preparation | BLEU-4 | METEOR | CIDEr | per-photo CIDEr-D against the first, 95% | "
-        "attention lift | peak on object |",
-        "|---|---|---|---|---|---|---|---|",
+        "same caption as the first | attention lift | peak on object |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         low, high = row["cider_difference_interval"]
         lines.append(
             f"| {row['model']} | {row['preparation']} | {row['BLEU-4']:.1f} | {row['METEOR']:.1f} | "
-            f"{row['CIDEr']:.1f} | {low:+.1f} to {high:+.1f} | {row['lift']:.2f}x | "
+            f"{row['CIDEr']:.1f} | {low:+.1f} to {high:+.1f} | {100 * row['same_caption_as_first']:.0f}% | "
+            f"{row['lift']:.2f}x | "
             f"{100 * row['peak_on_object']:.0f}% |"
         )
     report = {"command": command_line(__spec__.name, args), "machine": machine(), "rows": rows}

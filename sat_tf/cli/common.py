@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_PRESET = "everyday_lite0_448"  # the shipped preset every command uses without --model
+DEFAULT_PRESET = "everyday_selftrained_lite0_448"  # the shipped preset every command uses without --model
 
 
 def add_model_argument(parser: argparse.ArgumentParser, role: str = "", several: bool = True, note: str = "") -> None:

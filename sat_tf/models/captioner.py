@@ -156,7 +156,7 @@ class Captioner(keras.Model):
         or a folder written by `save_preset`.
 
         Example:
-            >>> model = Captioner.from_preset("everyday_lite0_448")
+            >>> model = Captioner.from_preset("everyday_selftrained_lite0_448")
             >>> generate_captions(model, images=photos, sampler=BeamSampler(3)).best_texts
         """
         from sat_tf.models.preset import load_preset

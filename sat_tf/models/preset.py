@@ -148,7 +148,7 @@ def load_preset(name_or_path: str | os.PathLike, info: dict | None = None):
         info: its config.json as `preset_info` returned it, when the caller has read it already.
 
     Example:
-        >>> model = load_preset("everyday_lite0_448")  # or Captioner.from_preset(...)
+        >>> model = load_preset("everyday_selftrained_lite0_448")  # or Captioner.from_preset(...)
     """
     info = preset_info(name_or_path) if info is None else info
     folder = preset_folder(name_or_path)

@@ -2,7 +2,7 @@
 workflow shares.
 
 Example:
-    >>> loaded = load_for_captioning(["everyday_lite0_448"])    # the model and its decoding settings
+    >>> loaded = load_for_captioning(["everyday_selftrained_lite0_448"])    # the model and its decoding settings
     >>> captioned = caption_files(loaded.model, ["photo.jpg"], loaded.decoding, calibration=loaded.calibration)
     >>> captioned.records()[0]["caption"]
 """
