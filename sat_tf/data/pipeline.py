@@ -178,7 +178,7 @@ def _image_loader(images, image_size: int | None):
 
 
 def make_caption_dataset(
-    images: np.ndarray | Sequence[str] | FeatureCache,
+    images: np.ndarray | Sequence[str] | FeatureCache | ViewedPhotos | ViewedFeatures,
     captions: EncodedCaptions,
     batch_size: int,
     *,
@@ -196,7 +196,8 @@ def make_caption_dataset(
 
     Args:
         images: an in-memory uint8 array [N, S, S, 3], a list of image file paths (check them
-            first with `scan_images`; unreadable files fail the pipeline), or a `FeatureCache`.
+            first with `scan_images`; unreadable files fail the pipeline), or a `FeatureCache`;
+            `ViewedPhotos` / `ViewedFeatures` read them through photo views drawn per row.
         captions: output of `encode_captions`; its `image_index` points into `images`. With
             captions without a photo (`NO_PHOTO`), batches also hold "has_photo" (bool [B]).
         batch_size: global batch size.
