@@ -72,8 +72,7 @@ class PhotoView:
         if self.kind == "jpeg":
             buffer = io.BytesIO()
             image.save(buffer, format="JPEG", quality=self.value)
-            buffer.seek(0)
-            return np.asarray(Image.open(buffer).convert("RGB"))
+            return load_image(buffer.getvalue())  # decoded by the image contract
         if self.kind == "shrink":
             scale = self.value / max(image.size)
             if scale >= 1:

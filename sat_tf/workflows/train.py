@@ -28,6 +28,21 @@ from sat_tf.workflows.run_config import RUN_CONFIG_FILE, RunConfig
 VALIDATION_SEED_OFFSET = 1_000_003
 
 
+def training_source(config: RunConfig, data, encoder, output_dir, verbose: bool):
+    """The training photos (or their feature caches), read through the config's photo views."""
+    return features_source(
+        data,
+        encoder,
+        config.model,
+        config.data.feature_cache,
+        output_dir,
+        "train",
+        verbose,
+        views=config.data.views(),
+        seed=config.training.seed,
+    )
+
+
 def train_captioner(
     config: RunConfig, output_dir: str | os.PathLike, resume: bool = False, verbose: bool = True, validate: bool = True
 ) -> TrainResult:
@@ -80,17 +95,7 @@ def train_captioner(
             f"{'; '.join(f'{k}: {v}' for k, v in list(captions.skipped.items())[:3])}",
             file=sys.stderr,
         )
-    source = features_source(
-        data,
-        probe,
-        config.model,
-        config.data.feature_cache,
-        output_dir,
-        "train",
-        verbose,
-        views=config.data.views(),
-        seed=config.training.seed,
-    )
+    source = training_source(config, data, probe, output_dir, verbose)
     validator = validation_scorer(config, probe, output_dir, verbose) if validate else None
     output_dir.mkdir(parents=True, exist_ok=True)
     config.save(output_dir / RUN_CONFIG_FILE)
@@ -231,17 +236,7 @@ def train_self_critical(
         source=None if captions.source is None else captions.source[first_of_each_image],
         skipped={},
     )
-    source = features_source(
-        data,
-        encoder,
-        config.model,
-        config.data.feature_cache,
-        output_dir,
-        "train",
-        verbose,
-        views=config.data.views(),
-        seed=config.training.seed,
-    )
+    source = training_source(config, data, encoder, output_dir, verbose)
     validator = validation_scorer(config, encoder, output_dir, verbose, metric="CIDEr")
     scst = config.scst
     training = dataclasses.replace(config.training, bucket_by_length=False)
