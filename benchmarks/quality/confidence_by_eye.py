@@ -12,6 +12,8 @@ default preset):
   photo" annotation): how much the photo, rather than the language alone, speaks for the caption;
 - `sample_consensus`: CIDEr-D of the caption against 8 captions sampled from the model;
 - `tag_agrees`: 0 when a confident ImageNet tag names a COCO object the caption does not name;
+- `tag_top_probability`: the probability of the photo's top ImageNet tag (how sure the tagger is of
+  what the photo shows; every runtime has the tagger, but not as a calibration input);
 - for the preset's own captions: its shipped (calibrated) confidence and "not sure" flag, and the
   calibration refitted on these labels (`fit_calibration`, 5-fold, out of fold): with the signals
   every runtime has (`sat_tf_edge.calibration.SIGNALS`), and with the study's signals too.
@@ -53,7 +55,14 @@ from sat_tf.workflows.caption import caption_files, load_for_captioning  # noqa:
 from sat_tf_edge.calibration import SIGNALS as RUNTIME_SIGNALS  # noqa: E402
 
 SAMPLES = 8
-SIGNALS = ("token_log_prob", "min_token_log_prob", "photo_gain", "sample_consensus", "tag_agrees")
+SIGNALS = (
+    "token_log_prob",
+    "min_token_log_prob",
+    "photo_gain",
+    "sample_consensus",
+    "tag_agrees",
+    "tag_top_probability",
+)
 GROUPS = {
     "COCO dev (val2014 dev + coco_mini)": ("coco_val2014_dev", "coco_mini"),
     "COCO val2014 dev": ("coco_val2014_dev",),
@@ -110,6 +119,7 @@ def measure(loaded, pairs: list[dict]) -> tuple[dict[str, np.ndarray], float]:
             samples_of_pair[i] = samples
         tags = shipped.tags[number] if shipped.tags else []
         table["tag_agrees"][rows] = [0.0 if contradicted(c, tags) else 1.0 for c in captions]
+        table["tag_top_probability"][rows] = tags[0].probability if tags else 0.0
         for i, caption in zip(rows, captions):
             if caption == best[number]:  # the preset's own caption, as `sat-tf caption` gives it
                 table["shipped_confidence"][i] = shipped.confidence[number]

@@ -55,7 +55,7 @@ from sat_tf_edge.calibration import SIGNALS, PhotoNovelty  # noqa: E402
 
 DEV_SETS = {"Flickr8k dev": flickr_dev, "COCO val2014 dev": coco_dev, "coco_mini": coco_data}
 REPORTED_ONLY = (
-    "tag_top_probability",  # the tagger is a second network the TFLite pair does not carry
+    "tag_top_probability",  # every runtime has the tagger's probabilities, but not as a calibration input
     "tag_entropy",
     "tag_contradicts",
     "photo_knn_distance",  # needs every training photo's h0 on the device
