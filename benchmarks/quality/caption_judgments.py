@@ -185,11 +185,9 @@ def draw(output: Path, seed: int, pairs: list[dict] | None = None) -> None:
     print(f"{len(pairs)} pairs, {(len(pairs) + SHEET_SIZE - 1) // SHEET_SIZE} sheets in {output}")
 
 
-def collect(pairs_file: Path, judged: list[Path], how: str, append: bool = False) -> None:
-    """Joins the judgment files ({"<id>": label}) with the pairs and writes the committed file (with
-    `append`, after the pairs it holds); every pair must be judged once, with one of `LABELS`."""
-    from sat_tf.utils.atomic import write_json_atomic
-
+def join_judgments(pairs_file: Path, judged: list[Path]) -> list[dict]:
+    """The drawn pairs, each with its label from the judgment files ({"<id>": label}); every pair
+    must be judged once, with one of `LABELS`."""
     pairs = json.loads(pairs_file.read_text())["pairs"]
     labels: dict[str, str] = {}
     for file in judged:
@@ -202,7 +200,15 @@ def collect(pairs_file: Path, judged: list[Path], how: str, append: bool = False
     missing = [str(p["id"]) for p in pairs if str(p["id"]) not in labels]
     if missing:
         raise SystemExit(f"{len(missing)} pairs have no judgment: {', '.join(missing[:10])}")
-    judged_pairs = [{**p, "label": labels[str(p["id"])]} for p in pairs]
+    return [{**p, "label": labels[str(p["id"])]} for p in pairs]
+
+
+def collect(pairs_file: Path, judged: list[Path], how: str, append: bool = False) -> None:
+    """Joins the judgment files with the pairs (`join_judgments`) and writes the committed file (with
+    `append`, after the pairs it holds)."""
+    from sat_tf.utils.atomic import write_json_atomic
+
+    judged_pairs = join_judgments(pairs_file, judged)
     if append:
         committed = json.loads(JUDGMENTS.read_text())
         clash = {p["id"] for p in committed["pairs"]} & {p["id"] for p in judged_pairs}

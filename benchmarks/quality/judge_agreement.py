@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.quality.caption_judgments import LABELS, RULE, SHEET_SIZE, draw_sheet, load_judgments
+from benchmarks.quality.caption_judgments import LABELS, RULE, join_judgments, load_judgments
+from benchmarks.quality.caption_judgments import draw as draw_pairs_and_sheets
 
 SECOND_JUDGMENTS = Path(__file__).resolve().parents[1] / "labels" / "caption_judgments_second.json"
 GRADE = {"wrong": 0, "partly right": 1, "right": 2}
@@ -49,33 +50,15 @@ DEV_SETS = {
 
 def draw(count: int, seed: int, output: Path) -> None:
     """`count` committed pairs drawn at random (seeded), without their labels, as contact sheets."""
-    from sat_tf.utils.atomic import write_json_atomic
-
     pairs = [{k: v for k, v in p.items() if k != "label"} for p in load_judgments()]
-    sample = random.Random(seed).sample(pairs, count)
-    write_json_atomic(output / "pairs.json", {"rule": RULE, "labels": LABELS, "pairs": sample})
-    for start in range(0, count, SHEET_SIZE):
-        draw_sheet(sample[start : start + SHEET_SIZE], output / "sheets" / f"sheet_{start // SHEET_SIZE + 1:02d}.png")
-    print(f"{count} pairs, {(count + SHEET_SIZE - 1) // SHEET_SIZE} sheets in {output}")
+    draw_pairs_and_sheets(output, seed, random.Random(seed).sample(pairs, count))
 
 
 def collect(pairs_file: Path, judged: list[Path], how: str) -> None:
     """Joins the second person's `{"<id>": label}` files with the drawn pairs and writes the committed file."""
     from sat_tf.utils.atomic import write_json_atomic
 
-    pairs = json.loads(pairs_file.read_text())["pairs"]
-    labels: dict[str, str] = {}
-    for file in judged:
-        for key, label in json.loads(file.read_text()).items():
-            if label not in LABELS:
-                raise SystemExit(f"{file}: pair {key}: label must be one of {LABELS}; got {label!r}")
-            if key in labels:
-                raise SystemExit(f"{file}: pair {key} is judged twice")
-            labels[key] = label
-    missing = [str(p["id"]) for p in pairs if str(p["id"]) not in labels]
-    if missing:
-        raise SystemExit(f"{len(missing)} pairs have no judgment: {', '.join(missing[:10])}")
-    second = [{"id": p["id"], "label": labels[str(p["id"])]} for p in pairs]
+    second = [{"id": p["id"], "label": p["label"]} for p in join_judgments(pairs_file, judged)]
     write_json_atomic(SECOND_JUDGMENTS, {"rule": RULE, "how": how, "labels": LABELS, "pairs": second})
     print(f"{len(second)} second judgments written to {SECOND_JUDGMENTS}")
 
